@@ -1,0 +1,50 @@
+"""Config loading: line-aware YAML, strict pydantic models, and one report listing every problem."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from bridge.config.errors import ConfigError, ConfigPath, Issue, format_path
+from bridge.config.load import load_config, load_config_text
+from bridge.config.loader import Document, Mark, load_yaml
+from bridge.config.types import (
+    BASE_DIR,
+    Duration,
+    FilePath,
+    PositiveDuration,
+    TimeZoneName,
+    expected,
+    parse_duration,
+)
+from bridge.config.validate import issue_at, validate, validate_at, validation_issues
+
+
+class ConfigModel(BaseModel):
+    """Base for config models: unknown keys are errors, and a loaded config never changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+__all__ = [
+    "BASE_DIR",
+    "ConfigError",
+    "ConfigModel",
+    "ConfigPath",
+    "Document",
+    "Duration",
+    "FilePath",
+    "Issue",
+    "Mark",
+    "PositiveDuration",
+    "TimeZoneName",
+    "expected",
+    "format_path",
+    "issue_at",
+    "load_config",
+    "load_config_text",
+    "load_yaml",
+    "parse_duration",
+    "validate",
+    "validate_at",
+    "validation_issues",
+]

@@ -1,0 +1,45 @@
+"""Read a config file into a validated model, or raise one `ConfigError` listing every problem."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from bridge.config.errors import ConfigError, Issue
+from bridge.config.loader import load_yaml
+from bridge.config.validate import validate
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        message = f"cannot read the file: not UTF-8 text (byte {exc.start})"
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        message = f"cannot read the file: {reason[:1].lower()}{reason[1:]}"
+    raise ConfigError([Issue((), message, None, None, str(path))])
+
+
+def load_config_text(
+    text: str,
+    file_name: str,
+    model_type: type[M],
+    base_dir: Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> M:
+    """Load and validate config text; `file_name` is only used to name places in errors."""
+    document = load_yaml(text, file_name, environ)
+    return validate(document, model_type, base_dir=base_dir)
+
+
+def load_config(path: Path, model_type: type[M], *, environ: Mapping[str, str] | None = None) -> M:
+    """Load and validate a config file; relative paths in it are taken from its directory."""
+    text = _read(path)
+    return load_config_text(text, str(path), model_type, path.absolute().parent, environ=environ)
