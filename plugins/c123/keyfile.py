@@ -1,0 +1,61 @@
+"""Reading the gateway key from its file, and replacing that file so a crash never loses the key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import SecretStr
+
+
+def read_key(path: Path) -> SecretStr:
+    """The key stored in a file (surrounding white space ignored)."""
+    return SecretStr(path.read_text(encoding="utf-8").strip())
+
+
+class KeyNotSavedError(OSError):
+    """The gateway issued a new key but it could not be written; the old key no longer works.
+
+    The key is kept in `new_key` (a SecretStr), never in the message, so the operator's command
+    can show it once on a terminal instead of losing it.
+    """
+
+    def __init__(self, path: Path, cause: OSError, new_key: SecretStr) -> None:
+        super().__init__(f"the new key could not be written to {path}: {cause.strerror or cause}")
+        self.path = path
+        self.new_key = new_key
+
+
+def probe_writable(path: Path) -> None:
+    """Raise OSError unless a file can be created beside `path` (where the key will be written)."""
+    probe = path.parent / f".{path.name}.{os.getpid()}.probe"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    probe.unlink()
+
+
+def write_key(path: Path, key: str) -> None:
+    """Replace the key file atomically: temp file, fsync, rename, fsync the directory; mode 0600.
+
+    The gateway forgets the old key the moment it issues a new one, so the new key must be on
+    disk before anything else happens: a torn or lost write would lock the account out.
+    """
+    directory = path.parent
+    temp = directory / f".{path.name}.{os.getpid()}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the umask may have narrowed it; make sure it is exactly 0600
+        os.write(fd, f"{key}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
