@@ -1,0 +1,101 @@
+"""structlog set-up: JSON lines off a terminal, pretty on one; numbers masked, secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from bridge.sms import mask_text
+
+REDACTED = "<redacted>"
+
+
+class Scrubber:
+    """Masks phone numbers in every string of an event and replaces known secrets.
+
+    Call sites mask on purpose; this is the net under them, so a number or key that slips into
+    an exception text or a third-party message still never reaches the journal.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: set[str] = {s for s in secrets if len(s) >= 6}
+
+    def add_secret(self, secret: str) -> None:
+        if len(secret) >= 6:
+            self._secrets.add(secret)
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return mask_text(text)
+
+    def _value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {key: self._value(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self._value(item) for item in value)
+        return value
+
+    def __call__(
+        self, logger: WrappedLogger, method: str, event: MutableMapping[str, Any]
+    ) -> EventDict:
+        return {key: self._value(value) for key, value in event.items()}
+
+
+SCRUBBER = Scrubber()
+
+
+def _render_exception(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    # Render tracebacks to text first, so the scrubber sees them as strings.
+    return structlog.processors.format_exc_info(logger, method, event)
+
+
+def configure_logging(
+    stream: TextIO | None = None, *, json: bool | None = None, level: str = "info"
+) -> None:
+    """Send structlog and stdlib logging to `stream`, as JSON unless it is a terminal."""
+    stream = stream if stream is not None else sys.stderr
+    as_json = json if json is not None else not stream.isatty()
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ExtraAdder(),
+    ]
+    renderer: Processor
+    if as_json:
+        renderer = structlog.processors.JSONRenderer(sort_keys=False)
+        tail: list[Processor] = [_render_exception, SCRUBBER]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        tail = [SCRUBBER]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail, renderer],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # aiohttp's access log repeats what our own events say, with unmasked query strings.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,285 @@
+"""Async client for every c123 action: validates first, posts forms, returns typed results."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+from pydantic import SecretStr
+
+from bridge.plugins.c123 import wire
+from bridge.plugins.c123.config import C123Config
+from bridge.plugins.c123.errors import (
+    C123Error,
+    ConnectFailedError,
+    ConnectionDroppedError,
+    ConnectTimeoutError,
+    HttpStatusError,
+    ResponseTimeoutError,
+)
+from bridge.plugins.c123.keyfile import KeyNotSavedError, probe_writable, write_key
+from bridge.plugins.c123.models import (
+    Action,
+    Balance,
+    DeliveryReport,
+    InboundReply,
+    KeyRotation,
+    OutgoingSms,
+    PlannedCall,
+    SendResult,
+)
+from bridge.plugins.c123.planning import plan_calls
+from bridge.plugins.c123.validation import (
+    DEFAULT_LIMITS,
+    SEPARATOR,
+    Limits,
+    check_account,
+    check_content,
+    check_key,
+    check_numbers,
+    check_pairs,
+    check_params,
+    check_schedule,
+    render_param,
+)
+from bridge.sms import segment_count
+
+Clock = Callable[[], datetime]
+CallObserver = Callable[[Action, str, float], None]  # action, outcome, seconds
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class C123Client:
+    """One account on one gateway, over the daemon's shared aiohttp session.
+
+    The key lives only in a SecretStr and in the request body: never in a URL, a log event,
+    an exception or this object's repr.
+    """
+
+    def __init__(
+        self,
+        config: C123Config,
+        session: aiohttp.ClientSession,
+        *,
+        authkey: SecretStr | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        clock: Clock = _utcnow,
+        observe: CallObserver | None = None,
+        log: Any = None,
+    ) -> None:
+        self.config = config
+        self.limits = limits
+        self._session = session
+        self._account = check_account(config.account)
+        self._key = authkey if authkey is not None else config.load_key()
+        check_key(self._key.get_secret_value())
+        self._clock = clock
+        self._observe = observe
+        self._timeout = aiohttp.ClientTimeout(
+            total=config.timeout.total.total_seconds(),
+            connect=config.timeout.connect.total_seconds(),
+        )
+        # Bind once: a lazy proxy would rebuild the logger on every call of a hot path.
+        self._log = (log if log is not None else structlog.get_logger("smsbridge.c123")).bind()
+
+    def __repr__(self) -> str:
+        return f"C123Client(base_url={self.config.base_url!r}, account={self._account!r})"
+
+    # --- transport ---------------------------------------------------------------------------
+
+    async def request(self, action: Action, fields: Mapping[str, str] | None = None) -> bytes:
+        """POST one action and return the raw body; raises a typed error when none usable came.
+
+        Callers that must store an answer before reading it (destructive reads) use this with
+        the `wire.parse_*` functions; everyone else uses the typed methods below.
+        """
+        form = {
+            "action": action.value,
+            "ac": self._account,
+            "authkey": self._key.get_secret_value(),
+        }
+        form.update(fields or {})
+        url = self.config.base_url + action.path
+        started = time.perf_counter()
+        outcome = "transport_error"
+        try:
+            async with self._session.post(url, data=form, timeout=self._timeout) as response:
+                body = await response.read()
+                if response.status >= 400:
+                    outcome = f"http_{response.status}"
+                    raise HttpStatusError(response.status, action=action.value)
+                outcome = "answered"
+                return body
+        except C123Error:
+            raise
+        except aiohttp.ConnectionTimeoutError:
+            raise ConnectTimeoutError("connect timed out", action=action.value) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectFailedError(
+                f"cannot connect: {exc.os_error}", action=action.value
+            ) from None
+        except TimeoutError:
+            raise ResponseTimeoutError(
+                f"no answer within {self._timeout.total:g} s", action=action.value
+            ) from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise ConnectionDroppedError(
+                f"connection dropped ({type(exc).__name__})", action=action.value
+            ) from None
+        finally:
+            elapsed = time.perf_counter() - started
+            if self._observe is not None:
+                self._observe(action, outcome, elapsed)
+
+    async def _call(self, action: Action, fields: Mapping[str, str] | None = None) -> bytes:
+        try:
+            return await self.request(action, fields)
+        except C123Error as exc:
+            self._log.warning(
+                "gateway_call_failed",
+                action=action.value,
+                error=type(exc).__name__,
+                detail=str(exc),
+                retryable=exc.retryable,
+                ambiguous=exc.ambiguous,
+            )
+            raise
+
+    def _send_fields(self, numbers: Sequence[str], content: str, at: str | None) -> dict[str, str]:
+        fields = {"m": ",".join(numbers), "c": content}
+        if self.config.channel_group:
+            fields["cgid"] = str(self.config.channel_group)
+        if self.config.signature.id:
+            fields["csid"] = str(self.config.signature.id)
+        if at is not None:
+            fields["t"] = at
+        return fields
+
+    def _schedule(self, at: datetime | None) -> str | None:
+        return check_schedule(at, self.config.timezone, self._clock(), self.limits)
+
+    async def _send(self, action: Action, numbers: list[str], fields: dict[str, str]) -> SendResult:
+        body = await self._call(action, fields)
+        return wire.parse_send(action, body, tuple(numbers))
+
+    # --- sends -------------------------------------------------------------------------------
+
+    def outgoing(self, number: str, text: str) -> OutgoingSms:
+        """One message with its segment count and cost estimate under this account's signature."""
+        segments = segment_count(text, self.config.signature.text)
+        return OutgoingSms(number, text, segments, self.config.segment_price * segments)
+
+    async def send_once(
+        self, numbers: Sequence[str], text: str, *, at: datetime | None = None
+    ) -> SendResult:
+        """sendOnce: one text to 1..1000 numbers."""
+        checked = check_numbers(numbers, 1, self.limits.max_once_numbers)
+        check_content(text, "content", self.limits)
+        fields = self._send_fields(checked, text, self._schedule(at))
+        return await self._send(Action.SEND_ONCE, checked, fields)
+
+    async def send_batch(
+        self, pairs: Sequence[tuple[str, str]], *, at: datetime | None = None
+    ) -> SendResult:
+        """sendBatch: one text per number, 2..100 numbers."""
+        checked = check_pairs(pairs, self.limits)
+        numbers = [number for number, _ in checked]
+        content = SEPARATOR.join(text for _, text in checked)
+        fields = self._send_fields(numbers, content, self._schedule(at))
+        return await self._send(Action.SEND_BATCH, numbers, fields)
+
+    async def send_param(
+        self,
+        template: str,
+        numbers: Sequence[str],
+        params: Mapping[str, Sequence[str]],
+        *,
+        at: datetime | None = None,
+    ) -> SendResult:
+        """sendParam: one template with {p1}..{p10} filled per number, 2..100 numbers."""
+        checked = check_numbers(
+            numbers, self.limits.min_batch_numbers, self.limits.max_batch_numbers, distinct=True
+        )
+        values = check_params(template, params, len(checked), self.limits)
+        for index in range(len(checked)):
+            check_content(render_param(template, values, index), f"rendered[{index}]", self.limits)
+        fields = self._send_fields(checked, template, self._schedule(at))
+        fields.update({name: SEPARATOR.join(items) for name, items in values.items()})
+        return await self._send(Action.SEND_PARAM, checked, fields)
+
+    def plan(self, pairs: Sequence[tuple[str, str]]) -> list[PlannedCall]:
+        """Validate (number, text) pairs and split them into the fewest calls."""
+        messages = []
+        for index, (number, text) in enumerate(pairs):
+            (normalised,) = check_numbers([number], 1, 1, f"messages[{index}].number")
+            check_content(text, f"messages[{index}].text", self.limits)
+            messages.append(self.outgoing(normalised, text))
+        return plan_calls(messages, self.limits)
+
+    async def send_planned(self, call: PlannedCall, *, at: datetime | None = None) -> SendResult:
+        """Make one planned call."""
+        if call.action is Action.SEND_ONCE:
+            return await self.send_once(call.numbers, call.messages[0].text, at=at)
+        return await self.send_batch([(m.number, m.text) for m in call.messages], at=at)
+
+    async def send_many(
+        self, pairs: Sequence[tuple[str, str]], *, at: datetime | None = None
+    ) -> list[tuple[PlannedCall, SendResult | C123Error]]:
+        """Send every (number, text) in the fewest calls; one outcome per call, in plan order.
+
+        Calls run one after another: the gateway refuses bursts (-1), and the daemon's
+        dispatcher is what paces and retries them.
+        """
+        outcomes: list[tuple[PlannedCall, SendResult | C123Error]] = []
+        for call in self.plan(pairs):
+            try:
+                outcomes.append((call, await self.send_planned(call, at=at)))
+            except C123Error as exc:
+                outcomes.append((call, exc))
+        return outcomes
+
+    # --- reads -------------------------------------------------------------------------------
+
+    async def get_send_state(self) -> list[DeliveryReport]:
+        """Delivery reports the gateway has not handed out before (it hands each out once)."""
+        return wire.parse_reports(await self._call(Action.GET_SEND_STATE))
+
+    async def get_reply(self) -> list[InboundReply]:
+        """Replies the gateway has not handed out before (it hands each out once)."""
+        return wire.parse_replies(await self._call(Action.GET_REPLY))
+
+    async def get_balance(self) -> Balance:
+        """The account's balance in yuan."""
+        return wire.parse_balance(await self._call(Action.GET_BALANCE))
+
+    async def update_key(self, key_file: Path) -> KeyRotation:
+        """Rotate the key: the new one is in `key_file` (0600, fsynced) before this returns.
+
+        The old key dies when the gateway answers, so the write happens before anything else;
+        if it fails, the exception says so and the new key is in no log.
+        """
+        # Prove the file can be written before the gateway forgets the old key.
+        await asyncio.to_thread(probe_writable, key_file)
+        body = await self._call(Action.UPDATE_KEY)
+        rotation = wire.parse_key_rotation(body)
+        try:
+            await asyncio.to_thread(write_key, key_file, rotation.authkey)
+        except OSError as exc:
+            raise KeyNotSavedError(key_file, exc, SecretStr(rotation.authkey)) from None
+        self._key = SecretStr(rotation.authkey)
+        self._log.warning("gateway_key_rotated", key_file=str(key_file))
+        return rotation
+
+    @property
+    def price(self) -> Decimal:
+        return self.config.segment_price

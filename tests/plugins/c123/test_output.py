@@ -1,0 +1,102 @@
+"""The c123 output: jobs in, one classified outcome per job out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import aiohttp
+import pytest
+import structlog
+from pydantic import SecretStr
+
+from bridge.plugin import Job, OutcomeKind, PluginContext
+from bridge.plugins.c123 import C123Config, C123Output
+from bridge.plugins.c123.models import Action
+from bridge.plugins.c123.simulator import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_AUTHKEY,
+    Fault,
+    FaultKind,
+    Simulator,
+    SimulatorSettings,
+)
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[tuple[Simulator, C123Output]]:
+    async with (
+        Simulator(SimulatorSettings(report_delay=0, rate_limit=None)) as sim,
+        aiohttp.ClientSession() as http,
+    ):
+        config = C123Config(
+            base_url=sim.url, account=DEFAULT_ACCOUNT, authkey=SecretStr(DEFAULT_AUTHKEY)
+        )
+        ctx = PluginContext(name="sms", http=http, log=structlog.get_logger())
+        yield sim, C123Output(config, ctx)
+
+
+def jobs(*pairs: tuple[str, str]) -> list[Job]:
+    return [Job(id=i, recipient=number, text=text) for i, (number, text) in enumerate(pairs, 1)]
+
+
+async def test_jobs_are_coalesced_and_each_gets_its_msgid(
+    rig: tuple[Simulator, C123Output],
+) -> None:
+    """Seven jobs, five sharing a text, take one gateway call; each job gets its own msgid."""
+    sim, output = rig
+    batch = jobs(
+        *((f"1390000000{i}", "disk full") for i in range(5)),
+        ("15102110086", "a"),
+        ("15102110087", "b"),
+    )
+    outcomes = await output.deliver(batch)
+    assert [o.job_id for o in outcomes] == [job.id for job in batch]
+    assert all(o.kind is OutcomeKind.SENT for o in outcomes)
+    assert sum(sim.state.calls.values()) == 1
+    by_number = {m.mobile: m.msgid for m in sim.state.messages}
+    for job, outcome in zip(batch, outcomes, strict=True):
+        assert outcome.ref == by_number[job.recipient]
+        assert (outcome.segments, outcome.cost) == (1, Decimal("0.10"))
+
+
+async def test_invalid_number_fails_alone(rig: tuple[Simulator, C123Output]) -> None:
+    """A bad number fails its own job with a readable reason; the others are sent."""
+    sim, output = rig
+    outcomes = await output.deliver(jobs(("12345", "x"), ("15102110086", "x")))
+    assert outcomes[0].kind is OutcomeKind.FAILED
+    assert "not a mainland mobile number" in outcomes[0].reason
+    assert outcomes[1].kind is OutcomeKind.SENT
+    assert len(sim.state.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "after"),
+    [
+        (-1, OutcomeKind.RETRY, 5.0),
+        (-9, OutcomeKind.RETRY, 300.0),
+        (-11, OutcomeKind.RETRY, None),
+        (-10, OutcomeKind.UNKNOWN, None),
+        (-2, OutcomeKind.FAILED, None),
+        (-4, OutcomeKind.FAILED, None),
+    ],
+)
+async def test_gateway_codes_map_to_outcomes(
+    rig: tuple[Simulator, C123Output], code: int, kind: OutcomeKind, after: float | None
+) -> None:
+    """Each refusal becomes retry (with a pause), failed, or unknown, as C123_API.md decides."""
+    sim, output = rig
+    sim.state.add_fault(Fault(FaultKind.CODE, code=code, action=Action.SEND_ONCE))
+    (outcome,) = await output.deliver(jobs(("15102110086", "x")))
+    assert (outcome.kind, outcome.retry_after, outcome.code) == (kind, after, str(code))
+    assert f"code {code}" in outcome.reason
+
+
+async def test_lost_answer_is_unknown(rig: tuple[Simulator, C123Output]) -> None:
+    """When the gateway took the send but the answer was lost, the job is unknown, not failed."""
+    sim, output = rig
+    sim.state.add_fault(Fault(FaultKind.ACCEPT_THEN_DROP))
+    (outcome,) = await output.deliver(jobs(("15102110086", "x")))
+    assert outcome.kind is OutcomeKind.UNKNOWN
+    assert outcome.code == "ConnectionDroppedError"
+    assert len(sim.state.messages) == 1
