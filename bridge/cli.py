@@ -1,0 +1,76 @@
+"""The `smsbridge` command line: parses arguments, maps failures to exit codes, owns signals."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+from bridge import __version__
+from bridge.commands import gateway, simulator
+from bridge.commands.common import EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from bridge.config import ConfigError
+from bridge.logging import configure_logging
+from bridge.plugins.c123.errors import C123Error, InvalidRequestError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smsbridge",
+        description="Pages people by SMS and carries SMS conversations into team chat.",
+    )
+    parser.add_argument("--version", action="version", version=f"smsbridge {__version__}")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="default: info for long-running commands, warning for the others",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    gateway.register(subparsers)
+    simulator.register(subparsers)
+    return parser
+
+
+async def _run(args: argparse.Namespace, long_running: bool) -> int:
+    """Run the handler; SIGTERM and SIGINT cancel it (a clean stop for long-running commands)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    signalled: list[int] = []
+
+    def stop(signum: int) -> None:
+        signalled.append(signum)
+        task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return int(await args.handler(args))
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+        return EXIT_OK if long_running else 128 + signalled[0]
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand and return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    long_running = getattr(args, "long_running", False)
+    configure_logging(sys.stderr, level=args.log_level or ("info" if long_running else "warning"))
+    try:
+        return asyncio.run(_run(args, long_running))
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_CONFIG
+    except InvalidRequestError as exc:
+        print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except C123Error as exc:
+        print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED

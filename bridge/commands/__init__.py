@@ -1,0 +1,1 @@
+"""The `smsbridge` subcommands, one module per family."""

@@ -1,0 +1,184 @@
+"""Gateway subcommands: send, balance, replies, reports, rotate-key."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from bridge.plugins.c123.errors import C123Error
+from bridge.plugins.c123.keyfile import KeyNotSavedError
+from bridge.plugins.c123.models import SendResult
+
+from .common import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, add_common, gateway, load
+from .output import emit_json, emit_lines
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the gateway subcommands to the top-level parser."""
+    send = subparsers.add_parser(
+        "send",
+        help="send one text to one or more numbers",
+        description="Send one text to one or more numbers, split into the fewest gateway calls.",
+    )
+    add_common(send)
+    send.add_argument(
+        "--to", required=True, metavar="NUMBERS", help="comma-separated numbers, e.g. 15102110086"
+    )
+    send.add_argument(
+        "--at",
+        type=datetime.fromisoformat,
+        metavar="TIME",
+        help="schedule for this ISO time, e.g. 2026-12-01T09:00 (gateway time zone unless given)",
+    )
+    send.add_argument("text", help="the message text")
+    send.set_defaults(handler=cmd_send)
+
+    for name, handler, what in (
+        ("balance", cmd_balance, "show the account balance"),
+        ("replies", cmd_replies, "fetch inbound replies (the gateway hands each out only once)"),
+        ("reports", cmd_reports, "fetch delivery reports (the gateway hands each out only once)"),
+    ):
+        sub = subparsers.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
+        add_common(sub)
+        sub.set_defaults(handler=handler)
+
+    rotate = subparsers.add_parser(
+        "rotate-key",
+        help="issue a new gateway key and store it in the key file",
+        description=(
+            "Ask the gateway for a new key. The old key stops working at once; the new one is "
+            "written to the key file (0600, fsynced) before anything else."
+        ),
+    )
+    add_common(rotate)
+    rotate.add_argument(
+        "--key-file",
+        type=Path,
+        metavar="FILE",
+        help="where to store it (default: gateway.authkey_file)",
+    )
+    rotate.set_defaults(handler=cmd_rotate_key)
+
+
+def _send_lines(results: list[tuple[list[str], SendResult | C123Error]]) -> list[str]:
+    lines = []
+    for numbers, outcome in results:
+        who = (
+            ", ".join(numbers) if len(numbers) <= 5 else f"{numbers[0]} and {len(numbers) - 1} more"
+        )
+        if isinstance(outcome, C123Error):
+            lines.append(f"NOT SENT to {who}: {outcome}")
+        else:
+            ids = ", ".join(item.msgid for item in outcome.items[:3])
+            more = f" (+{len(outcome.items) - 3})" if len(outcome.items) > 3 else ""
+            lines.append(
+                f"sent to {who}: {outcome.segments} segment(s), cost {outcome.cost}, "
+                f"msgid {ids}{more}, balance {outcome.remain}"
+            )
+    return lines
+
+
+async def cmd_send(args: argparse.Namespace) -> int:
+    numbers = [part.strip() for part in args.to.split(",") if part.strip()]
+    async with gateway(load(args.config)) as client:
+        calls = client.plan([(number, args.text) for number in numbers])
+        results: list[tuple[list[str], SendResult | C123Error]] = []
+        for call in calls:
+            try:
+                results.append((list(call.numbers), await client.send_planned(call, at=args.at)))
+            except C123Error as exc:
+                results.append((list(call.numbers), exc))
+    failed = any(isinstance(outcome, C123Error) for _, outcome in results)
+    if args.json:
+        emit_json(
+            {
+                "ok": not failed,
+                "calls": [
+                    {"numbers": nums, "result": outcome}
+                    if isinstance(outcome, SendResult)
+                    else {"numbers": nums, "error": str(outcome), "code": _code(outcome)}
+                    for nums, outcome in results
+                ],
+            }
+        )
+    else:
+        emit_lines(_send_lines(results))
+    return EXIT_REFUSED if failed else EXIT_OK
+
+
+def _code(error: C123Error) -> int | str | None:
+    return getattr(error, "code", None)
+
+
+async def cmd_balance(args: argparse.Namespace) -> int:
+    async with gateway(load(args.config)) as client:
+        balance = await client.get_balance()
+    if args.json:
+        emit_json(balance)
+    else:
+        emit_lines([f"balance: {balance.remain} yuan (enterprise {balance.enterprise_id})"])
+    return EXIT_OK
+
+
+async def cmd_replies(args: argparse.Namespace) -> int:
+    async with gateway(load(args.config)) as client:
+        replies = await client.get_reply()
+    if args.json:
+        emit_json(replies)
+    else:
+        emit_lines(
+            [
+                f"{r.time.isoformat() if r.time else r.raw_time}  {r.mobile}  {r.content}"
+                for r in replies
+            ]
+            or ["no new replies"]
+        )
+    return EXIT_OK
+
+
+async def cmd_reports(args: argparse.Namespace) -> int:
+    async with gateway(load(args.config)) as client:
+        reports = await client.get_send_state()
+    if args.json:
+        emit_json([{**_report(r), "status": r.status.value} for r in reports])
+    else:
+        emit_lines(
+            [
+                f"{r.msgid}  {r.mobile}  {r.status.value}  {r.carrier_code} ({r.description})"
+                for r in reports
+            ]
+            or ["no new delivery reports"]
+        )
+    return EXIT_OK
+
+
+def _report(report: object) -> dict[str, object]:
+    return {key: getattr(report, key) for key in ("msgid", "mobile", "result", "carrier_code")}
+
+
+async def cmd_rotate_key(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    key_file = args.key_file or (config.gateway.authkey_file if config.gateway else None)
+    if key_file is None:
+        print(
+            "rotate-key: no key file: set gateway.authkey_file or pass --key-file "
+            "(the new key must be stored before the old one stops working)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    async with gateway(config) as client:
+        try:
+            rotation = await client.update_key(key_file)
+        except KeyNotSavedError as exc:
+            print(f"rotate-key: {exc}; the old key no longer works.", file=sys.stderr)
+            if sys.stderr.isatty():
+                # Last resort, on an operator's terminal only: otherwise the account is locked out.
+                print(f"The new key is: {exc.new_key.get_secret_value()}", file=sys.stderr)
+            return EXIT_REFUSED
+    if args.json:
+        emit_json({"ok": True, "key_file": str(key_file), "enterprise_id": rotation.enterprise_id})
+    else:
+        emit_lines([f"new key stored in {key_file} (mode 0600); the old key no longer works"])
+    return EXIT_OK

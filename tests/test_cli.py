@@ -1,0 +1,222 @@
+"""The command line: gateway commands against a simulator, exit codes, output formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+from bridge.plugins.c123.simulator import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_AUTHKEY,
+    Fault,
+    FaultKind,
+    Simulator,
+)
+
+A, B = "15102110086", "15102110087"
+BIN = Path(sys.executable).parent
+
+
+def write_config(tmp_path: Path, url: str, **extra: str) -> Path:
+    lines = [
+        "gateway:",
+        f"  base_url: {url}",
+        f"  account: {DEFAULT_ACCOUNT}",
+        *(f"  {key}: {value}" for key, value in extra.items()),
+    ]
+    if "authkey_file" not in extra:
+        lines.append(f"  authkey: {DEFAULT_AUTHKEY}")
+    path = tmp_path / "config.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_send_without_config_uses_the_built_in_simulator(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With no config, send goes to an in-process simulator and the log says so."""
+    code, out, err = run(capsys, "send", "--to", f"{A},+86{B}", "--json", "磁盘满了")
+    assert code == 0
+    document = json.loads(out)
+    (call,) = document["calls"]
+    assert call["numbers"] == [A, B]
+    assert isinstance(call["result"]["items"][0]["msgid"], str)
+    assert call["result"]["items"][0]["price"] == "0.10"
+    assert "gateway_simulator_embedded" in err
+
+
+def test_send_reaches_a_configured_gateway(
+    capsys: pytest.CaptureFixture[str], threaded_simulator: Simulator, tmp_path: Path
+) -> None:
+    """send through a config file lands at that gateway; terminal output says what happened."""
+    config = write_config(tmp_path, threaded_simulator.url)
+    code, out, _ = run(capsys, "send", "-c", str(config), "--to", f"{A},{B}", "hello")
+    assert code == 0
+    assert re.match(r"sent to 15102110086, 15102110087: 2 segment\(s\), cost 0\.20", out)
+    assert [m.content for m in threaded_simulator.state.messages] == ["hello", "hello"]
+
+
+def test_balance_replies_reports(
+    capsys: pytest.CaptureFixture[str], threaded_simulator: Simulator, tmp_path: Path
+) -> None:
+    """balance, replies and reports print what the gateway holds, in text and JSON."""
+    config = str(write_config(tmp_path, threaded_simulator.url))
+    assert run(capsys, "send", "-c", config, "--to", A, "ping")[0] == 0
+    code, out, _ = run(capsys, "balance", "-c", config, "--json")
+    assert (code, json.loads(out)["remain"]) == (0, "99.900")
+    threaded_simulator.state.inject_reply(A, "pong 收到")
+    code, out, _ = run(capsys, "replies", "-c", config)
+    assert code == 0
+    assert A in out
+    assert "pong 收到" in out
+    code, out, _ = run(capsys, "reports", "-c", config, "--json")
+    (report,) = json.loads(out)
+    assert (report["mobile"], report["status"]) == (A, "delivered")
+    assert report["carrier_code"] == "DELIVRD"
+    code, out, _ = run(capsys, "reports", "-c", config)
+    assert out.strip() == "no new delivery reports"
+
+
+def test_refusal_exits_one(
+    capsys: pytest.CaptureFixture[str], threaded_simulator: Simulator, tmp_path: Path
+) -> None:
+    """A gateway refusal exits 1 and says why."""
+    threaded_simulator.state.add_fault(Fault(FaultKind.CODE, code=-9))
+    config = str(write_config(tmp_path, threaded_simulator.url))
+    code, out, _ = run(capsys, "send", "-c", config, "--to", A, "x")
+    assert code == 1
+    assert "NOT SENT to 15102110086" in out
+    assert "balance too low" in out
+
+
+def test_bad_number_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """An invalid number exits 2 and names it, without calling the gateway."""
+    code, _, err = run(capsys, "send", "--to", "12345", "x")
+    assert code == 2
+    assert "messages[0].number" in err
+
+
+def test_bad_config_exits_78_with_every_problem(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A bad config exits 78, listing each problem with file and line, and no secret."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("gateway:\n  base_ur: http://x\n  account: nope\n  authkey: sEcReT\n")
+    code, _, err = run(capsys, "balance", "-c", str(path))
+    assert code == 78
+    assert f"{path}:2:3: gateway.base_ur: unknown key; did you mean 'base_url'?" in err
+    assert f"{path}:3:12: gateway.account: must look like employee@enterprise" in err
+    assert "gateway.authkey" in err
+    assert "sEcReT" not in err
+
+
+def test_rotate_key_writes_the_key_file(
+    capsys: pytest.CaptureFixture[str], threaded_simulator: Simulator, tmp_path: Path
+) -> None:
+    """rotate-key stores the new key in gateway.authkey_file; the next command uses it."""
+    key_file = tmp_path / "c123.key"
+    key_file.write_text(DEFAULT_AUTHKEY + "\n")
+    config = str(write_config(tmp_path, threaded_simulator.url, authkey_file=str(key_file)))
+    code, out, _ = run(capsys, "rotate-key", "-c", config)
+    assert code == 0
+    assert "new key stored in" in out
+    assert key_file.read_text().strip() != DEFAULT_AUTHKEY
+    assert key_file.read_text().strip() not in out
+    assert run(capsys, "balance", "-c", config)[0] == 0
+
+
+def test_rotate_key_needs_somewhere_to_store(
+    capsys: pytest.CaptureFixture[str], threaded_simulator: Simulator, tmp_path: Path
+) -> None:
+    """Without a key file the gateway is not asked: the new key would be lost."""
+    config = str(write_config(tmp_path, threaded_simulator.url))
+    code, _, err = run(capsys, "rotate-key", "-c", config)
+    assert code == 2
+    assert "no key file" in err
+    assert threaded_simulator.state.calls["updateKey"] == 0
+
+
+@pytest.mark.parametrize(
+    "command", ["send", "balance", "replies", "reports", "rotate-key", "simulator"]
+)
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    """--help describes each command and exits 0."""
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert "-c" in capsys.readouterr().out or command == "simulator"
+
+
+def test_usage_error_exits_two(capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing required option is a usage error (2)."""
+    with pytest.raises(SystemExit) as info:
+        main(["send", "hello"])
+    assert info.value.code == 2
+
+
+def test_python_dash_m_and_version() -> None:
+    """`python -m bridge --version` prints the single-sourced version."""
+    import bridge
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge", "--version"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == f"smsbridge {bridge.__version__}"
+
+
+def test_simulator_command_serves_and_takes_injected_replies(tmp_path: Path) -> None:
+    """`smsbridge simulator` serves until SIGTERM; `simulator reply` injects into it."""
+    proc = subprocess.Popen(
+        [str(BIN / "smsbridge"), "simulator", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        url = json.loads(line)["url"]
+        done = subprocess.run(
+            [str(BIN / "smsbridge"), "simulator", "reply", "--url", url, "--from", A, "好的"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        config = write_config(tmp_path, url)
+        replies = subprocess.run(
+            [str(BIN / "smsbridge"), "replies", "-c", str(config), "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        (reply,) = json.loads(replies.stdout)
+        assert (reply["mobile"], reply["content"]) == (A, "好的")
+        balance = subprocess.run(
+            [str(BIN / "smsbridge"), "balance", "-c", str(config), "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert Decimal(json.loads(balance.stdout)["remain"]) == Decimal("100")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=10)
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert code == 0

@@ -1,0 +1,51 @@
+"""Install layout: adapters ship as bridge.plugins.*, reachable through their entry points."""
+
+from __future__ import annotations
+
+import importlib.util
+import tomllib
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+import bridge
+from bridge.plugin import Output
+
+ROOT = Path(__file__).resolve().parent.parent
+GROUPS = ("smsbridge.inputs", "smsbridge.outputs")
+
+
+def test_no_top_level_plugins_package() -> None:
+    """An installed smsbridge exposes its adapters only as bridge.plugins, never as `plugins`."""
+    assert importlib.util.find_spec("plugins") is None
+    assert importlib.util.find_spec("bridge.plugins") is not None
+
+
+def test_every_plugin_folder_has_an_entry_point_that_loads() -> None:
+    """Each folder under plugins/ is registered in an entry-point group and loads from there."""
+    folders = {p.parent.name for p in (ROOT / "plugins").glob("*/__init__.py")}
+    registered: dict[str, list[object]] = {}
+    for group in GROUPS:
+        for ep in entry_points(group=group):
+            if ep.value.startswith("bridge.plugins."):
+                registered.setdefault(ep.value.split(".")[2].split(":")[0], []).append(ep.load())
+    assert folders, "no plugin folders found"
+    assert folders <= set(registered), f"not registered: {sorted(folders - set(registered))}"
+
+
+@pytest.mark.parametrize("ep", list(entry_points(group="smsbridge.outputs")), ids=lambda e: e.name)
+def test_output_entry_points_are_outputs(ep: object) -> None:
+    """Every registered output class implements the Output contract under its own name."""
+    cls = ep.load()  # type: ignore[attr-defined]
+    assert issubclass(cls, Output)
+    assert cls.type_name == ep.name  # type: ignore[attr-defined]
+
+
+def test_version_is_single_sourced() -> None:
+    """The distribution's version is bridge.__version__, declared nowhere else."""
+    from importlib.metadata import version
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" in pyproject["project"]["dynamic"]
+    assert version("smsbridge") == bridge.__version__
