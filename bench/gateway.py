@@ -63,15 +63,30 @@ async def overhead(
         async with http.post(send_url, data=send_form) as response:
             await response.read()
 
+    batch = [(number, f"code {number}") for number in NUMBERS[:100]]
+    batch_form = {
+        **form,
+        "action": "sendBatch",
+        "m": ",".join(n for n, _ in batch),
+        "c": "{|}".join(t for _, t in batch),
+    }
+    batch_url = sim.url + Action.SEND_BATCH.path
+
+    async def bare_batch() -> None:
+        async with http.post(batch_url, data=batch_form) as response:
+            await response.read()
+
     pairs = {
         "getBalance": (bare_balance, client.get_balance),
-        "sendOnce": (bare_send, lambda: client.send_once([NUMBERS[0]], "bench")),
+        "sendOnce (1 number)": (bare_send, lambda: client.send_once([NUMBERS[0]], "bench")),
+        "sendBatch (100 numbers)": (bare_batch, lambda: client.send_batch(batch)),
     }
     figures = {}
-    per_round = max(1, calls // rounds)
+    # sendBatch calls are ~20x slower, so fewer of them keep the run short.
     for name, (bare, typed) in pairs.items():
-        await per_call_seconds(bare, 50)  # warm the connection pool and caches
-        await per_call_seconds(typed, 50)
+        per_round = max(1, calls // rounds // (20 if "Batch" in name else 1))
+        await per_call_seconds(bare, 20)  # warm the connection pool and caches
+        await per_call_seconds(typed, 20)
         bare_times, typed_times = [], []
         for _ in range(rounds):
             bare_times.append(await per_call_seconds(bare, per_round))
