@@ -108,7 +108,10 @@ async def main(calls: int, rounds: int) -> dict[str, object]:
     )
     async with Simulator(settings) as sim, aiohttp.ClientSession() as http:
         config = C123Config(
-            base_url=sim.url, account=DEFAULT_ACCOUNT, authkey=SecretStr(DEFAULT_AUTHKEY)
+            rate_limit=None,  # measure the client, not its pacing
+            base_url=sim.url,
+            account=DEFAULT_ACCOUNT,
+            authkey=SecretStr(DEFAULT_AUTHKEY),
         )
         client = C123Client(config, http)
         one_text = await count_calls(

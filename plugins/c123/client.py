@@ -49,6 +49,7 @@ from bridge.plugins.c123.validation import (
     check_schedule,
     render_param,
 )
+from bridge.ratelimit import Limiter
 from bridge.sms import segment_count
 
 Clock = Callable[[], datetime]
@@ -89,6 +90,8 @@ class C123Client:
             total=config.timeout.total.total_seconds(),
             connect=config.timeout.connect.total_seconds(),
         )
+        rate = config.rate_limit
+        self._limiter = Limiter(rate, burst=max(1, int(rate))) if rate else None
         # Bind once: a lazy proxy would rebuild the logger on every call of a hot path.
         self._log = (log if log is not None else structlog.get_logger("smsbridge.c123")).bind()
 
@@ -110,6 +113,8 @@ class C123Client:
         }
         form.update(fields or {})
         url = self.config.base_url + action.path
+        if self._limiter is not None:
+            await self._limiter.acquire()
         started = time.perf_counter()
         outcome = "transport_error"
         try:

@@ -52,6 +52,8 @@ class C123Config(ConfigModel):
     timezone: TimeZoneName = ZoneInfo("Asia/Shanghai")
     timeout: TimeoutConfig = TimeoutConfig()
     segment_price: Annotated[Decimal, Field(ge=0)] = Decimal("0.10")
+    # The provider publishes no rate and answers -1 when we are too fast; stay well below.
+    rate_limit: Annotated[float, Field(gt=0)] | None = 10.0
 
     @field_validator("base_url")
     @classmethod

@@ -19,7 +19,7 @@ import structlog
 from bridge.plugins.c123.models import CARRIER_CODES, Action, DeliveryStatus
 from bridge.plugins.c123.simulator.config import Fault, InvalidInput, SimAccount, SimulatorSettings
 from bridge.plugins.c123.simulator.sends import BadParameters, is_bare_number, plan_send
-from bridge.plugins.c123.simulator.timing import Clock, Monotonic, TokenBucket, utcnow
+from bridge.plugins.c123.simulator.timing import Clock, Monotonic, utcnow
 from bridge.plugins.c123.simulator.wire import (
     Answer,
     BalanceRow,
@@ -30,6 +30,7 @@ from bridge.plugins.c123.simulator.wire import (
     SentRow,
 )
 from bridge.plugins.c123.validation import is_xml_text
+from bridge.ratelimit import TokenBucket
 from bridge.sms import mask_number, segment_count
 
 log = structlog.get_logger()

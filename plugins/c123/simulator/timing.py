@@ -1,4 +1,4 @@
-"""Time for the simulator: injectable clocks, a clock tests move by hand, and a token bucket."""
+"""Time for the simulator: injectable clocks, and a clock tests move by hand."""
 
 from __future__ import annotations
 
@@ -32,22 +32,3 @@ class ManualClock:
         """Move both clocks forward."""
         self.now += timedelta(seconds=seconds)
         self.ticks += seconds
-
-
-class TokenBucket:
-    """Allows `rate` calls a second on average and bursts of up to `burst` calls."""
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self.updated = now
-
-    def take(self, now: float) -> bool:
-        """Spend one token if there is one."""
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True

@@ -50,6 +50,7 @@ def make_config(url: str, **overrides: object) -> C123Config:
         "account": DEFAULT_ACCOUNT,
         "authkey": SecretStr(DEFAULT_AUTHKEY),
         "timeout": TimeoutConfig(connect=2, total=2),
+        "rate_limit": None,  # the simulator's own limit is what test_rate_limit exercises
     }
     values.update(overrides)
     return C123Config.model_validate(values)

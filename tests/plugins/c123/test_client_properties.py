@@ -52,6 +52,7 @@ class Rig:
 
     def make_client(self, key: str, total: float = 2.0) -> C123Client:
         config = C123Config(
+            rate_limit=None,
             base_url=self.simulator.url,
             account=ACCOUNT,
             authkey=SecretStr(key),

@@ -30,7 +30,10 @@ async def rig() -> AsyncIterator[tuple[Simulator, C123Output]]:
         aiohttp.ClientSession() as http,
     ):
         config = C123Config(
-            base_url=sim.url, account=DEFAULT_ACCOUNT, authkey=SecretStr(DEFAULT_AUTHKEY)
+            rate_limit=None,
+            base_url=sim.url,
+            account=DEFAULT_ACCOUNT,
+            authkey=SecretStr(DEFAULT_AUTHKEY),
         )
         ctx = PluginContext(name="sms", http=http, log=structlog.get_logger())
         yield sim, C123Output(config, ctx)
