@@ -1,0 +1,91 @@
+"""Alertmanager's webhook payload, version 4: its models, and the Events and dedupe key it makes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bridge.events import Event, EventKind, Status
+from bridge.inbound import sha256_hex
+
+VERSION = "4"
+
+
+class _Model(BaseModel):
+    # Strict: a label value of 5 is a sender bug worth naming, not something to coerce silently.
+    # Extra keys are ignored: newer Alertmanagers may add fields; the raw dicts keep them.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class Alert(_Model):
+    """One alert of the group. Only status and labels are required: a page must not be refused
+    over a timestamp or URL it does not need."""
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = {}
+    starts_at: str = Field("", alias="startsAt")
+    ends_at: str = Field("", alias="endsAt")
+    generator_url: str = Field("", alias="generatorURL")
+    fingerprint: str = ""
+
+    def key(self) -> str:
+        """Alertmanager's fingerprint, or a stable stand-in made from the sorted labels."""
+        return self.fingerprint or sha256_hex(sorted(self.labels.items()))[:16]
+
+
+class Payload(_Model):
+    """The whole notification for one group (`notify/webhook/webhook.go` Message)."""
+
+    version: str
+    group_key: str = Field(alias="groupKey")
+    truncated_alerts: Annotated[int, Field(ge=0)] = Field(0, alias="truncatedAlerts")
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    group_labels: dict[str, str] = Field({}, alias="groupLabels")
+    common_labels: dict[str, str] = Field({}, alias="commonLabels")
+    common_annotations: dict[str, str] = Field({}, alias="commonAnnotations")
+    external_url: str = Field("", alias="externalURL")
+    alerts: list[Alert]
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if value != VERSION:
+            raise ValueError(f"unsupported version {value[:20]!r}; expected {VERSION!r}")
+        return value
+
+    def dedupe_key(self, source: str) -> str:
+        """Names this delivery, so retries and HA peers' copies are taken once.
+
+        startsAt is part of it: an alert that resolves and fires again inside the window is a
+        new page, while a repeat_interval re-notification of the same firing is not.
+        """
+        alerts = sorted((alert.key(), alert.status, alert.starts_at) for alert in self.alerts)
+        return sha256_hex("alertmanager", source, self.group_key, self.status, alerts)
+
+    def events(self, raw: dict[str, Any], source: str) -> list[Event]:
+        """One Event per alert; `raw` is the parsed body, whose dicts keep any unknown fields."""
+        group = {
+            "groupKey": self.group_key,
+            "status": self.status,
+            "receiver": self.receiver,
+            "groupLabels": self.group_labels,
+            "commonLabels": self.common_labels,
+            "commonAnnotations": self.common_annotations,
+            "externalURL": self.external_url,
+            "truncatedAlerts": self.truncated_alerts,
+        }
+        return [
+            Event(
+                kind=EventKind.ALERT,
+                source=source,
+                labels=dict(alert.labels),
+                text=alert.annotations.get("summary") or alert.annotations.get("description", ""),
+                data={"alert": raw_alert, "annotations": dict(alert.annotations), "group": group},
+                fingerprint=alert.key(),
+                status=Status(alert.status),
+            )
+            for alert, raw_alert in zip(self.alerts, raw["alerts"], strict=True)
+        ]
