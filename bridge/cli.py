@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from bridge import __version__
-from bridge.commands import gateway, simulator
+from bridge.commands import daemon, gateway, simulator
 from bridge.commands.common import EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from bridge.config import ConfigError
 from bridge.logging import configure_logging
@@ -28,17 +28,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: info for long-running commands, warning for the others",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    daemon.register(subparsers)
     gateway.register(subparsers)
     simulator.register(subparsers)
     return parser
 
 
 async def _run(args: argparse.Namespace, long_running: bool) -> int:
-    """Run the handler; SIGTERM and SIGINT cancel it (a clean stop for long-running commands)."""
+    """Run the handler; SIGTERM and SIGINT cancel it (a clean stop for long-running commands),
+    SIGHUP asks it to reload. This is the only place that touches signals."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
     signalled: list[int] = []
+    args.reload_requests = asyncio.Queue()
 
     def stop(signum: int) -> None:
         signalled.append(signum)
@@ -46,6 +49,7 @@ async def _run(args: argparse.Namespace, long_running: bool) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop, signum)
+    loop.add_signal_handler(signal.SIGHUP, args.reload_requests.put_nowait, None)
     try:
         return int(await args.handler(args))
     except asyncio.CancelledError:
@@ -53,7 +57,7 @@ async def _run(args: argparse.Namespace, long_running: bool) -> int:
             raise
         return EXIT_OK if long_running else 128 + signalled[0]
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 
@@ -62,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     long_running = getattr(args, "long_running", False)
-    configure_logging(sys.stderr, level=args.log_level or ("info" if long_running else "warning"))
+    # The daemon logs to stdout for journald; commands keep stdout for their own output.
+    stream = sys.stdout if getattr(args, "log_stream", "stderr") == "stdout" else sys.stderr
+    configure_logging(stream, level=args.log_level or ("info" if long_running else "warning"))
     try:
         return asyncio.run(_run(args, long_running))
     except ConfigError as exc:

@@ -88,6 +88,8 @@ def configure_logging(
     root.setLevel(level.upper())
     # aiohttp's access log repeats what our own events say, with unmasked query strings.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # APScheduler narrates every run at info; the pollers log what matters themselves.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

@@ -89,6 +89,7 @@ class Outcome:
     segments: int = 0
     cost: Decimal = Decimal(0)
     retry_after: float | None = None  # seconds the output suggests waiting
+    hold: bool = False  # RETRY that waits on the outside world (a top-up): uses no attempt
     code: str = ""  # the machine-readable cause, e.g. a gateway result code
 
 
@@ -108,6 +109,14 @@ class Output(ABC):
 
     async def stop(self) -> None:  # noqa: B027 - an optional hook, most outputs need none
         """Release what start() opened; must not raise."""
+
+    def split(self, jobs: Sequence[Job]) -> list[list[Job]]:
+        """Cut a claimed batch into the units one upstream call delivers.
+
+        The outbox records each unit's outcomes before the next one is sent, so a crash can
+        repeat at most the call that was in flight. The default is one unit per job.
+        """
+        return [[job] for job in jobs]
 
     @abstractmethod
     async def deliver(self, jobs: Sequence[Job]) -> list[Outcome]:

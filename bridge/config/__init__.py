@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from bridge.config.errors import ConfigError, ConfigPath, Issue, format_path
-from bridge.config.load import load_config, load_config_text
+from bridge.config.load import load_config, load_config_text, read_config_file
 from bridge.config.loader import Document, Mark, load_yaml
 from bridge.config.types import (
     BASE_DIR,
@@ -44,6 +44,7 @@ __all__ = [
     "load_config_text",
     "load_yaml",
     "parse_duration",
+    "read_config_file",
     "validate",
     "validate_at",
     "validation_issues",

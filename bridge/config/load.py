@@ -15,7 +15,8 @@ from bridge.config.validate import validate
 M = TypeVar("M", bound=BaseModel)
 
 
-def _read(path: Path) -> str:
+def read_config_file(path: Path) -> str:
+    """The file's text, or a ConfigError that says why it cannot be read."""
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -41,5 +42,5 @@ def load_config_text(
 
 def load_config(path: Path, model_type: type[M], *, environ: Mapping[str, str] | None = None) -> M:
     """Load and validate a config file; relative paths in it are taken from its directory."""
-    text = _read(path)
+    text = read_config_file(path)
     return load_config_text(text, str(path), model_type, path.absolute().parent, environ=environ)

@@ -2,11 +2,94 @@
 
 from __future__ import annotations
 
-from bridge.config import ConfigModel
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bridge.config import ConfigModel, FilePath, PositiveDuration
 from bridge.plugins.c123.config import C123Config
+from bridge.rule_config import Contacts, Groups, Rules
+
+DEFAULT_LISTEN = "127.0.0.1:9680"
+
+
+class ServerConfig(ConfigModel):
+    """Where webhooks, health checks and metrics are served."""
+
+    listen: str = DEFAULT_LISTEN
+    max_body: Annotated[int, Field(gt=0)] = 1024 * 1024  # bytes; larger requests get 413
+    shutdown_timeout: PositiveDuration = timedelta(seconds=10)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("expected host:port, e.g. 127.0.0.1:9680 (port 0 picks a free one)")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class StoreConfig(ConfigModel):
+    """The SQLite outbox; under systemd it lives in the StateDirectory."""
+
+    path: FilePath = Path("smsbridge.sqlite3")
+
+
+class PollingConfig(ConfigModel):
+    """How often the gateway is asked for replies, delivery reports and the balance."""
+
+    replies: PositiveDuration = timedelta(seconds=10)
+    reports: PositiveDuration = timedelta(seconds=30)
+    balance: PositiveDuration = timedelta(minutes=5)
+    low_balance: Annotated[Decimal, Field(ge=0)] | None = None  # yuan; below it: a system event
+    conversation_ttl: PositiveDuration = timedelta(hours=24)
+
+
+class StormConfig(ConfigModel):
+    """Account-wide storm control; per-rule limits live in each rule's `sms:`."""
+
+    held_summary_after: PositiveDuration = timedelta(minutes=5)
+    daily_segment_budget: Annotated[int, Field(gt=0)] | None = None
+
+
+class DispatchConfig(ConfigModel):
+    """How the outbox retries."""
+
+    max_attempts: Annotated[int, Field(ge=1)] = 20
+    backoff_max: PositiveDuration = timedelta(minutes=10)
+    batch_size: Annotated[int, Field(ge=1, le=10000)] = 500
+
+
+class PluginInstance(BaseModel):
+    """An input or output instance: its `type`; the options are its plugin's to validate."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Annotated[str, Field(min_length=1)]
 
 
 class Config(ConfigModel):
     """smsbridge's config; every section is optional and an empty file is valid."""
 
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
     gateway: C123Config | None = None  # none: a built-in simulator stands in for the gateway
+    contacts: Contacts = Field(default_factory=dict)
+    groups: Groups = Field(default_factory=dict)
+    inputs: dict[str, PluginInstance] = Field(default_factory=dict)
+    outputs: dict[str, PluginInstance] = Field(default_factory=dict)
+    rules: Rules = Field(default_factory=list)
+    polling: PollingConfig = PollingConfig()
+    storm: StormConfig = StormConfig()
+    dispatch: DispatchConfig = DispatchConfig()

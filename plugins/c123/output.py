@@ -9,6 +9,7 @@ from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config
 from bridge.plugins.c123.errors import (
     C123Error,
+    ChargingFailedError,
     GatewayRefusedError,
     InsufficientBalanceError,
     InvalidRequestError,
@@ -23,17 +24,18 @@ RATE_LIMIT_PAUSE = 5.0
 BALANCE_HOLD = 300.0
 
 
-def classify(error: C123Error) -> tuple[OutcomeKind, float | None]:
-    """How a failed call's jobs stand: retry (and when), failed, or unknown."""
+def classify(error: C123Error) -> tuple[OutcomeKind, float | None, bool]:
+    """How a failed call's jobs stand: retry (when, and whether it is a hold), failed, unknown."""
     if error.ambiguous:
-        return OutcomeKind.UNKNOWN, None
+        return OutcomeKind.UNKNOWN, None, False
     if isinstance(error, RateLimitedError):
-        return OutcomeKind.RETRY, RATE_LIMIT_PAUSE
-    if isinstance(error, InsufficientBalanceError):
-        return OutcomeKind.RETRY, BALANCE_HOLD
+        return OutcomeKind.RETRY, RATE_LIMIT_PAUSE, False
+    if isinstance(error, InsufficientBalanceError | ChargingFailedError):
+        # Only a top-up helps: wait for it without using up the job's attempts.
+        return OutcomeKind.RETRY, BALANCE_HOLD, True
     if error.retryable:
-        return OutcomeKind.RETRY, None
-    return OutcomeKind.FAILED, None
+        return OutcomeKind.RETRY, None, False
+    return OutcomeKind.FAILED, None, False
 
 
 def _code(error: C123Error) -> str:
@@ -51,6 +53,26 @@ class C123Output(Output):
     def __init__(self, config: C123Config, ctx: PluginContext, client: C123Client | None = None):
         super().__init__(config, ctx)
         self.client = client or C123Client(config, ctx.http, log=ctx.log)
+
+    def split(self, jobs: Sequence[Job]) -> list[list[Job]]:
+        """One unit per gateway call the jobs need (invalid ones go alone, to fail alone)."""
+        units: list[list[Job]] = []
+        by_pair: dict[tuple[str, str], list[Job]] = {}
+        pairs = []
+        for job in jobs:
+            try:
+                (call,) = self.client.plan([(job.recipient, job.text)])
+            except InvalidRequestError:
+                units.append([job])
+                continue
+            message = call.messages[0]
+            by_pair.setdefault((message.number, message.text), []).append(job)
+            pairs.append((message.number, message.text))
+        for call in self.client.plan(pairs) if pairs else []:
+            unit = [job for m in call.messages for job in by_pair.pop((m.number, m.text), [])]
+            if unit:
+                units.append(unit)
+        return units
 
     async def deliver(self, jobs: Sequence[Job]) -> list[Outcome]:
         outcomes: dict[int, Outcome] = {}
@@ -99,9 +121,9 @@ class C123Output(Output):
         by_pair: dict[tuple[str, str], list[Job]],
         outcomes: dict[int, Outcome],
     ) -> None:
-        kind, after = classify(error)
+        kind, after, hold = classify(error)
         for message in call.messages:
             for job in by_pair[(message.number, message.text)]:
                 outcomes[job.id] = Outcome(
-                    job.id, kind, str(error), retry_after=after, code=_code(error)
+                    job.id, kind, str(error), retry_after=after, code=_code(error), hold=hold
                 )

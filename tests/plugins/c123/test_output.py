@@ -74,24 +74,29 @@ async def test_invalid_number_fails_alone(rig: tuple[Simulator, C123Output]) -> 
 
 
 @pytest.mark.parametrize(
-    ("code", "kind", "after"),
+    ("code", "kind", "after", "hold"),
     [
-        (-1, OutcomeKind.RETRY, 5.0),
-        (-9, OutcomeKind.RETRY, 300.0),
-        (-11, OutcomeKind.RETRY, None),
-        (-10, OutcomeKind.UNKNOWN, None),
-        (-2, OutcomeKind.FAILED, None),
-        (-4, OutcomeKind.FAILED, None),
+        (-1, OutcomeKind.RETRY, 5.0, False),
+        (-9, OutcomeKind.RETRY, 300.0, True),
+        (-11, OutcomeKind.RETRY, 300.0, True),
+        (-10, OutcomeKind.UNKNOWN, None, False),
+        (-2, OutcomeKind.FAILED, None, False),
+        (-4, OutcomeKind.FAILED, None, False),
     ],
 )
 async def test_gateway_codes_map_to_outcomes(
-    rig: tuple[Simulator, C123Output], code: int, kind: OutcomeKind, after: float | None
+    rig: tuple[Simulator, C123Output],
+    code: int,
+    kind: OutcomeKind,
+    after: float | None,
+    hold: bool,
 ) -> None:
-    """Each refusal becomes retry (with a pause), failed, or unknown, as C123_API.md decides."""
+    """Each refusal becomes retry (pause; -9/-11 hold for a top-up), failed, or unknown."""
     sim, output = rig
     sim.state.add_fault(Fault(FaultKind.CODE, code=code, action=Action.SEND_ONCE))
     (outcome,) = await output.deliver(jobs(("15102110086", "x")))
     assert (outcome.kind, outcome.retry_after, outcome.code) == (kind, after, str(code))
+    assert outcome.hold is hold
     assert f"code {code}" in outcome.reason
 
 
@@ -103,3 +108,17 @@ async def test_lost_answer_is_unknown(rig: tuple[Simulator, C123Output]) -> None
     assert outcome.kind is OutcomeKind.UNKNOWN
     assert outcome.code == "ConnectionDroppedError"
     assert len(sim.state.messages) == 1
+
+
+async def test_split_gives_one_unit_per_gateway_call(rig: tuple[Simulator, C123Output]) -> None:
+    """A claimed batch is cut into one unit per call, so a crash can repeat one call at most."""
+    _, output = rig
+    batch = jobs(
+        *((f"139{n:08d}", f"own {n}") for n in range(150)),
+        ("12345", "bad number"),
+    )
+    units = output.split(batch)
+    assert sorted(len(unit) for unit in units) == [1, 50, 100]
+    assert sorted(job.id for unit in units for job in unit) == [job.id for job in batch]
+    (alone,) = [unit for unit in units if len(unit) == 1]
+    assert alone[0].recipient == "12345"

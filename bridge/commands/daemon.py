@@ -1,0 +1,65 @@
+"""`smsbridge run` and `smsbridge check`: the daemon itself, and its config check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from bridge.commands.common import EXIT_OK
+from bridge.daemon import Daemon
+from bridge.settings import load_settings
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `run` and `check`."""
+    run = subparsers.add_parser(
+        "run",
+        help="run the daemon",
+        description=(
+            "Run smsbridge: serve webhooks, send SMS from the outbox, poll replies and delivery "
+            "reports. SIGHUP reloads the config (a bad one keeps the old running); SIGTERM "
+            "stops after sends under way finish. With no gateway configured, a built-in "
+            "simulator stands in."
+        ),
+    )
+    run.add_argument("-c", "--config", type=Path, metavar="FILE", help="config file")
+    run.set_defaults(handler=cmd_run, long_running=True, log_stream="stdout")
+    check = subparsers.add_parser(
+        "check",
+        help="check a config file and exit (0 valid, 78 invalid)",
+        description="Load the config as `run` would and report every problem, with file:line.",
+    )
+    check.add_argument("-c", "--config", type=Path, metavar="FILE", required=True)
+    check.set_defaults(handler=cmd_check)
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    settings = await asyncio.to_thread(load_settings, args.config)
+    daemon = Daemon(settings)
+    await daemon.start()
+    reloads: asyncio.Queue[None] = args.reload_requests
+
+    async def reload_on_request() -> None:
+        while True:
+            await reloads.get()
+            await daemon.reload()
+
+    reloader = asyncio.create_task(reload_on_request())
+    try:
+        await asyncio.Event().wait()  # until the command line cancels us on SIGTERM/SIGINT
+    finally:
+        reloader.cancel()
+        await daemon.stop()
+    return EXIT_OK
+
+
+async def cmd_check(args: argparse.Namespace) -> int:
+    settings = await asyncio.to_thread(load_settings, args.config)
+    config = settings.config
+    print(
+        f"{args.config}: OK ({len(config.inputs)} inputs, {len(config.outputs) + 1} outputs, "
+        f"{len(config.rules)} rules, gateway: "
+        f"{config.gateway.base_url if config.gateway else 'built-in simulator'})"
+    )
+    return EXIT_OK

@@ -1,0 +1,101 @@
+"""Prometheus metrics, one registry per daemon so tests can run several side by side."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """Every metric smsbridge exports; names follow Prometheus conventions."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events = Counter(
+            "smsbridge_events_received",
+            "Events taken by inputs and pollers.",
+            ["input", "kind"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "smsbridge_webhook_duplicates",
+            "Deliveries seen before and not processed again.",
+            ["input"],
+            registry=r,
+        )
+        self.rule_matches = Counter(
+            "smsbridge_rule_matches", "Events matched by each rule.", ["rule"], registry=r
+        )
+        self.messages = Counter(
+            "smsbridge_messages",
+            "Messages by output and final outcome.",
+            ["output", "outcome"],
+            registry=r,
+        )
+        self.suppressed = Counter(
+            "smsbridge_sms_suppressed",
+            "SMS not sent now, by reason (repeat, cap, budget); held ones reach a summary.",
+            ["rule", "reason"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "smsbridge_message_retries",
+            "Deliveries put back to try again, by cause.",
+            ["output", "code"],
+            registry=r,
+        )
+        self.segments = Counter(
+            "smsbridge_sms_segments", "SMS segments billed by the gateway.", registry=r
+        )
+        self.cost = Counter(
+            "smsbridge_sms_cost_yuan", "SMS cost billed by the gateway, in yuan.", registry=r
+        )
+        self.outbox_jobs = Gauge(
+            "smsbridge_outbox_jobs", "Jobs in the outbox by state.", ["state"], registry=r
+        )
+        self.outbox_oldest = Gauge(
+            "smsbridge_outbox_oldest_pending_age_seconds",
+            "Age of the oldest job not yet settled (0 when none).",
+            registry=r,
+        )
+        self.gateway_duration = Histogram(
+            "smsbridge_gateway_request_duration_seconds",
+            "Gateway calls by action and outcome.",
+            ["action", "result"],
+            registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.reports = Counter(
+            "smsbridge_delivery_reports",
+            "Delivery reports by carrier code.",
+            ["carrier_code"],
+            registry=r,
+        )
+        self.replies = Counter(
+            "smsbridge_replies_received", "SMS replies fetched from the gateway.", registry=r
+        )
+        self.replies_forwarded = Counter(
+            "smsbridge_replies_forwarded",
+            "Replies that produced a message to somewhere.",
+            registry=r,
+        )
+        self.balance = Gauge(
+            "smsbridge_gateway_balance_yuan", "The gateway account balance.", registry=r
+        )
+        self.last_poll = Gauge(
+            "smsbridge_last_successful_poll_timestamp_seconds",
+            "When each gateway poll last succeeded.",
+            ["action"],
+            registry=r,
+        )
+        self.reload_success = Gauge(
+            "smsbridge_config_last_reload_successful", "1 if the last reload worked.", registry=r
+        )
+        self.reload_time = Gauge(
+            "smsbridge_config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully.",
+            registry=r,
+        )
+        self.store_commits = Counter(
+            "smsbridge_store_commits", "Group commits of the outbox store.", registry=r
+        )

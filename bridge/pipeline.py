@@ -1,0 +1,369 @@
+"""From events to durable jobs: rules, de-duplication, grouping, caps and budget, in one commit."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bridge import outbox
+from bridge.events import Event, EventKind, Intent, Status
+from bridge.metrics import Metrics
+from bridge.plugin import Accepted
+from bridge.rules import Decision, RuleSet, SmsAction
+from bridge.sms import mask_number
+from bridge.store import Store
+
+Clock = Callable[[], float]
+Estimator = Callable[[str, str], int]  # (output, text) -> segments
+
+
+@dataclass(frozen=True, slots=True)
+class StormSettings:
+    """Limits that keep a storm of alerts from becoming a storm of SMS."""
+
+    held_summary_after: float = 300.0  # seconds a held message waits for its summary
+    daily_segment_budget: int | None = None  # segments a day across every SMS output
+    budget_zone: Any = UTC  # the day of the budget starts at midnight here
+    conversation_ttl: float = 86400.0  # how long a reply still belongs to the SMS it answers
+
+
+def _alert_name(event: Event) -> str:
+    return event.labels.get("alertname") or event.text[:40] or event.kind.value
+
+
+class Pipeline:
+    """Turns events into jobs; every write happens inside the caller's store transaction."""
+
+    def __init__(
+        self,
+        store: Store,
+        rules: RuleSet,
+        *,
+        sms_outputs: Mapping[str, Estimator],
+        metrics: Metrics,
+        log: Any,
+        storm: StormSettings | None = None,
+        clock: Clock = time.time,
+        wake: Callable[[Iterable[str]], None] = lambda outputs: None,
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.sms_outputs = sms_outputs
+        self.metrics = metrics
+        self.log = log
+        self.storm = storm or StormSettings()
+        self.clock = clock
+        self.wake = wake
+
+    # --- entry points ------------------------------------------------------------------------
+
+    async def submit(
+        self, events: Sequence[Event], *, dedupe_key: str = "", dedupe_window: float = 0.0
+    ) -> Accepted:
+        """Run the rules and commit what they decided; returns once it is on disk."""
+        now = self.clock()
+        when = datetime.fromtimestamp(now, UTC)
+        decided = [(event, self.rules.evaluate(event, when)) for event in events]
+        touched: set[str] = set()
+
+        def work(conn: sqlite3.Connection) -> Accepted:
+            if dedupe_key and outbox.seen_within(conn, dedupe_key, now, dedupe_window):
+                return Accepted(events=len(events), intents=0, duplicate=True)
+            touched.clear()
+            jobs = sum(self.apply(conn, event, ds, now, touched) for event, ds in decided)
+            return Accepted(events=len(events), intents=jobs)
+
+        accepted = await self.store.write(work)
+        for event, decisions in decided:
+            self.metrics.events.labels(event.source, event.kind.value).inc()
+            for decision in decisions:
+                self.metrics.rule_matches.labels(decision.rule).inc()
+        if accepted.duplicate and events:
+            self.metrics.duplicates.labels(events[0].source).inc()
+        self.wake(touched)
+        return accepted
+
+    def apply(
+        self,
+        conn: sqlite3.Connection,
+        event: Event,
+        decisions: Sequence[Decision],
+        now: float,
+        touched: set[str],
+    ) -> int:
+        """Write what the decisions about one event call for; returns the jobs queued."""
+        if not decisions:
+            return 0
+        event_id = outbox.add_event(conn, event)
+        jobs = 0
+        for decision in decisions:
+            if decision.sms is not None:
+                jobs += self._sms(conn, decision, decision.sms, event_id, now, touched)
+            if decision.post is not None:
+                jobs += self._post(conn, decision, event_id, now, touched)
+        return jobs
+
+    # --- SMS -----------------------------------------------------------------------------------
+
+    def _sms(
+        self,
+        conn: sqlite3.Connection,
+        decision: Decision,
+        action: SmsAction,
+        event_id: int,
+        now: float,
+        touched: set[str],
+    ) -> int:
+        event = decision.event
+        if not action.wants(event):
+            return 0
+        text = decision.render("sms")
+        jobs = 0
+        for recipient in action.recipients:
+            if self._is_repeat(conn, decision, action, recipient.number, now):
+                continue
+            if action.group_wait > timedelta(0):
+                outbox.add_group_member(
+                    conn,
+                    decision.rule,
+                    decision.group_key(),
+                    action.output,
+                    recipient.number,
+                    event_id,
+                    now,
+                    action.group_wait.total_seconds(),
+                )
+                continue
+            jobs += self.queue_sms(
+                conn, decision.rule, action, recipient.number, text, [event], event_id, now, touched
+            )
+        return jobs
+
+    def _is_repeat(
+        self,
+        conn: sqlite3.Connection,
+        decision: Decision,
+        action: SmsAction,
+        number: str,
+        now: float,
+    ) -> bool:
+        event = decision.event
+        window = action.repeat_interval.total_seconds()
+        if not window or not event.fingerprint:
+            return False
+        base = f"repeat|{decision.rule}|{event.fingerprint}|{number}|"
+        if event.status is Status.RESOLVED:
+            # Once resolved, the next firing is news again.
+            outbox.forget(conn, base + Status.FIRING.value)
+        if outbox.seen_within(conn, base + event.status.value, now, window):
+            self.metrics.suppressed.labels(decision.rule, "repeat").inc()
+            self.log.info(
+                "sms_suppressed",
+                reason="repeat",
+                rule=decision.rule,
+                to=mask_number(number),
+                fingerprint=event.fingerprint,
+            )
+            return True
+        return False
+
+    def queue_sms(
+        self,
+        conn: sqlite3.Connection,
+        rule: str,
+        action: SmsAction,
+        number: str,
+        text: str,
+        events: Sequence[Event],
+        event_id: int | None,
+        now: float,
+        touched: set[str],
+    ) -> int:
+        """Queue one SMS unless a cap or the budget holds it back (then it is counted)."""
+        segments = (
+            self.sms_outputs[action.output](action.output, text)
+            if (action.output in self.sms_outputs)
+            else 0
+        )
+        reason = self._limit(conn, action, number, segments, now)
+        if reason:
+            names = [_alert_name(event) for event in events]
+            outbox.hold(conn, action.output, number, rule, names, reason, now)
+            self.metrics.suppressed.labels(rule, reason).inc(len(names))
+            self.log.warning(
+                "sms_held", reason=reason, rule=rule, to=mask_number(number), alerts=len(names)
+            )
+            return 0
+        event = events[-1]
+        intent = Intent(
+            output=action.output,
+            recipient=number,
+            text=text,
+            rule=rule,
+            event=event,
+            conversation=event.conversation,
+            retry_ambiguous=action.retry_ambiguous,
+            payload={"alerts": len(events)},
+        )
+        job_id = outbox.add_job(conn, intent, event_id, now, segments=segments)
+        outbox.record_conversation(
+            conn, number, job_id, event_id, event.conversation, now, self.storm.conversation_ttl
+        )
+        touched.add(action.output)
+        return 1
+
+    def _limit(
+        self, conn: sqlite3.Connection, action: SmsAction, number: str, segments: int, now: float
+    ) -> str:
+        """Why this SMS may not go now ('' when it may)."""
+        if action.cap_per_hour:
+            recent = outbox.sends_since(conn, action.output, number, now - 3600)
+            # The last slot of the hour is kept for the summary of what was held back.
+            if recent >= max(action.cap_per_hour - 1, 1):
+                return "cap"
+        budget = self.storm.daily_segment_budget
+        if budget is not None and segments:
+            start = self._day_start(now)
+            used = outbox.segments_since(conn, self.sms_outputs, start)
+            if used + segments > budget:
+                return "budget"
+        return ""
+
+    def _day_start(self, now: float) -> float:
+        local = datetime.fromtimestamp(now, self.storm.budget_zone)
+        return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+    # --- posts ---------------------------------------------------------------------------------
+
+    def _post(
+        self,
+        conn: sqlite3.Connection,
+        decision: Decision,
+        event_id: int,
+        now: float,
+        touched: set[str],
+    ) -> int:
+        assert decision.post is not None
+        event = decision.event
+        conversation = event.conversation
+        output = decision.post.output or (conversation.output if conversation else None)
+        if output is None:
+            self.log.warning("post_skipped", rule=decision.rule, reason="event has no conversation")
+            return 0
+        intent = Intent(
+            output=output,
+            recipient=conversation.channel if conversation and not decision.post.output else "",
+            text=decision.render("post"),
+            rule=decision.rule,
+            event=event,
+            conversation=conversation,
+            payload={
+                "rule": decision.rule,
+                "event": event.to_json(),
+                "thread": conversation.thread if conversation else "",
+            },
+        )
+        outbox.add_job(conn, intent, event_id, now)
+        touched.add(output)
+        return 1
+
+    # --- storm control: groups and held summaries ---------------------------------------------
+
+    async def flush_due(self) -> None:
+        """Send the summary of every group whose wait is over, and due held-back summaries."""
+        now = self.clock()
+        touched: set[str] = set()
+
+        def work(conn: sqlite3.Connection) -> None:
+            for group in outbox.take_due_groups(conn, now):
+                self._flush_group(conn, group, now, touched)
+            for output, number in outbox.held_recipients(conn, now - self.storm.held_summary_after):
+                self._flush_held(conn, output, number, now, touched)
+
+        await self.store.write(work)
+        self.wake(touched)
+
+    def _flush_group(
+        self, conn: sqlite3.Connection, group: outbox.DueGroup, now: float, touched: set[str]
+    ) -> None:
+        events = [e for e in (outbox.get_event(conn, i) for i in group.event_ids) if e]
+        action = self.rules.sms_action(group.rule)
+        if action is None or not events:
+            self.log.warning("group_dropped_rule_gone", rule=group.rule, alerts=len(events))
+            return
+        text = self.rules.render_group(group.rule, events)
+        self.queue_sms(
+            conn,
+            group.rule,
+            action,
+            group.recipient,
+            text,
+            events,
+            group.event_ids[-1],
+            now,
+            touched,
+        )
+
+    def _flush_held(
+        self, conn: sqlite3.Connection, output: str, number: str, now: float, touched: set[str]
+    ) -> None:
+        cap = self.rules.smallest_cap(output)
+        if cap and outbox.sends_since(conn, output, number, now - 3600) >= cap:
+            return  # no slot this hour; try again when one frees up
+        held = outbox.take_held(conn, output, number)
+        if held is None:
+            return
+        text = summary_text(held)
+        segments = self.sms_outputs[output](output, text) if output in self.sms_outputs else 0
+        budget = self.storm.daily_segment_budget
+        if budget is not None and "budget" in held.reasons:
+            used = outbox.segments_since(conn, self.sms_outputs, self._day_start(now))
+            if used + segments > budget:
+                # Still no budget: keep holding; the log and metric already counted them.
+                outbox.hold(conn, output, number, "held", list(_expand(held)), "budget", now)
+                return
+        event = Event(
+            kind=EventKind.SYSTEM, source="smsbridge", text=text, labels={"alertname": "HeldBack"}
+        )
+        intent = Intent(
+            output=output,
+            recipient=number,
+            text=text,
+            rule="held-summary",
+            event=event,
+            payload={"held": sum(held.counts.values())},
+        )
+        outbox.add_job(conn, intent, None, now, segments=segments)
+        touched.add(output)
+        self.log.warning(
+            "sms_held_summary", to=mask_number(number), alerts=sum(held.counts.values())
+        )
+
+    def next_storm_due(self, conn: sqlite3.Connection) -> float | None:
+        """When flush_due next has work: the earliest group flush or held summary."""
+        times = [outbox.next_group_flush(conn)]
+        row = conn.execute("SELECT min(created_at) AS t FROM held").fetchone()
+        if row["t"] is not None:
+            times.append(float(row["t"]) + self.storm.held_summary_after)
+        due = [t for t in times if t is not None]
+        return min(due) if due else None
+
+
+def _expand(held: outbox.HeldSummary) -> Iterable[str]:
+    for name, count in held.counts.items():
+        yield from [name] * count
+
+
+def summary_text(held: outbox.HeldSummary, limit: int = 12) -> str:
+    """'smsbridge held back 37 alerts (cap): HighLatency×20, DiskFull×17' — most frequent first."""
+    total = sum(held.counts.values())
+    ranked = sorted(held.counts.items(), key=lambda item: (-item[1], item[0]))
+    shown = [f"{name}×{count}" if count > 1 else name for name, count in ranked[:limit]]
+    rest = len(ranked) - limit
+    more = f" (+{rest} more names)" if rest > 0 else ""
+    why = "/".join(held.reasons)
+    return f"smsbridge held back {total} alerts ({why}): {', '.join(shown)}{more}"

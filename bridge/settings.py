@@ -1,0 +1,131 @@
+"""Everything a config file decides, checked at once: sections, adapter options, rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, create_model
+
+from bridge.config import (
+    ConfigError,
+    Issue,
+    issue_at,
+    load_yaml,
+    read_config_file,
+    validate,
+    validate_at,
+)
+from bridge.config.loader import Document
+from bridge.config.models import Config
+from bridge.plugin import Input, Output
+from bridge.registry import PluginLoadError, Registry
+from bridge.rule_config import check_references
+from bridge.rules import RuleError, RuleSet
+
+SMS_OUTPUT = "sms"  # the built-in output on the `gateway:` account (or the simulator)
+DEFAULT_SIGNATURE = "【smsbridge】"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A loaded, fully checked config: building the daemon from it cannot fail on config."""
+
+    config: Config
+    path: Path | None
+    inputs: dict[str, tuple[type[Input], BaseModel]] = field(default_factory=dict)
+    outputs: dict[str, tuple[type[Output], BaseModel]] = field(default_factory=dict)
+    rules: RuleSet = field(default_factory=lambda: RuleSet([]))
+
+    @property
+    def signature(self) -> str:
+        gateway = self.config.gateway
+        return gateway.signature.text if gateway else DEFAULT_SIGNATURE
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        gateway = self.config.gateway
+        return gateway.timezone if gateway else ZoneInfo("Asia/Shanghai")
+
+
+def _instance_model(config_class: type[BaseModel]) -> type[BaseModel]:
+    # The instance's options sit beside its `type:` key, which the plugin's model knows nothing of.
+    return create_model(f"{config_class.__name__}Instance", __base__=config_class, type=(str, ...))
+
+
+def _adapter_options(
+    document: Document,
+    section: str,
+    instances: Mapping[str, Any],
+    load: Any,
+    base_dir: Path | None,
+    issues: list[Issue],
+) -> dict[str, tuple[Any, BaseModel]]:
+    built: dict[str, tuple[Any, BaseModel]] = {}
+    for name, instance in instances.items():
+        try:
+            cls = load(instance.type)
+        except PluginLoadError as exc:
+            issues.append(issue_at(document, (section, name, "type"), str(exc)))
+            continue
+        try:
+            options = validate_at(
+                document, (section, name), _instance_model(cls.config_class), base_dir=base_dir
+            )
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            continue
+        plain = cls.config_class.model_validate(options.model_dump(exclude={"type"}))
+        built[name] = (cls, plain)
+    return built
+
+
+def load_settings(
+    path: Path | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    registry: Registry | None = None,
+) -> Settings:
+    """Load and check a config file (None: defaults); raises ConfigError with every problem."""
+    if path is None:
+        return Settings(config=Config(), path=None)
+    text = read_config_file(path)
+    base_dir = path.absolute().parent
+    document = load_yaml(text, str(path), environ)
+    config = validate(document, Config, base_dir=base_dir)
+    registry = registry or Registry.discover()
+    issues: list[Issue] = []
+    inputs = _adapter_options(
+        document, "inputs", config.inputs, registry.input_type, base_dir, issues
+    )
+    outputs = _adapter_options(
+        document, "outputs", config.outputs, registry.output_type, base_dir, issues
+    )
+    if SMS_OUTPUT in config.outputs:
+        issues.append(
+            issue_at(
+                document,
+                ("outputs", SMS_OUTPUT),
+                "'sms' is the built-in output of the gateway: section; choose another name",
+            )
+        )
+    output_names = {SMS_OUTPUT, *config.outputs}
+    for where, message in check_references(
+        config.contacts, config.groups, config.rules, output_names, config.inputs
+    ):
+        issues.append(issue_at(document, where, message))
+    rules = RuleSet([])
+    if not issues:
+        settings = Settings(config=config, path=path)
+        try:
+            rules = RuleSet.build(
+                config.rules, config.contacts, config.groups, settings.timezone, settings.signature
+            )
+        except RuleError as exc:
+            issues.append(issue_at(document, exc.path, exc.message))
+    if issues:
+        raise ConfigError(issues)
+    return Settings(config=config, path=path, inputs=inputs, outputs=outputs, rules=rules)
