@@ -146,8 +146,12 @@ class Daemon:
     async def _gateway(self, gateway: C123Config | None) -> C123Config:
         if gateway is not None:
             return gateway
+        options = self.settings.config.simulator
+        settings = self.simulator_settings or SimulatorSettings(
+            report_delay=options.report_delay.total_seconds()
+        )
         simulator, sim_config = await self._stack.enter_async_context(
-            embedded_simulator(self.simulator_settings)
+            embedded_simulator(settings, options.port)
         )
         self.simulator = simulator
         self.log.warning(

@@ -137,6 +137,7 @@ class Pipeline:
                     now,
                     action.group_wait.total_seconds(),
                 )
+                jobs += 1  # decided now, sent as part of the group's summary
                 continue
             jobs += self.queue_sms(
                 conn, decision.rule, action, recipient.number, text, [event], event_id, now, touched

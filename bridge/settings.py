@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from bridge.config import (
     ConfigError,
@@ -20,10 +20,10 @@ from bridge.config import (
     validate_at,
 )
 from bridge.config.loader import Document
-from bridge.config.models import Config
+from bridge.config.models import Config, PluginInstance
 from bridge.plugin import Input, Output
 from bridge.registry import PluginLoadError, Registry
-from bridge.rule_config import check_references
+from bridge.rule_config import Contacts, Groups, Rules, check_references
 from bridge.rules import RuleError, RuleSet
 
 SMS_OUTPUT = "sms"  # the built-in output on the `gateway:` account (or the simulator)
@@ -83,6 +83,66 @@ def _adapter_options(
     return built
 
 
+class _Routing(BaseModel):
+    """The sections cross-checked against each other, read even when others are broken."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    contacts: Contacts = Field(default_factory=dict)
+    groups: Groups = Field(default_factory=dict)
+    inputs: dict[str, PluginInstance] = Field(default_factory=dict)
+    outputs: dict[str, PluginInstance] = Field(default_factory=dict)
+    rules: Rules = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    issues: list[Issue]
+    inputs: dict[str, tuple[type[Input], BaseModel]]
+    outputs: dict[str, tuple[type[Output], BaseModel]]
+    rules: RuleSet
+
+
+def _check(
+    document: Document,
+    sections: Config | _Routing,
+    base_dir: Path,
+    registry: Registry,
+    zone: ZoneInfo,
+    signature: str,
+) -> _Checked:
+    """Adapter options, cross-references and rules: the checks beyond each section's shape."""
+    issues: list[Issue] = []
+    inputs = _adapter_options(
+        document, "inputs", sections.inputs, registry.input_type, base_dir, issues
+    )
+    outputs = _adapter_options(
+        document, "outputs", sections.outputs, registry.output_type, base_dir, issues
+    )
+    if SMS_OUTPUT in sections.outputs:
+        issues.append(
+            issue_at(
+                document,
+                ("outputs", SMS_OUTPUT),
+                "'sms' is the built-in output of the gateway: section; choose another name",
+            )
+        )
+    output_names = {SMS_OUTPUT, *sections.outputs}
+    for where, message in check_references(
+        sections.contacts, sections.groups, sections.rules, output_names, sections.inputs
+    ):
+        issues.append(issue_at(document, where, message))
+    rules = RuleSet([])
+    if not issues:
+        try:
+            rules = RuleSet.build(
+                sections.rules, sections.contacts, sections.groups, zone, signature
+            )
+        except RuleError as exc:
+            issues.append(issue_at(document, exc.path, exc.message))
+    return _Checked(issues, inputs, outputs, rules)
+
+
 def load_settings(
     path: Path | None,
     *,
@@ -95,37 +155,26 @@ def load_settings(
     text = read_config_file(path)
     base_dir = path.absolute().parent
     document = load_yaml(text, str(path), environ)
-    config = validate(document, Config, base_dir=base_dir)
     registry = registry or Registry.discover()
-    issues: list[Issue] = []
-    inputs = _adapter_options(
-        document, "inputs", config.inputs, registry.input_type, base_dir, issues
-    )
-    outputs = _adapter_options(
-        document, "outputs", config.outputs, registry.output_type, base_dir, issues
-    )
-    if SMS_OUTPUT in config.outputs:
-        issues.append(
-            issue_at(
-                document,
-                ("outputs", SMS_OUTPUT),
-                "'sms' is the built-in output of the gateway: section; choose another name",
-            )
-        )
-    output_names = {SMS_OUTPUT, *config.outputs}
-    for where, message in check_references(
-        config.contacts, config.groups, config.rules, output_names, config.inputs
-    ):
-        issues.append(issue_at(document, where, message))
-    rules = RuleSet([])
-    if not issues:
-        settings = Settings(config=config, path=path)
+    try:
+        config = validate(document, Config, base_dir=base_dir)
+    except ConfigError as broken:
+        # Report the cross-section problems too, when the sections they need did load.
         try:
-            rules = RuleSet.build(
-                config.rules, config.contacts, config.groups, settings.timezone, settings.signature
-            )
-        except RuleError as exc:
-            issues.append(issue_at(document, exc.path, exc.message))
-    if issues:
-        raise ConfigError(issues)
-    return Settings(config=config, path=path, inputs=inputs, outputs=outputs, rules=rules)
+            routing = validate(document, _Routing, base_dir=base_dir)
+        except ConfigError:
+            raise broken from None
+        default = Settings(config=Config(), path=path)
+        extra = _check(document, routing, base_dir, registry, default.timezone, default.signature)
+        raise ConfigError([*broken.issues, *extra.issues]) from None
+    settings = Settings(config=config, path=path)
+    checked = _check(document, config, base_dir, registry, settings.timezone, settings.signature)
+    if checked.issues:
+        raise ConfigError(checked.issues)
+    return Settings(
+        config=config,
+        path=path,
+        inputs=checked.inputs,
+        outputs=checked.outputs,
+        rules=checked.rules,
+    )

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bridge.config import ConfigModel, FilePath, PositiveDuration
+from bridge.config import ConfigModel, Duration, FilePath, PositiveDuration
 from bridge.plugins.c123.config import C123Config
 from bridge.rule_config import Contacts, Groups, Rules
 
@@ -71,6 +71,13 @@ class DispatchConfig(ConfigModel):
     batch_size: Annotated[int, Field(ge=1, le=10000)] = 500
 
 
+class SimulatorConfig(ConfigModel):
+    """The built-in simulator that stands in when there is no `gateway:` section."""
+
+    port: Annotated[int, Field(ge=0, le=65535)] = 0  # on 127.0.0.1; 0 picks a free port
+    report_delay: Duration = timedelta(seconds=1)  # from send to delivery report
+
+
 class PluginInstance(BaseModel):
     """An input or output instance: its `type`; the options are its plugin's to validate."""
 
@@ -93,3 +100,4 @@ class Config(ConfigModel):
     polling: PollingConfig = PollingConfig()
     storm: StormConfig = StormConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    simulator: SimulatorConfig = SimulatorConfig()

@@ -22,11 +22,11 @@ from bridge.plugins.c123.simulator import (
 
 @asynccontextmanager
 async def embedded_simulator(
-    settings: SimulatorSettings | None = None,
+    settings: SimulatorSettings | None = None, port: int = 0
 ) -> AsyncIterator[tuple[Simulator, C123Config]]:
-    """A simulator on a free loopback port and the gateway config that points at it."""
+    """A simulator on a loopback port (0: a free one) and the gateway config pointing at it."""
     simulator = Simulator(settings or SimulatorSettings())
-    url = await simulator.start(host="127.0.0.1", port=0)
+    url = await simulator.start(host="127.0.0.1", port=port)
     try:
         yield (
             simulator,

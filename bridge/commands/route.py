@@ -1,0 +1,180 @@
+"""`smsbridge route`: a dry run that shows which rules match an event and what would be sent."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from bridge import outbox
+from bridge.commands.common import EXIT_OK, EXIT_USAGE
+from bridge.commands.output import emit_json, emit_lines
+from bridge.events import Event
+from bridge.rules import Decision
+from bridge.settings import Settings, load_settings
+from bridge.sms import mask_number, segment_count
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    route = subparsers.add_parser(
+        "route",
+        help="show what an event would send, without sending",
+        description=(
+            "Dry run: which rules match EVENT (a JSON event: kind, source, labels, text, status, "
+            "fingerprint, data), the rendered texts with segments and cost, and the recipients "
+            "after windows, repeats and caps (read from the outbox when it exists). Sends nothing."
+        ),
+    )
+    route.add_argument("-c", "--config", type=Path, metavar="FILE", help="config file")
+    route.add_argument("event", type=Path, metavar="EVENT.json", help="the event ('-' for stdin)")
+    route.add_argument(
+        "--at",
+        type=datetime.fromisoformat,
+        metavar="TIME",
+        help="evaluate as if at this ISO time (default: now)",
+    )
+    route.add_argument("--json", action="store_true", help="print one JSON document")
+    route.set_defaults(handler=cmd_route)
+
+
+def _read_event(path: Path) -> Event:
+    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    return Event.from_json(json.loads(text))
+
+
+def _open_outbox(settings: Settings) -> sqlite3.Connection | None:
+    path = settings.config.store.path
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _recipient_state(
+    conn: sqlite3.Connection | None, decision: Decision, number: str, now: float
+) -> str:
+    action = decision.sms
+    assert action is not None
+    event = decision.event
+    window = action.repeat_interval.total_seconds()
+    if conn is not None and window and event.fingerprint:
+        key = f"repeat|{decision.rule}|{event.fingerprint}|{number}|{event.status.value}"
+        row = conn.execute("SELECT expires_at FROM dedupe WHERE key = ?", (key,)).fetchone()
+        if row is not None and row["expires_at"] > now:
+            return f"suppressed: sent within repeat_interval ({action.repeat_interval})"
+    if action.group_wait.total_seconds():
+        return f"grouped: joins a summary sent {action.group_wait} after the group's first alert"
+    if conn is not None and action.cap_per_hour:
+        recent = outbox.sends_since(conn, action.output, number, now - 3600)
+        if recent >= max(action.cap_per_hour - 1, 1):
+            return f"held back: cap {action.cap_per_hour}/h reached ({recent} in the last hour)"
+    return (
+        "would send" if conn is not None else "would send (no outbox yet: nothing to repeat or cap)"
+    )
+
+
+def _describe(
+    decision: Decision, settings: Settings, conn: sqlite3.Connection | None, now: float
+) -> dict[str, Any]:
+    item: dict[str, Any] = {"rule": decision.rule}
+    price = settings.config.gateway.segment_price if settings.config.gateway else Decimal("0.10")
+    if decision.sms is not None:
+        sms = decision.sms
+        rendered = decision.rendered("sms")
+        segments = segment_count(rendered.text, settings.signature)
+        item["sms"] = {
+            "output": sms.output,
+            "text": rendered.text,
+            "template_error": rendered.error,
+            "segments": segments,
+            "cost_per_number": str(price * segments),
+            "wanted": sms.wants(decision.event),
+            "recipients": [
+                {
+                    "name": r.name,
+                    "number": mask_number(r.number),
+                    "outcome": _recipient_state(conn, decision, r.number, now),
+                }
+                for r in sms.recipients
+            ],
+        }
+    if decision.post is not None:
+        target = decision.post.output or "the event's conversation"
+        item["post"] = {"to": target, "text": decision.render("post")}
+    return item
+
+
+async def cmd_route(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    try:
+        event = _read_event(args.event)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"smsbridge route: cannot read the event: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    at = args.at or datetime.now(UTC)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=settings.timezone)
+    now = at.timestamp() if args.at else time.time()
+    conn = _open_outbox(settings)
+    try:
+        decisions = settings.rules.evaluate(event, at)
+        report = {
+            "event": {
+                "kind": event.kind.value,
+                "source": event.source,
+                "status": event.status.value,
+                "labels": dict(event.labels),
+            },
+            "rules": [
+                {"rule": name, "matched": why is None, "why_not": why}
+                for name, why in settings.rules.explain(event, at)
+            ],
+            "decisions": [_describe(d, settings, conn, now) for d in decisions],
+        }
+    finally:
+        if conn is not None:
+            conn.close()
+    if args.json:
+        emit_json(report)
+    else:
+        emit_lines(_lines(report))
+    return EXIT_OK
+
+
+def _lines(report: dict[str, Any]) -> list[str]:
+    event = report["event"]
+    labels = " ".join(f"{k}={v}" for k, v in sorted(event["labels"].items()))
+    lines = [
+        f"event: {event['kind']} from {event['source'] or '?'}, {event['status']}, {labels}",
+        "rules:",
+    ]
+    for rule in report["rules"]:
+        lines.append(
+            f"  {rule['rule']}: "
+            + ("matches" if rule["matched"] else f"no match ({rule['why_not']})")
+        )
+    if not report["decisions"]:
+        lines.append("nothing would be sent")
+    for decision in report["decisions"]:
+        lines.append(f"rule {decision['rule']}:")
+        sms = decision.get("sms")
+        if sms:
+            if not sms["wanted"]:
+                lines.append("  sms: not sent (send_resolved is off)")
+            lines.append(f"  sms via {sms['output']}: {sms['text']!r}")
+            lines.append(f"    {sms['segments']} segment(s), {sms['cost_per_number']} per number")
+            if sms["template_error"]:
+                lines.append(f"    template fell back: {sms['template_error']}")
+            for r in sms["recipients"]:
+                lines.append(f"    to {r['name']} ({r['number']}): {r['outcome']}")
+        post = decision.get("post")
+        if post:
+            lines.append(f"  post to {post['to']}: {post['text']!r}")
+    return lines
