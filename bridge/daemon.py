@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 from bridge import outbox
 from bridge.config import ConfigError
 from bridge.dispatch import Dispatcher, RetryPolicy
+from bridge.logging import SCRUBBER, register_secrets
 from bridge.metrics import Metrics
 from bridge.outbox import JobRecord
 from bridge.pipeline import Pipeline, StormSettings
@@ -82,6 +83,8 @@ class Daemon:
         self.session = await stack.enter_async_context(aiohttp.ClientSession())
         gateway = await self._gateway(config.gateway)
         self.client = C123Client(gateway, self.session, log=self.log, observe=self._observe)
+        register_secrets(_secret_holders(self.settings))
+        SCRUBBER.add_secret(gateway.load_key().get_secret_value())
         self.pipeline = Pipeline(
             self.store,
             self.settings.rules,
@@ -319,6 +322,7 @@ class Daemon:
                 self.metrics.reload_success.set(0)
                 self.log.exception("reload_failed", reason="an adapter failed to start")
                 return False
+            register_secrets(_secret_holders(settings))
             old_inputs, old_outputs = self._inputs, self._outputs
             self.pipeline.rules = settings.rules
             self._inputs, self._outputs = inputs, outputs
@@ -356,3 +360,7 @@ def _soon() -> Any:
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+def _secret_holders(settings: Settings) -> list[object]:
+    return [settings.config, *settings.inputs.values(), *settings.outputs.values()]

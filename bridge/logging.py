@@ -8,6 +8,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from pydantic import BaseModel, SecretStr
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from bridge.sms import mask_text
@@ -51,6 +52,21 @@ class Scrubber:
 
 
 SCRUBBER = Scrubber()
+
+
+def register_secrets(value: object) -> int:
+    """Teach the log scrubber every SecretStr found in a config (models, mappings, lists)."""
+    found = 0
+    if isinstance(value, SecretStr):
+        SCRUBBER.add_secret(value.get_secret_value())
+        return 1
+    if isinstance(value, BaseModel):
+        return sum(register_secrets(getattr(value, name)) for name in type(value).model_fields)
+    if isinstance(value, dict):
+        return sum(register_secrets(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return sum(register_secrets(item) for item in value)
+    return found
 
 
 def _render_exception(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:

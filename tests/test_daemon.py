@@ -116,3 +116,65 @@ async def test_health_ready_and_metrics(daemon: Daemon) -> None:
         async with http.get(daemon.url + "/hooks/nope") as response:
             assert response.status == 404
             assert (await response.json())["error"] == "no such path /hooks/nope"
+
+
+async def test_low_balance_becomes_a_system_event(tmp_path: Path) -> None:
+    """A balance below the threshold is a system event a rule can route (once per crossing)."""
+    body = f"""
+contacts:
+  alice: "{A}"
+rules:
+  - name: balance
+    match: {{kind: system, labels: {{alertname: SmsBalanceLow}}}}
+    sms: {{to: [alice], template: "{{{{ text }}}}"}}
+"""
+    path = write(tmp_path, body)
+    path.write_text(
+        path.read_text().replace("  balance: 1h\n", "  balance: 1h\n  low_balance: 500\n")
+    )
+    daemon = Daemon(
+        load_settings(path), simulator_settings=SimulatorSettings(report_delay=0, rate_limit=None)
+    )
+    await daemon.start()
+    try:
+        assert daemon.simulator is not None
+        await daemon.poller.poll_balance()
+        await daemon.poller.poll_balance()  # still low: not reported twice
+        await daemon.simulator.state.wait_for(lambda s: len(s.messages) == 1)
+        await daemon.dispatcher.stop(grace=5)
+        (message,) = daemon.simulator.state.messages
+        assert message.content == "SMS balance 100.000 is below 500"
+    finally:
+        await daemon.stop()
+
+
+async def test_config_secrets_are_scrubbed_from_logs(tmp_path: Path) -> None:
+    """A secret from the config that ends up in a log line is redacted there."""
+    import io
+    import json
+
+    from bridge.logging import configure_logging
+
+    secret = "SuperSecretCallbackKey42"
+    path = write(
+        tmp_path,
+        f"""
+outputs:
+  cb: {{type: http_callback, url: "http://127.0.0.1:9/x", secret: {secret}}}
+""",
+    )
+    stream = io.StringIO()
+    configure_logging(stream, json=True)
+    daemon = Daemon(
+        load_settings(path), simulator_settings=SimulatorSettings(report_delay=0, rate_limit=None)
+    )
+    await daemon.start()
+    try:
+        daemon.log.warning("careless_event", detail=f"token={secret}")
+    finally:
+        await daemon.stop()
+        configure_logging(io.StringIO(), json=True)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (careless,) = [line for line in lines if line["event"] == "careless_event"]
+    assert careless["detail"] == "token=<redacted>"
+    assert secret not in stream.getvalue()
