@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
@@ -19,7 +20,7 @@ from bridge.config import ConfigError
 from bridge.dispatch import Dispatcher, RetryPolicy
 from bridge.logging import SCRUBBER, register_secrets
 from bridge.metrics import Metrics
-from bridge.outbox import JobRecord
+from bridge.outbox import JobRecord, JobState
 from bridge.pipeline import Pipeline, StormSettings
 from bridge.plugin import Input, Output, PluginContext
 from bridge.plugins.c123.client import C123Client
@@ -59,6 +60,7 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._inputs: dict[str, Input] = {}
         self._outputs: dict[str, Output] = {}
+        self._commits_counted = 0
 
     @property
     def url(self) -> str:
@@ -194,7 +196,13 @@ class Daemon:
 
     async def _serve(self) -> None:
         server = self.settings.config.server
-        app = build_app(self.hooks, self.metrics, self.readiness, max_body=server.max_body)
+        app = build_app(
+            self.hooks,
+            self.metrics,
+            self.readiness,
+            max_body=server.max_body,
+            before_scrape=self.refresh_gauges,
+        )
         runner = web.AppRunner(
             app, access_log=None, shutdown_timeout=server.shutdown_timeout.total_seconds()
         )
@@ -275,9 +283,13 @@ class Daemon:
     async def _storm_loop(self) -> None:
         """Flush grouped alerts and held-back summaries when they come due."""
         while True:
-            self._storm_wake.clear()
             try:
                 await self.pipeline.flush_due()
+                # Fix: clear only after the flush. flush_due() wakes the outputs through
+                # _wake(), which sets _storm_wake too, so clearing before it made this loop
+                # spin without pause, even idle. A submit after this point still wakes it; one
+                # committed before it is seen by next_storm_due below.
+                self._storm_wake.clear()
                 due = await self.store.read(self.pipeline.next_storm_due)
             except Exception:  # keep flushing later rather than silently stop for good
                 self.log.exception("storm_flush_failed")
@@ -292,6 +304,37 @@ class Daemon:
 
     def _on_failed(self, record: JobRecord, reason: str) -> None:
         self.log.error("delivery_gave_up", output=record.output, job=record.id, reason=reason)
+
+    async def refresh_gauges(self) -> None:
+        """Outbox depth by state and the age of the oldest unsettled job."""
+        now = self.clock()
+
+        def read(conn: sqlite3.Connection) -> tuple[dict[str, int], float | None]:
+            return outbox.job_states(conn), outbox.oldest_pending(conn)
+
+        states, oldest = await self.store.read(read)
+        for state in JobState:
+            self.metrics.outbox_jobs.labels(state.value).set(states.get(state.value, 0))
+        self.metrics.outbox_oldest.set(max(now - oldest, 0.0) if oldest is not None else 0.0)
+        self.metrics.store_commits.inc(self.store.commits - self._commits_counted)
+        self._commits_counted = self.store.commits
+
+    def status_line(self) -> str:
+        """One line for `systemctl status`: where it listens and what it runs."""
+        gateway = "built-in simulator" if self.simulator else self.client.config.base_url
+        return (
+            f"serving on {self.url}: {len(self._inputs)} inputs, {len(self._outputs)} outputs, "
+            f"{len(self.settings.rules.names)} rules; gateway {gateway}"
+        )
+
+    async def alive(self) -> bool:
+        """True when the store answers within a second (a wedged writer stops the watchdog)."""
+        try:
+            async with asyncio.timeout(1.0):
+                await self.store.read(lambda conn: conn.execute("SELECT 1").fetchone())
+        except Exception:
+            return False
+        return True
 
     def readiness(self) -> dict[str, str]:
         """Check name -> what is wrong ('' when fine)."""

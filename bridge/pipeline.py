@@ -67,7 +67,7 @@ class Pipeline:
         """Run the rules and commit what they decided; returns once it is on disk."""
         now = self.clock()
         when = datetime.fromtimestamp(now, UTC)
-        decided = [(event, self.rules.evaluate(event, when)) for event in events]
+        decided = [(event, self.decide(event, when)) for event in events]
         touched: set[str] = set()
 
         def work(conn: sqlite3.Connection) -> Accepted:
@@ -86,6 +86,19 @@ class Pipeline:
             self.metrics.duplicates.labels(events[0].source).inc()
         self.wake(touched)
         return accepted
+
+    def decide(self, event: Event, when: datetime) -> list[Decision]:
+        """The rules' decisions; rules skipped only by their time window are counted."""
+        decisions, outside = self.rules.evaluate_windows(event, when)
+        for rule in outside:
+            self.metrics.suppressed.labels(rule, "window").inc()
+            self.log.info(
+                "event_outside_window",
+                rule=rule,
+                kind=event.kind.value,
+                alertname=event.labels.get("alertname", ""),
+            )
+        return decisions
 
     def apply(
         self,
@@ -120,6 +133,10 @@ class Pipeline:
     ) -> int:
         event = decision.event
         if not action.wants(event):
+            # Fix: a resolution that sends nothing (send_resolved: false) still ends the alert's
+            # episode; without this the next firing was suppressed as a repeat.
+            for recipient in action.recipients:
+                self._is_repeat(conn, decision, action, recipient.number, now)
             return 0
         text = decision.render("sms")
         jobs = 0
@@ -157,9 +174,13 @@ class Pipeline:
         if not window or not event.fingerprint:
             return False
         base = f"repeat|{decision.rule}|{event.fingerprint}|{number}|"
-        if event.status is Status.RESOLVED:
-            # Once resolved, the next firing is news again.
-            outbox.forget(conn, base + Status.FIRING.value)
+        # A change of status is news: once resolved, the next firing is; once firing again, so
+        # is the next resolution. (Fix: only the firing key used to be forgotten, so a second
+        # episode's resolution within repeat_interval was suppressed as a repeat of the first.)
+        other = Status.FIRING if event.status is Status.RESOLVED else Status.RESOLVED
+        outbox.forget(conn, base + other.value)
+        if not action.wants(event):
+            return False  # nothing to send; only the episode's end is recorded above
         if outbox.seen_within(conn, base + event.status.value, now, window):
             self.metrics.suppressed.labels(decision.rule, "repeat").inc()
             self.log.info(
@@ -347,9 +368,22 @@ class Pipeline:
     def next_storm_due(self, conn: sqlite3.Connection) -> float | None:
         """When flush_due next has work: the earliest group flush or held summary."""
         times = [outbox.next_group_flush(conn)]
-        row = conn.execute("SELECT min(created_at) AS t FROM held").fetchone()
-        if row["t"] is not None:
-            times.append(float(row["t"]) + self.storm.held_summary_after)
+        now = self.clock()
+        rows = conn.execute(
+            "SELECT output, recipient, min(created_at) AS t FROM held GROUP BY output, recipient"
+        ).fetchall()
+        for row in rows:
+            output, number = row["output"], row["recipient"]
+            summary_due = float(row["t"]) + self.storm.held_summary_after
+            # Fix: a summary with no slot left this hour is due when the hour's oldest send
+            # leaves the window, not at once: that made the storm loop flush every 50 ms until
+            # then. (_flush_held skips it until a slot frees, with the same test.)
+            cap = self.rules.smallest_cap(output)
+            if cap and outbox.sends_since(conn, output, number, now - 3600) >= cap:
+                oldest = outbox.first_send_since(conn, output, number, now - 3600)
+                if oldest is not None:
+                    summary_due = max(summary_due, oldest + 3600)
+            times.append(summary_due)
         due = [t for t in times if t is not None]
         return min(due) if due else None
 
@@ -359,12 +393,38 @@ def _expand(held: outbox.HeldSummary) -> Iterable[str]:
         yield from [name] * count
 
 
-def summary_text(held: outbox.HeldSummary, limit: int = 12) -> str:
-    """'smsbridge held back 37 alerts (cap): HighLatency×20, DiskFull×17' — most frequent first."""
+# The summary stands in for everything held back this hour and spends the hour's reserved slot,
+# so it may use the gateway's whole content limit (1,000 characters) to name every alert.
+SUMMARY_MAX_CHARS = 1000
+
+
+def summary_text(held: outbox.HeldSummary, max_chars: int = SUMMARY_MAX_CHARS) -> str:
+    """'smsbridge held back 37 alerts (cap): HighLatency×20, DiskFull×17' — most frequent first.
+
+    Every name is shown: in this readable form, or when shorter in a compact one that lists names
+    sharing a count once under it ('×15: DiskFull, CpuHigh; ×3: Backup'). Only a summary too long
+    for `max_chars` even then ends '(+N more names)'; its total still counts every alert.
+    """
+    # Fix: this used to show the 12 most frequent names and hide the rest as "(+N more names)",
+    # so in a storm most alert names were never told to anyone.
     total = sum(held.counts.values())
     ranked = sorted(held.counts.items(), key=lambda item: (-item[1], item[0]))
-    shown = [f"{name}×{count}" if count > 1 else name for name, count in ranked[:limit]]
-    rest = len(ranked) - limit
-    more = f" (+{rest} more names)" if rest > 0 else ""
-    why = "/".join(held.reasons)
-    return f"smsbridge held back {total} alerts ({why}): {', '.join(shown)}{more}"
+    head = f"smsbridge held back {total} alerts ({'/'.join(held.reasons)}): "
+    readable = head + ", ".join(f"{name}×{count}" if count > 1 else name for name, count in ranked)
+    by_count: dict[int, list[str]] = {}
+    for name, count in ranked:
+        by_count.setdefault(count, []).append(name)
+    compact = head + "; ".join(f"×{count}: {', '.join(names)}" for count, names in by_count.items())
+    best = min(readable, compact, key=len)
+    if len(best) <= max_chars:
+        return best
+    # Too many names even so: show the most frequent that fit, count the others.
+    for shown in range(len(ranked) - 1, -1, -1):
+        kept: dict[int, list[str]] = {}
+        for name, count in ranked[:shown]:
+            kept.setdefault(count, []).append(name)
+        listed = "; ".join(f"×{count}: {', '.join(names)}" for count, names in kept.items())
+        text = f"{head}{listed} (+{len(ranked) - shown} more names)"
+        if len(text) <= max_chars:
+            return text
+    return head.rstrip(": ")[:max_chars]

@@ -145,7 +145,7 @@ class GatewayPoller:
     # --- effects, inside one transaction ------------------------------------------------------
 
     def _decide(self, conn: sqlite3.Connection, event: Event, now: float, touched: set[str]) -> int:
-        decisions = self.pipeline.rules.evaluate(event, datetime.fromtimestamp(now, UTC))
+        decisions = self.pipeline.decide(event, datetime.fromtimestamp(now, UTC))
         self.metrics.events.labels(event.source, event.kind.value).inc()
         for decision in decisions:
             self.metrics.rule_matches.labels(decision.rule).inc()

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 Action = Literal["sms", "post"]
+OUTSIDE_WINDOW = "outside its time window"
 
 
 class RuleError(ValueError):
@@ -164,7 +165,7 @@ class _Rule:
                 actual = event.labels.get(matcher.name, "")
                 return f"{matcher} does not hold ({matcher.name} is {actual!r})"
         if self.window is not None and not self.window.contains(now):
-            return "outside its time window"
+            return OUTSIDE_WINDOW
         return None
 
 
@@ -281,15 +282,26 @@ class RuleSet:
 
     def evaluate(self, event: Event, now: datetime) -> list[Decision]:
         """The rules the event matches, in order; the first match ends it unless it continues."""
+        return self.evaluate_windows(event, now)[0]
+
+    def evaluate_windows(self, event: Event, now: datetime) -> tuple[list[Decision], list[str]]:
+        """evaluate(), plus the rules reached that matched in all but their time window.
+
+        Those are counted as suppressed by window: nothing about such an event goes unseen.
+        """
         decisions: list[Decision] = []
+        outside: list[str] = []
         for rule in self._rules:
-            if rule.mismatch(event, now) is None:
+            why = rule.mismatch(event, now)
+            if why is None:
                 decisions.append(
                     Decision(rule.name, event, rule.sms, rule.post, now, rule.templates)
                 )
                 if not rule.continue_:
                     break
-        return decisions
+            elif why == OUTSIDE_WINDOW:
+                outside.append(rule.name)
+        return decisions, outside
 
     def explain(self, event: Event, now: datetime) -> list[tuple[str, str | None]]:
         """Every rule with why it did not match the event (None: it matched), for dry runs."""

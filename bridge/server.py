@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from bridge.metrics import Metrics
 from bridge.plugin import Input
 
 Readiness = Callable[[], dict[str, str]]  # check name -> problem ('' when fine)
+# The classic text format, which every Prometheus understands (Debian 12 ships 2.42).
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -55,7 +57,12 @@ class HookTable:
 
 
 def build_app(
-    hooks: HookTable, metrics: Metrics, ready: Readiness, *, max_body: int
+    hooks: HookTable,
+    metrics: Metrics,
+    ready: Readiness,
+    *,
+    max_body: int,
+    before_scrape: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
     """One application for every input, plus the health and metrics endpoints."""
     app = web.Application(client_max_size=max_body, middlewares=[web.middleware(_json_errors)])
@@ -70,9 +77,11 @@ def build_app(
         return web.json_response({"ready": not problems, "problems": problems}, status=status)
 
     async def metrics_page(request: web.Request) -> web.Response:
+        if before_scrape is not None:
+            await before_scrape()  # gauges read from the store are fresh at every scrape
         body = generate_latest(metrics.registry)
         response = web.Response(body=body)
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        response.headers["Content-Type"] = METRICS_CONTENT_TYPE
         return response
 
     app.router.add_get("/healthz", healthz)
