@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from bridge.commands.common import EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_USAG
 from bridge.config import ConfigError
 from bridge.logging import configure_logging
 from bridge.plugins.c123.errors import C123Error, InvalidRequestError
+from bridge.systemd import Notifier
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +45,7 @@ async def _run(args: argparse.Namespace, long_running: bool) -> int:
     assert task is not None
     signalled: list[int] = []
     args.reload_requests = asyncio.Queue()
+    args.notifier = Notifier.from_environ(os.environ)
 
     def stop(signum: int) -> None:
         signalled.append(signum)

@@ -9,6 +9,7 @@ from pathlib import Path
 from bridge.commands.common import EXIT_OK
 from bridge.daemon import Daemon
 from bridge.settings import load_settings
+from bridge.systemd import Notifier
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,21 +36,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
+    notifier: Notifier = args.notifier
     settings = await asyncio.to_thread(load_settings, args.config)
+    notifier.status("starting")
     daemon = Daemon(settings)
     await daemon.start()
+    notifier.ready(daemon.status_line())
     reloads: asyncio.Queue[None] = args.reload_requests
 
     async def reload_on_request() -> None:
         while True:
             await reloads.get()
-            await daemon.reload()
+            notifier.reloading()
+            ok = await daemon.reload()
+            status = daemon.status_line()
+            notifier.ready(status if ok else f"reload failed, kept the previous config; {status}")
 
-    reloader = asyncio.create_task(reload_on_request())
+    background = [
+        asyncio.create_task(reload_on_request()),
+        asyncio.create_task(notifier.watchdog(daemon.alive)),
+    ]
     try:
         await asyncio.Event().wait()  # until the command line cancels us on SIGTERM/SIGINT
     finally:
-        reloader.cancel()
+        notifier.stopping()
+        for task in background:
+            task.cancel()
         await daemon.stop()
     return EXIT_OK
 
