@@ -49,3 +49,38 @@ def test_version_is_single_sourced() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" in pyproject["project"]["dynamic"]
     assert version("smsbridge") == bridge.__version__
+
+
+def test_wheel_ships_plugins_inside_bridge(tmp_path: Path) -> None:
+    """The wheel holds only bridge/, with bridge/plugins/* inside, and the entry points."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("smsbridge-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names if not name.startswith("smsbridge-")}
+    assert tops == {"bridge"}
+    for plugin in ("c123", "alertmanager", "webhook", "http_callback"):
+        assert f"bridge/plugins/{plugin}/__init__.py" in names
+    assert "bridge/plugins/c123/simulator/app.py" in names
+    (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "smsbridge = bridge.cli:main" in text
+    assert "[smsbridge.inputs]" in text
