@@ -15,13 +15,13 @@ import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
-from bridge import outbox
+from bridge import ledger, outbox
 from bridge.config import ConfigError
 from bridge.dispatch import Dispatcher, RetryPolicy
 from bridge.logging import SCRUBBER, register_secrets
 from bridge.metrics import Metrics
 from bridge.outbox import JobRecord, JobState
-from bridge.pipeline import Pipeline, StormSettings
+from bridge.pipeline import Pipeline
 from bridge.plugin import Input, Output, PluginContext
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config
@@ -34,6 +34,7 @@ from bridge.server import HookTable, build_app
 from bridge.settings import SMS_OUTPUT, Settings, load_settings
 from bridge.sms import segment_count
 from bridge.store import Store
+from bridge.storm import StormSettings
 
 
 class Daemon:
@@ -300,7 +301,7 @@ class Daemon:
 
     async def _expire(self) -> None:
         now = self.clock()
-        await self.store.write(lambda conn: outbox.expire(conn, now, KEEP_RECORD_KEYS))
+        await self.store.write(lambda conn: ledger.expire(conn, now, KEEP_RECORD_KEYS))
 
     def _on_failed(self, record: JobRecord, reason: str) -> None:
         self.log.error("delivery_gave_up", output=record.output, job=record.id, reason=reason)

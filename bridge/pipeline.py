@@ -5,30 +5,20 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bridge import outbox
+from bridge import conversations, holding, ledger, outbox
 from bridge.events import Event, EventKind, Intent, Status
 from bridge.metrics import Metrics
 from bridge.plugin import Accepted
 from bridge.rules import Decision, RuleSet, SmsAction
 from bridge.sms import mask_number
 from bridge.store import Store
+from bridge.storm import StormSettings, expand, summary_text
 
 Clock = Callable[[], float]
 Estimator = Callable[[str, str], int]  # (output, text) -> segments
-
-
-@dataclass(frozen=True, slots=True)
-class StormSettings:
-    """Limits that keep a storm of alerts from becoming a storm of SMS."""
-
-    held_summary_after: float = 300.0  # seconds a held message waits for its summary
-    daily_segment_budget: int | None = None  # segments a day across every SMS output
-    budget_zone: Any = UTC  # the day of the budget starts at midnight here
-    conversation_ttl: float = 86400.0  # how long a reply still belongs to the SMS it answers
 
 
 def _alert_name(event: Event) -> str:
@@ -71,7 +61,7 @@ class Pipeline:
         touched: set[str] = set()
 
         def work(conn: sqlite3.Connection) -> Accepted:
-            if dedupe_key and outbox.seen_within(conn, dedupe_key, now, dedupe_window):
+            if dedupe_key and ledger.seen_within(conn, dedupe_key, now, dedupe_window):
                 return Accepted(events=len(events), intents=0, duplicate=True)
             touched.clear()
             jobs = sum(self.apply(conn, event, ds, now, touched) for event, ds in decided)
@@ -144,7 +134,7 @@ class Pipeline:
             if self._is_repeat(conn, decision, action, recipient.number, now):
                 continue
             if action.group_wait > timedelta(0):
-                outbox.add_group_member(
+                holding.add_group_member(
                     conn,
                     decision.rule,
                     decision.group_key(),
@@ -178,10 +168,10 @@ class Pipeline:
         # is the next resolution. (Fix: only the firing key used to be forgotten, so a second
         # episode's resolution within repeat_interval was suppressed as a repeat of the first.)
         other = Status.FIRING if event.status is Status.RESOLVED else Status.RESOLVED
-        outbox.forget(conn, base + other.value)
+        ledger.forget(conn, base + other.value)
         if not action.wants(event):
             return False  # nothing to send; only the episode's end is recorded above
-        if outbox.seen_within(conn, base + event.status.value, now, window):
+        if ledger.seen_within(conn, base + event.status.value, now, window):
             self.metrics.suppressed.labels(decision.rule, "repeat").inc()
             self.log.info(
                 "sms_suppressed",
@@ -214,7 +204,7 @@ class Pipeline:
         reason = self._limit(conn, action, number, segments, now)
         if reason:
             names = [_alert_name(event) for event in events]
-            outbox.hold(conn, action.output, number, rule, names, reason, now)
+            holding.hold(conn, action.output, number, rule, names, reason, now)
             self.metrics.suppressed.labels(rule, reason).inc(len(names))
             self.log.warning(
                 "sms_held", reason=reason, rule=rule, to=mask_number(number), alerts=len(names)
@@ -232,7 +222,7 @@ class Pipeline:
             payload={"alerts": len(events)},
         )
         job_id = outbox.add_job(conn, intent, event_id, now, segments=segments)
-        outbox.record_conversation(
+        conversations.record_conversation(
             conn, number, job_id, event_id, event.conversation, now, self.storm.conversation_ttl
         )
         touched.add(action.output)
@@ -301,16 +291,18 @@ class Pipeline:
         touched: set[str] = set()
 
         def work(conn: sqlite3.Connection) -> None:
-            for group in outbox.take_due_groups(conn, now):
+            for group in holding.take_due_groups(conn, now):
                 self._flush_group(conn, group, now, touched)
-            for output, number in outbox.held_recipients(conn, now - self.storm.held_summary_after):
+            for output, number in holding.held_recipients(
+                conn, now - self.storm.held_summary_after
+            ):
                 self._flush_held(conn, output, number, now, touched)
 
         await self.store.write(work)
         self.wake(touched)
 
     def _flush_group(
-        self, conn: sqlite3.Connection, group: outbox.DueGroup, now: float, touched: set[str]
+        self, conn: sqlite3.Connection, group: holding.DueGroup, now: float, touched: set[str]
     ) -> None:
         events = [e for e in (outbox.get_event(conn, i) for i in group.event_ids) if e]
         action = self.rules.sms_action(group.rule)
@@ -336,7 +328,7 @@ class Pipeline:
         cap = self.rules.smallest_cap(output)
         if cap and outbox.sends_since(conn, output, number, now - 3600) >= cap:
             return  # no slot this hour; try again when one frees up
-        held = outbox.take_held(conn, output, number)
+        held = holding.take_held(conn, output, number)
         if held is None:
             return
         text = summary_text(held)
@@ -346,7 +338,7 @@ class Pipeline:
             used = outbox.segments_since(conn, self.sms_outputs, self._day_start(now))
             if used + segments > budget:
                 # Still no budget: keep holding; the log and metric already counted them.
-                outbox.hold(conn, output, number, "held", list(_expand(held)), "budget", now)
+                holding.hold(conn, output, number, "held", list(expand(held)), "budget", now)
                 return
         event = Event(
             kind=EventKind.SYSTEM, source="smsbridge", text=text, labels={"alertname": "HeldBack"}
@@ -367,7 +359,7 @@ class Pipeline:
 
     def next_storm_due(self, conn: sqlite3.Connection) -> float | None:
         """When flush_due next has work: the earliest group flush or held summary."""
-        times = [outbox.next_group_flush(conn)]
+        times = [holding.next_group_flush(conn)]
         now = self.clock()
         rows = conn.execute(
             "SELECT output, recipient, min(created_at) AS t FROM held GROUP BY output, recipient"
@@ -386,45 +378,3 @@ class Pipeline:
             times.append(summary_due)
         due = [t for t in times if t is not None]
         return min(due) if due else None
-
-
-def _expand(held: outbox.HeldSummary) -> Iterable[str]:
-    for name, count in held.counts.items():
-        yield from [name] * count
-
-
-# The summary stands in for everything held back this hour and spends the hour's reserved slot,
-# so it may use the gateway's whole content limit (1,000 characters) to name every alert.
-SUMMARY_MAX_CHARS = 1000
-
-
-def summary_text(held: outbox.HeldSummary, max_chars: int = SUMMARY_MAX_CHARS) -> str:
-    """'smsbridge held back 37 alerts (cap): HighLatency×20, DiskFull×17' — most frequent first.
-
-    Every name is shown: in this readable form, or when shorter in a compact one that lists names
-    sharing a count once under it ('×15: DiskFull, CpuHigh; ×3: Backup'). Only a summary too long
-    for `max_chars` even then ends '(+N more names)'; its total still counts every alert.
-    """
-    # Fix: this used to show the 12 most frequent names and hide the rest as "(+N more names)",
-    # so in a storm most alert names were never told to anyone.
-    total = sum(held.counts.values())
-    ranked = sorted(held.counts.items(), key=lambda item: (-item[1], item[0]))
-    head = f"smsbridge held back {total} alerts ({'/'.join(held.reasons)}): "
-    readable = head + ", ".join(f"{name}×{count}" if count > 1 else name for name, count in ranked)
-    by_count: dict[int, list[str]] = {}
-    for name, count in ranked:
-        by_count.setdefault(count, []).append(name)
-    compact = head + "; ".join(f"×{count}: {', '.join(names)}" for count, names in by_count.items())
-    best = min(readable, compact, key=len)
-    if len(best) <= max_chars:
-        return best
-    # Too many names even so: show the most frequent that fit, count the others.
-    for shown in range(len(ranked) - 1, -1, -1):
-        kept: dict[int, list[str]] = {}
-        for name, count in ranked[:shown]:
-            kept.setdefault(count, []).append(name)
-        listed = "; ".join(f"×{count}: {', '.join(names)}" for count, names in kept.items())
-        text = f"{head}{listed} (+{len(ranked) - shown} more names)"
-        if len(text) <= max_chars:
-            return text
-    return head.rstrip(": ")[:max_chars]

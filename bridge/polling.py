@@ -17,7 +17,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from bridge import outbox
+from bridge import conversations, ledger, outbox
 from bridge.events import Event, EventKind
 from bridge.metrics import Metrics
 from bridge.pipeline import Pipeline
@@ -77,7 +77,7 @@ class GatewayPoller:
 
     async def recover(self) -> int:
         """Process answers stored by a run that stopped before processing them."""
-        pending = await self.store.read(outbox.unprocessed_raw)
+        pending = await self.store.read(ledger.unprocessed_raw)
         for raw_id, account, action, body in pending:
             if account == self.account:
                 await self._process(raw_id, Action(action), body)
@@ -100,7 +100,7 @@ class GatewayPoller:
             return 0
         now = self.clock()
         raw_id = await self.store.write(
-            lambda conn: outbox.store_raw(conn, self.account, action.value, body, now)
+            lambda conn: ledger.store_raw(conn, self.account, action.value, body, now)
         )
         return await self._process(raw_id, action, body)
 
@@ -129,12 +129,12 @@ class GatewayPoller:
                 work = partial(self._balance, balance=balance, now=now, touched=touched)
         except C123Error as exc:
             self._failed(action, exc)
-            await self.store.write(lambda conn: outbox.mark_processed(conn, raw_id, now))
+            await self.store.write(lambda conn: ledger.mark_processed(conn, raw_id, now))
             return 0
 
         def commit(conn: sqlite3.Connection) -> None:
             work(conn)
-            outbox.mark_processed(conn, raw_id, now)
+            ledger.mark_processed(conn, raw_id, now)
 
         await self.store.write(commit)
         self.problems.pop(action.value, None)
@@ -156,10 +156,10 @@ class GatewayPoller:
     ) -> None:
         for reply in replies:
             digest = hashlib.sha256(reply.content.encode()).hexdigest()
-            if not outbox.first_time(conn, f"reply|{reply.mobile}|{reply.raw_time}|{digest}", now):
+            if not ledger.first_time(conn, f"reply|{reply.mobile}|{reply.raw_time}|{digest}", now):
                 continue
             self.metrics.replies.inc()
-            open_conversation = outbox.latest_conversation(conn, reply.mobile, now)
+            open_conversation = conversations.latest_conversation(conn, reply.mobile, now)
             original = (
                 outbox.get_event(conn, open_conversation.event_id)
                 if open_conversation and open_conversation.event_id
@@ -194,7 +194,7 @@ class GatewayPoller:
     ) -> None:
         for report in reports:
             key = f"report|{report.msgid}|{report.mobile}|{report.carrier_code}"
-            if not outbox.first_time(conn, key, now):
+            if not ledger.first_time(conn, key, now):
                 continue
             self.metrics.reports.labels(report.carrier_code or "none").inc()
             records = outbox.record_delivery(
@@ -233,9 +233,9 @@ class GatewayPoller:
         self, conn: sqlite3.Connection, balance: Decimal, now: float, touched: set[str]
     ) -> None:
         key = f"balance|{self.account}"
-        previous_text = outbox.get_setting(conn, key)
+        previous_text = ledger.get_setting(conn, key)
         previous = Decimal(previous_text) if previous_text is not None else None
-        outbox.put_setting(conn, key, str(balance))
+        ledger.put_setting(conn, key, str(balance))
         self.metrics.balance.set(float(balance))
         if previous is not None and balance > previous:
             released = outbox.release_held_for_balance(conn, now)

@@ -17,8 +17,7 @@ from structlog.testing import capture_logs
 
 from bridge.daemon import Daemon
 from bridge.events import Event, EventKind, Status
-from bridge.outbox import HeldSummary
-from bridge.pipeline import SUMMARY_MAX_CHARS, summary_text
+from bridge.holding import HeldSummary
 from bridge.plugins.c123.simulator import (
     DEFAULT_ACCOUNT,
     DEFAULT_AUTHKEY,
@@ -27,6 +26,7 @@ from bridge.plugins.c123.simulator import (
     SimulatorSettings,
 )
 from bridge.settings import load_settings
+from bridge.storm import SUMMARY_MAX_CHARS, summary_text
 
 TEAM = ("15102110086", "15102110087", "15102110088")
 A = TEAM[0]

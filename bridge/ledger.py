@@ -1,0 +1,68 @@
+"""What the daemon has seen: de-duplication keys, raw poll answers, small settings.
+
+Functions here take a sqlite3 connection and run inside a Store.write()/read() call, so a
+caller composes several of them into one atomic, group-committed transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+def seen_within(conn: sqlite3.Connection, key: str, now: float, window: float) -> bool:
+    """True if `key` was recorded within its window; otherwise record it for `window` seconds."""
+    row = conn.execute("SELECT expires_at FROM dedupe WHERE key = ?", (key,)).fetchone()
+    if row is not None and row["expires_at"] > now:
+        return True
+    conn.execute(
+        "INSERT OR REPLACE INTO dedupe (key, expires_at) VALUES (?, ?)", (key, now + window)
+    )
+    return False
+
+
+def forget(conn: sqlite3.Connection, key: str) -> None:
+    conn.execute("DELETE FROM dedupe WHERE key = ?", (key,))
+
+
+def first_time(conn: sqlite3.Connection, key: str, now: float) -> bool:
+    """True the first time a polled record's key is seen (reads may repeat records)."""
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO seen_records (key, seen_at) VALUES (?, ?)", (key, now)
+    )
+    return cursor.rowcount == 1
+
+
+def expire(conn: sqlite3.Connection, now: float, keep_records: float) -> None:
+    """Drop dedupe keys past their window and polled-record keys older than `keep_records`."""
+    conn.execute("DELETE FROM dedupe WHERE expires_at <= ?", (now,))
+    conn.execute("DELETE FROM seen_records WHERE seen_at < ?", (now - keep_records,))
+    conn.execute("DELETE FROM conversations WHERE expires_at <= ?", (now,))
+
+
+def store_raw(conn: sqlite3.Connection, account: str, action: str, body: bytes, now: float) -> int:
+    """Keep a destructive read's answer before anything is done with it."""
+    cursor = conn.execute(
+        "INSERT INTO raw_polls (account, action, body, received_at) VALUES (?, ?, ?, ?)",
+        (account, action, body, now),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def unprocessed_raw(conn: sqlite3.Connection) -> list[tuple[int, str, str, bytes]]:
+    rows = conn.execute(
+        "SELECT id, account, action, body FROM raw_polls WHERE processed_at IS NULL ORDER BY id"
+    ).fetchall()
+    return [(row["id"], row["account"], row["action"], bytes(row["body"])) for row in rows]
+
+
+def mark_processed(conn: sqlite3.Connection, raw_id: int, now: float) -> None:
+    conn.execute("UPDATE raw_polls SET processed_at = ? WHERE id = ?", (now, raw_id))
+
+
+def get_setting(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row["value"])
+
+
+def put_setting(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))

@@ -1,0 +1,88 @@
+"""The outbox database schema: every table the daemon keeps in its SQLite file."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    body TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    output TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    text TEXT NOT NULL,
+    payload TEXT NOT NULL DEFAULT '{}',
+    rule TEXT NOT NULL DEFAULT '',
+    event_id INTEGER REFERENCES events(id),
+    conversation TEXT,
+    retry_ambiguous INTEGER NOT NULL DEFAULT 1,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    ref TEXT NOT NULL DEFAULT '',
+    segments INTEGER NOT NULL DEFAULT 0,
+    cost TEXT NOT NULL DEFAULT '0',
+    reason TEXT NOT NULL DEFAULT '',
+    code TEXT NOT NULL DEFAULT '',
+    delivery TEXT NOT NULL DEFAULT '',
+    carrier_code TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs(output, next_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS jobs_inflight ON jobs(state) WHERE state = 'sending';
+CREATE INDEX IF NOT EXISTS jobs_recipient ON jobs(output, recipient, created_at);
+CREATE INDEX IF NOT EXISTS jobs_ref ON jobs(ref, recipient) WHERE ref != '';
+CREATE TABLE IF NOT EXISTS dedupe (
+    key TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    id INTEGER PRIMARY KEY,
+    mobile TEXT NOT NULL,
+    job_id INTEGER NOT NULL,
+    event_id INTEGER,
+    conversation TEXT,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_mobile ON conversations(mobile, created_at);
+CREATE TABLE IF NOT EXISTS group_members (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    output TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    event_id INTEGER NOT NULL REFERENCES events(id),
+    flush_at REAL NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS group_due ON group_members(flush_at);
+CREATE TABLE IF NOT EXISTS held (
+    id INTEGER PRIMARY KEY,
+    output TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    name TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS held_recipient ON held(output, recipient, created_at);
+CREATE TABLE IF NOT EXISTS raw_polls (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    action TEXT NOT NULL,
+    body BLOB NOT NULL,
+    received_at REAL NOT NULL,
+    processed_at REAL
+);
+CREATE INDEX IF NOT EXISTS raw_unprocessed ON raw_polls(id) WHERE processed_at IS NULL;
+CREATE TABLE IF NOT EXISTS seen_records (
+    key TEXT PRIMARY KEY,
+    seen_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
