@@ -7,6 +7,7 @@ caller composes several of them into one atomic, group-committed transaction.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +23,12 @@ def record_conversation(
     conversation: Conversation | None,
     now: float,
     ttl: float,
+    code: int = 1,
 ) -> int:
+    """Remember that an SMS to `mobile` was about an event (and a chat thread, if any)."""
     cursor = conn.execute(
         """INSERT INTO conversations (mobile, job_id, event_id, conversation, created_at,
-                                      expires_at) VALUES (?, ?, ?, ?, ?, ?)""",
+                                      expires_at, code) VALUES (?, ?, ?, ?, ?, ?, ?)""",
         (
             mobile,
             job_id,
@@ -33,9 +36,46 @@ def record_conversation(
             json.dumps(conversation.to_json()) if conversation else None,
             now,
             now + ttl,
+            code,
         ),
     )
     return int(cursor.lastrowid or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSettings:
+    """How replies are matched to the SMS they answer (the `conversations:` section)."""
+
+    ttl: float = 86400.0  # seconds a reply still belongs to its SMS
+    reply_codes: bool = True
+    default: Conversation | None = None  # where replies matching nothing go
+    report_deliveries: bool = False
+
+
+# A reply names the conversation it answers with the code its SMS carried: "ok #2".
+REPLY_CODE = re.compile(r"#(\d{1,3})\b")
+
+
+def next_code(conn: sqlite3.Connection, mobile: str, now: float) -> tuple[int, int]:
+    """The smallest code no live conversation with `mobile` uses, and how many are live."""
+    rows = conn.execute(
+        "SELECT code FROM conversations WHERE mobile = ? AND expires_at > ?", (mobile, now)
+    ).fetchall()
+    used = {row["code"] for row in rows}
+    code = next(n for n in range(1, len(used) + 2) if n not in used)
+    return code, len(rows)
+
+
+def by_code(
+    conn: sqlite3.Connection, mobile: str, code: int, now: float
+) -> OpenConversation | None:
+    """The newest live conversation with `mobile` whose SMS carried `code`."""
+    row = conn.execute(
+        """SELECT * FROM conversations WHERE mobile = ? AND code = ? AND expires_at > ?
+           ORDER BY created_at DESC, id DESC LIMIT 1""",
+        (mobile, code, now),
+    ).fetchone()
+    return _open(row) if row else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +86,7 @@ class OpenConversation:
     job_id: int
     event_id: int | None
     conversation: Conversation | None
+    code: int = 1
 
 
 def latest_conversation(
@@ -58,12 +99,15 @@ def latest_conversation(
         query += " AND id = ?"
         params = (*params, conversation_id)
     row = conn.execute(query + " ORDER BY created_at DESC, id DESC LIMIT 1", params).fetchone()
-    if row is None:
-        return None
+    return _open(row) if row else None
+
+
+def _open(row: sqlite3.Row) -> OpenConversation:
     raw = row["conversation"]
     return OpenConversation(
         id=row["id"],
         job_id=row["job_id"],
         event_id=row["event_id"],
         conversation=Conversation.from_json(json.loads(raw)) if raw else None,
+        code=row["code"],
     )

@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -15,9 +16,13 @@ import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
-from bridge import ledger, outbox
+from bridge import ledger, outbox, schema
+from bridge.chat import ChatInputConfig
+from bridge.chatops import ChatOps
 from bridge.config import ConfigError
+from bridge.conversations import ConversationSettings
 from bridge.dispatch import Dispatcher, RetryPolicy
+from bridge.events import Conversation
 from bridge.logging import SCRUBBER, register_secrets
 from bridge.metrics import Metrics
 from bridge.outbox import JobRecord, JobState
@@ -30,6 +35,7 @@ from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.output import C123Output
 from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
 from bridge.polling import KEEP_RECORD_KEYS, GatewayPoller
+from bridge.rule_config import Directory
 from bridge.server import HookTable, build_app
 from bridge.settings import SMS_OUTPUT, Settings, load_settings
 from bridge.sms import segment_count
@@ -83,6 +89,7 @@ class Daemon:
         self.store = Store(config.store.path, schema=outbox.SCHEMA)
         await self.store.open()
         stack.push_async_callback(self.store.close)
+        await self.store.write(schema.migrate)
         self.session = await stack.enter_async_context(aiohttp.ClientSession())
         gateway = await self._gateway(config.gateway)
         self.client = C123Client(gateway, self.session, log=self.log, observe=self._observe)
@@ -97,7 +104,9 @@ class Daemon:
             storm=self._storm_settings(),
             clock=self.clock,
             wake=self._wake,
+            price=gateway.segment_price,
         )
+        self._route_with(self.settings)
         self._outputs = await self._start_outputs(self.settings)
         self.dispatcher = Dispatcher(
             self.store,
@@ -278,8 +287,32 @@ class Daemon:
             held_summary_after=config.storm.held_summary_after.total_seconds(),
             daily_segment_budget=config.storm.daily_segment_budget,
             budget_zone=self.settings.timezone,
-            conversation_ttl=config.polling.conversation_ttl.total_seconds(),
         )
+
+    def _route_with(self, settings: Settings) -> None:
+        """Give the pipeline the rules, contacts, command policies and reply routing of a config."""
+        config = settings.config
+        directory = Directory(config.contacts, config.groups)
+        policies = {
+            name: options.commands
+            for name, (_, options) in settings.inputs.items()
+            if isinstance(options, ChatInputConfig)
+        }
+        default = config.conversations.default
+        self.pipeline.rules = settings.rules
+        self.pipeline.directory = directory
+        self.pipeline.chatops = ChatOps(directory, policies, self._balance)
+        self.pipeline.conversations = ConversationSettings(
+            ttl=config.conversations.ttl.total_seconds(),
+            reply_codes=config.conversations.reply_codes,
+            default=Conversation(default.output, default.channel, default.thread)
+            if default
+            else None,
+            report_deliveries=config.conversations.report_deliveries,
+        )
+
+    async def _balance(self) -> Decimal:
+        return (await self.client.get_balance()).remain
 
     async def _storm_loop(self) -> None:
         """Flush grouped alerts and held-back summaries when they come due."""
@@ -368,7 +401,7 @@ class Daemon:
                 return False
             register_secrets(_secret_holders(settings))
             old_inputs, old_outputs = self._inputs, self._outputs
-            self.pipeline.rules = settings.rules
+            self._route_with(settings)
             self._inputs, self._outputs = inputs, outputs
             self.hooks.install(inputs)
             await self.dispatcher.replace_outputs(outputs)

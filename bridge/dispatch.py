@@ -88,6 +88,8 @@ class Dispatcher:
         return len(records)
 
     def start(self) -> None:
+        """Start one worker per output (again, after a stop)."""
+        self._stopping = False
         for name in self.outputs:
             self._tasks[name] = asyncio.create_task(self._worker(name), name=f"dispatch-{name}")
 

@@ -250,6 +250,25 @@ def segments_since(conn: sqlite3.Connection, outputs: Iterable[str], since: floa
     return int(row["n"])
 
 
+def sends_by_rule_since(conn: sqlite3.Connection, rule: str, since: float) -> int:
+    """Messages a rule (or a chat user's commands) queued since a time, failed ones excluded."""
+    row = conn.execute(
+        "SELECT count(*) AS n FROM jobs WHERE rule = ? AND created_at >= ? AND state != 'failed'",
+        (rule, since),
+    ).fetchone()
+    return int(row["n"])
+
+
+def job_summary(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row | None:
+    """A job's recipient, state, attempts, reason and delivery, for `sms status`."""
+    row: sqlite3.Row | None = conn.execute(
+        """SELECT output, recipient, state, attempts, reason, delivery, carrier_code
+           FROM jobs WHERE id = ?""",
+        (job_id,),
+    ).fetchone()
+    return row
+
+
 def record_delivery(
     conn: sqlite3.Connection, ref: str, recipient: str, delivery: str, carrier_code: str
 ) -> list[JobRecord]:

@@ -6,16 +6,22 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from bridge import conversations, holding, ledger, outbox
+from bridge.conversations import ConversationSettings
 from bridge.events import Event, EventKind, Intent, Status
 from bridge.metrics import Metrics
 from bridge.plugin import Accepted
+from bridge.rule_config import Directory
 from bridge.rules import Decision, RuleSet, SmsAction
 from bridge.sms import mask_number
 from bridge.store import Store
 from bridge.storm import StormSettings, expand, summary_text
+
+if TYPE_CHECKING:
+    from bridge.chatops import ChatOps
 
 Clock = Callable[[], float]
 Estimator = Callable[[str, str], int]  # (output, text) -> segments
@@ -39,8 +45,16 @@ class Pipeline:
         storm: StormSettings | None = None,
         clock: Clock = time.time,
         wake: Callable[[Iterable[str]], None] = lambda outputs: None,
+        chatops: ChatOps | None = None,
+        directory: Directory | None = None,
+        conversations: ConversationSettings | None = None,
+        price: Decimal = Decimal("0.10"),
     ) -> None:
         self.store = store
+        self.chatops = chatops
+        self.directory = directory or Directory({}, {})
+        self.conversations = conversations or ConversationSettings()
+        self.price = price
         self.rules = rules
         self.sms_outputs = sms_outputs
         self.metrics = metrics
@@ -58,13 +72,26 @@ class Pipeline:
         now = self.clock()
         when = datetime.fromtimestamp(now, UTC)
         decided = [(event, self.decide(event, when)) for event in events]
+        # Commands may need the network (the balance); that happens before the commit.
+        commands = {
+            index: await self.chatops.prepare(event)
+            for index, event in enumerate(events)
+            if event.kind is EventKind.COMMAND and self.chatops is not None
+        }
         touched: set[str] = set()
 
         def work(conn: sqlite3.Connection) -> Accepted:
             if dedupe_key and ledger.seen_within(conn, dedupe_key, now, dedupe_window):
                 return Accepted(events=len(events), intents=0, duplicate=True)
             touched.clear()
-            jobs = sum(self.apply(conn, event, ds, now, touched) for event, ds in decided)
+            jobs = 0
+            for index, (event, decisions) in enumerate(decided):
+                jobs += self.apply(conn, event, decisions, now, touched)
+                if index in commands and self.chatops is not None:
+                    event_id = outbox.add_event(conn, event)
+                    jobs += self.chatops.run(
+                        self, conn, event, commands[index], event_id, now, touched
+                    )
             return Accepted(events=len(events), intents=jobs)
 
         accepted = await self.store.write(work)
@@ -100,7 +127,7 @@ class Pipeline:
     ) -> int:
         """Write what the decisions about one event call for; returns the jobs queued."""
         if not decisions:
-            return 0
+            return self._fallback(conn, event, now, touched)
         event_id = outbox.add_event(conn, event)
         jobs = 0
         for decision in decisions:
@@ -146,8 +173,20 @@ class Pipeline:
                 )
                 jobs += 1  # decided now, sent as part of the group's summary
                 continue
-            jobs += self.queue_sms(
-                conn, decision.rule, action, recipient.number, text, [event], event_id, now, touched
+            jobs += (
+                1
+                if self.queue_sms(
+                    conn,
+                    decision.rule,
+                    action,
+                    recipient.number,
+                    text,
+                    [event],
+                    event_id,
+                    now,
+                    touched,
+                )
+                else 0
             )
         return jobs
 
@@ -195,7 +234,16 @@ class Pipeline:
         now: float,
         touched: set[str],
     ) -> int:
-        """Queue one SMS unless a cap or the budget holds it back (then it is counted)."""
+        """Queue one SMS; returns its job id, or 0 when a cap or the budget held it back.
+
+        An SMS written from a chat thread, to a number with other open conversations, ends in
+        a reply code ("#2") so its replies can say which thread they answer. Pages keep their
+        text as the rule made it: their replies go to the newest alert.
+        """
+        code, open_count = conversations.next_code(conn, number, now)
+        from_chat = events[-1].conversation is not None and events[-1].kind is EventKind.COMMAND
+        if open_count and from_chat and self.conversations.reply_codes:
+            text = f"{text} #{code}"
         segments = (
             self.sms_outputs[action.output](action.output, text)
             if (action.output in self.sms_outputs)
@@ -223,10 +271,62 @@ class Pipeline:
         )
         job_id = outbox.add_job(conn, intent, event_id, now, segments=segments)
         conversations.record_conversation(
-            conn, number, job_id, event_id, event.conversation, now, self.storm.conversation_ttl
+            conn, number, job_id, event_id, event.conversation, now, self.conversations.ttl, code
         )
         touched.add(action.output)
+        return job_id
+
+    def estimate(self, output: str, text: str) -> tuple[int, Decimal]:
+        """Segments and cost of one SMS on an SMS output."""
+        segments = self.sms_outputs[output](output, text) if output in self.sms_outputs else 0
+        return segments, self.price * segments
+
+    def post_answer(
+        self,
+        conn: sqlite3.Connection,
+        event: Event,
+        text: str,
+        event_id: int | None,
+        now: float,
+        touched: set[str],
+        rule: str = "answer",
+    ) -> int:
+        """Post a text into the event's own conversation (a chat thread); 0 if it has none."""
+        conversation = event.conversation
+        if conversation is None:
+            self.log.warning("answer_skipped", rule=rule, reason="event has no conversation")
+            return 0
+        intent = Intent(
+            output=conversation.output,
+            recipient=conversation.channel,
+            text=text,
+            rule=rule,
+            event=event,
+            conversation=conversation,
+            payload={"thread": conversation.thread, "rule": rule, "event": event.to_json()},
+        )
+        outbox.add_job(conn, intent, event_id, now)
+        touched.add(conversation.output)
         return 1
+
+    def _fallback(
+        self, conn: sqlite3.Connection, event: Event, now: float, touched: set[str]
+    ) -> int:
+        """What happens without a matching rule: replies, and reports if configured, go home."""
+        if event.conversation is None:
+            return 0
+        who = self.directory.name_for(str(event.data.get("mobile", "")))
+        if event.kind is EventKind.REPLY:
+            text = f"{who}: {event.text}"
+            self.metrics.replies_forwarded.inc()
+        elif event.kind is EventKind.DELIVERY and self.conversations.report_deliveries:
+            status = event.data.get("status", "")
+            code = event.data.get("carrier_code", "")
+            text = f"{who}: delivered" if status == "delivered" else f"{who}: {status}: {code}"
+        else:
+            return 0
+        event_id = outbox.add_event(conn, event)
+        return self.post_answer(conn, event, text, event_id, now, touched, rule=event.kind.value)
 
     def _limit(
         self, conn: sqlite3.Connection, action: SmsAction, number: str, segments: int, now: float

@@ -159,7 +159,7 @@ class GatewayPoller:
             if not ledger.first_time(conn, f"reply|{reply.mobile}|{reply.raw_time}|{digest}", now):
                 continue
             self.metrics.replies.inc()
-            open_conversation = conversations.latest_conversation(conn, reply.mobile, now)
+            open_conversation, routing = self._conversation_for(conn, reply, now)
             original = (
                 outbox.get_event(conn, open_conversation.event_id)
                 if open_conversation and open_conversation.event_id
@@ -175,9 +175,14 @@ class GatewayPoller:
                     "time": reply.time.isoformat() if reply.time else reply.raw_time,
                     "msgid": reply.msgid,
                     "original": original.to_json() if original else None,
+                    "routing": routing,
                 },
                 fingerprint=digest[:16],
-                conversation=open_conversation.conversation if open_conversation else None,
+                conversation=(
+                    open_conversation.conversation
+                    if open_conversation
+                    else self.pipeline.conversations.default
+                ),
             )
             jobs = self._decide(conn, event, now, touched)
             if jobs:
@@ -188,6 +193,25 @@ class GatewayPoller:
                 forwarded=jobs,
                 conversation=bool(open_conversation),
             )
+
+    def _conversation_for(
+        self, conn: sqlite3.Connection, reply: InboundReply, now: float
+    ) -> tuple[conversations.OpenConversation | None, str]:
+        """The conversation a reply answers, and how it was found (for logs and templates).
+
+        A code ("#2") picks one; an unknown or expired code goes to the default place, never to
+        a guess; no code picks the newest.
+        """
+        match = conversations.REPLY_CODE.search(reply.content)
+        if match and self.pipeline.conversations.reply_codes:
+            code = int(match.group(1))
+            found = conversations.by_code(conn, reply.mobile, code, now)
+            if found is not None:
+                return found, f"code #{code}"
+            if conversations.latest_conversation(conn, reply.mobile, now) is not None:
+                return None, f"unknown or expired code #{code}"
+        found = conversations.latest_conversation(conn, reply.mobile, now)
+        return found, "newest conversation" if found else "no open conversation"
 
     def _reports(
         self, conn: sqlite3.Connection, reports: list[DeliveryReport], now: float, touched: set[str]

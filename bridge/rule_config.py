@@ -228,6 +228,13 @@ class Directory:
         self.contacts = contacts
         self.groups = groups
 
+    def name_for(self, number: str) -> str:
+        """The contact's name for a number, or the number masked."""
+        for name, contact in self.contacts.items():
+            if contact.number == number:
+                return contact.name or name
+        return mask_number(number) if number else "an unknown number"
+
     def check(self, entry: str) -> None:
         """Raise UnresolvedError unless `entry` names a contact or group, or is a valid number."""
         if entry in self.contacts or entry in self.groups:

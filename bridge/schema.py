@@ -1,5 +1,9 @@
 """The outbox database schema: every table the daemon keeps in its SQLite file."""
 
+from __future__ import annotations
+
+import sqlite3
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -44,7 +48,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     event_id INTEGER,
     conversation TEXT,
     created_at REAL NOT NULL,
-    expires_at REAL NOT NULL
+    expires_at REAL NOT NULL,
+    code INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS conversations_mobile ON conversations(mobile, created_at);
 CREATE TABLE IF NOT EXISTS group_members (
@@ -86,3 +91,10 @@ CREATE TABLE IF NOT EXISTS settings (
     value TEXT NOT NULL
 );
 """
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store made by an earlier version up to this schema (columns added since)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(conversations)")}
+    if "code" not in columns:
+        conn.execute("ALTER TABLE conversations ADD COLUMN code INTEGER NOT NULL DEFAULT 1")

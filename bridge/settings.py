@@ -128,6 +128,27 @@ def _check(
             )
         )
     output_names = {SMS_OUTPUT, *sections.outputs}
+    for name, (_, options) in inputs.items():
+        target = getattr(options, "reply_output", None)
+        if isinstance(target, str) and target not in output_names:
+            issues.append(
+                issue_at(
+                    document,
+                    ("inputs", name, "reply_output"),
+                    f"unknown output {target!r}; defined outputs: "
+                    f"{', '.join(sorted(output_names))}",
+                )
+            )
+    default = getattr(getattr(sections, "conversations", None), "default", None)
+    if default is not None and default.output not in output_names:
+        issues.append(
+            issue_at(
+                document,
+                ("conversations", "default", "output"),
+                f"unknown output {default.output!r}; defined outputs: "
+                f"{', '.join(sorted(output_names))}",
+            )
+        )
     for where, message in check_references(
         sections.contacts, sections.groups, sections.rules, output_names, sections.inputs
     ):

@@ -17,7 +17,6 @@ class StormSettings:
     held_summary_after: float = 300.0  # seconds a held message waits for its summary
     daily_segment_budget: int | None = None  # segments a day across every SMS output
     budget_zone: Any = UTC  # the day of the budget starts at midnight here
-    conversation_ttl: float = 86400.0  # how long a reply still belongs to the SMS it answers
 
 
 def expand(held: holding.HeldSummary) -> Iterable[str]:

@@ -53,7 +53,23 @@ class PollingConfig(ConfigModel):
     reports: PositiveDuration = timedelta(seconds=30)
     balance: PositiveDuration = timedelta(minutes=5)
     low_balance: Annotated[Decimal, Field(ge=0)] | None = None  # yuan; below it: a system event
-    conversation_ttl: PositiveDuration = timedelta(hours=24)
+
+
+class ConversationTarget(ConfigModel):
+    """A place to post: an output, and a channel and thread in it."""
+
+    output: str
+    channel: str = ""
+    thread: str = ""
+
+
+class ConversationsConfig(ConfigModel):
+    """How replies find the thread (or alert) the SMS they answer came from."""
+
+    ttl: PositiveDuration = timedelta(hours=24)  # how long a reply still belongs to its SMS
+    reply_codes: bool = True  # with several open conversations, SMS end in "#2" to tell apart
+    default: ConversationTarget | None = None  # where replies with no (or an unknown) code go
+    report_deliveries: bool = False  # post "delivered" / "failed: UNDELIV" into the thread
 
 
 class StormConfig(ConfigModel):
@@ -98,6 +114,7 @@ class Config(ConfigModel):
     outputs: dict[str, PluginInstance] = Field(default_factory=dict)
     rules: Rules = Field(default_factory=list)
     polling: PollingConfig = PollingConfig()
+    conversations: ConversationsConfig = ConversationsConfig()
     storm: StormConfig = StormConfig()
     dispatch: DispatchConfig = DispatchConfig()
     simulator: SimulatorConfig = SimulatorConfig()
