@@ -8,7 +8,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -39,6 +39,10 @@ class RetryPolicy:
 
 def _display(record: JobRecord) -> str:
     return mask_number(record.recipient) if record.recipient.isdigit() else record.recipient
+
+
+def _held_like(hold: Outcome, record: JobRecord) -> Outcome:
+    return replace(hold, job_id=record.id)
 
 
 class Dispatcher:
@@ -167,11 +171,21 @@ class Dispatcher:
         except Exception:
             self.log.exception("output_split_failed", output=name)
             units = [[record.job()] for record in records]
-        for unit in units:
+        for index, unit in enumerate(units):
             # Record each call's outcomes before the next call: a crash repeats one call at most.
-            await self._deliver_unit(name, output, [by_id[job.id] for job in unit])
+            hold = await self._deliver_unit(name, output, [by_id[job.id] for job in unit])
+            if hold is not None:
+                # The gateway waits on the outside world (a top-up): the rest of this batch
+                # waits with it instead of each making a call that would be refused the same way.
+                rest = [by_id[job.id] for later in units[index + 1 :] for job in later]
+                if rest:
+                    await self._record_all(name, rest, partial(_held_like, hold))
+                return
 
-    async def _deliver_unit(self, name: str, output: Output, records: Sequence[JobRecord]) -> None:
+    async def _deliver_unit(
+        self, name: str, output: Output, records: Sequence[JobRecord]
+    ) -> Outcome | None:
+        """Deliver one unit and record its outcomes; returns a hold outcome if there was one."""
         try:
             outcomes = await output.deliver([record.job() for record in records])
         except asyncio.CancelledError:
@@ -185,19 +199,43 @@ class Dispatcher:
                 for r in records
             ]
         by_id = {outcome.job_id: outcome for outcome in outcomes}
+
+        def outcome_of(record: JobRecord) -> Outcome:
+            return by_id.get(record.id) or Outcome(
+                record.id, OutcomeKind.RETRY, "the output returned no outcome", code="missing"
+            )
+
+        await self._record_all(name, records, outcome_of)
+        return next((o for o in outcomes if o.kind is OutcomeKind.RETRY and o.hold), None)
+
+    async def _record_all(
+        self, name: str, records: Sequence[JobRecord], outcome_of: Callable[[JobRecord], Outcome]
+    ) -> None:
         now = self.clock()
         # One jitter for the whole unit: its jobs come due together and go out as one call
         # again, while different units spread out instead of hitting the gateway at once.
         jitter = random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
+        held: list[Outcome] = []
 
         def work(conn: sqlite3.Connection) -> None:
             for record in records:
-                outcome = by_id.get(record.id) or Outcome(
-                    record.id, OutcomeKind.RETRY, "the output returned no outcome", code="missing"
-                )
+                outcome = outcome_of(record)
+                if outcome.kind is OutcomeKind.RETRY and outcome.hold:
+                    held.append(outcome)
                 self._record(conn, name, record, outcome, now, jitter)
 
         await self.store.write(work)
+        if held:
+            # One line for the batch: a balance outage must not flood the journal per message.
+            first = held[0]
+            self.log.warning(
+                "messages_held",
+                output=name,
+                count=len(held),
+                reason=first.reason,
+                code=first.code,
+                check_again_in=round(self.retry.delay(1, first.retry_after, jitter), 1),
+            )
 
     def _record(
         self,
@@ -280,15 +318,6 @@ class Dispatcher:
             conn, record.id, now, now + delay, outcome.reason, outcome.code, attempt=False
         )
         self.metrics.retries.labels(name, outcome.code or "none").inc()
-        self.log.warning(
-            "message_held",
-            output=name,
-            job=record.id,
-            to=_display(record),
-            reason=outcome.reason,
-            code=outcome.code,
-            check_again_in=round(delay, 1),
-        )
 
     def _fail(
         self,

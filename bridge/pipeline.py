@@ -240,10 +240,12 @@ class Pipeline:
         a reply code ("#2") so its replies can say which thread they answer. Pages keep their
         text as the rule made it: their replies go to the newest alert.
         """
-        code, open_count = conversations.next_code(conn, number, now)
+        code = 1
         from_chat = events[-1].conversation is not None and events[-1].kind is EventKind.COMMAND
-        if open_count and from_chat and self.conversations.reply_codes:
-            text = f"{text} #{code}"
+        if from_chat and self.conversations.reply_codes:
+            code, open_count = conversations.next_code(conn, number, now)
+            if open_count:
+                text = f"{text} #{code}"
         segments = (
             self.sms_outputs[action.output](action.output, text)
             if (action.output in self.sms_outputs)

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     code INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS conversations_mobile ON conversations(mobile, created_at);
+CREATE INDEX IF NOT EXISTS conversations_live ON conversations(mobile, expires_at);
 CREATE TABLE IF NOT EXISTS group_members (
     id INTEGER PRIMARY KEY,
     rule TEXT NOT NULL,
