@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
@@ -30,10 +30,8 @@ from bridge.pipeline import Pipeline
 from bridge.plugin import Input, Output, PluginContext
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config
-from bridge.plugins.c123.connect import embedded_simulator
 from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.output import C123Output
-from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
 from bridge.polling import KEEP_RECORD_KEYS, GatewayPoller
 from bridge.rule_config import Directory
 from bridge.server import HookTable, build_app
@@ -41,6 +39,9 @@ from bridge.settings import SMS_OUTPUT, Settings, load_settings
 from bridge.sms import segment_count
 from bridge.store import Store
 from bridge.storm import StormSettings
+
+if TYPE_CHECKING:
+    from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
 
 
 class Daemon:
@@ -162,6 +163,10 @@ class Daemon:
         if gateway is not None:
             return gateway
         options = self.settings.config.simulator
+        # Imported only when needed: a daemon on a real gateway does not carry the simulator.
+        from bridge.plugins.c123.connect import embedded_simulator
+        from bridge.plugins.c123.simulator import SimulatorSettings
+
         settings = self.simulator_settings or SimulatorSettings(
             report_delay=options.report_delay.total_seconds()
         )

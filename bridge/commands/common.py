@@ -12,7 +12,6 @@ import aiohttp
 from bridge.config import load_config
 from bridge.config.models import Config
 from bridge.plugins.c123.client import C123Client
-from bridge.plugins.c123.connect import open_client
 
 EXIT_OK = 0
 EXIT_REFUSED = 1  # the gateway refused, or could not be reached
@@ -46,5 +45,7 @@ def load(path: Path | None) -> Config:
 @asynccontextmanager
 async def gateway(config: Config) -> AsyncIterator[C123Client]:
     """A client on the configured gateway (or the built-in simulator), with its own session."""
+    from bridge.plugins.c123.connect import open_client  # loads the simulator only if used
+
     async with aiohttp.ClientSession() as session, open_client(config.gateway, session) as client:
         yield client

@@ -7,12 +7,11 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from bridge.commands.common import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, add_common, gateway, load
+from bridge.commands.output import emit_json, emit_lines
 from bridge.plugins.c123.errors import C123Error
 from bridge.plugins.c123.keyfile import KeyNotSavedError
 from bridge.plugins.c123.models import SendResult
-
-from .common import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, add_common, gateway, load
-from .output import emit_json, emit_lines
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -8,9 +8,7 @@ import sys
 
 import aiohttp
 
-from bridge.plugins.c123.simulator import SimulatorSettings, serve
-
-from .common import EXIT_OK, EXIT_REFUSED
+from bridge.commands.common import EXIT_OK, EXIT_REFUSED
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def cmd_simulator(args: argparse.Namespace) -> int:
+    # Imported here: the daemon's own command line should not load the simulator.
+    from bridge.plugins.c123.simulator import SimulatorSettings, serve
+
     await serve(args.host, args.port, SimulatorSettings(report_delay=args.report_delay))
     return EXIT_OK
 
