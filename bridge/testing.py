@@ -1,19 +1,56 @@
-"""Test helpers for smsbridge and its adapters: a simulator on its own loop, for sync tests."""
+"""The pytest plugin for smsbridge and its adapters: simulator, running daemon, capture, helpers.
+
+Fixtures: `simulator` (a started c123 simulator), `smsbridge_daemon` (starts real daemons from
+YAML), `capture_output` (an output that records jobs), `loop_thread` / `threaded_simulator` for
+sync tests. Helpers: `post_json(daemon, path, body, headers)`, `RecordingSubmit` and
+`input_app(plugin)` to try an input alone. Installed as the pytest11 entry point `smsbridge`, so
+adapter packages get them by installing smsbridge; see docs/writing-a-plugin.md.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import Future
-from typing import TypeVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
+import aiohttp
 import pytest
+import pytest_asyncio
 import structlog
+import yaml
+from aiohttp import web
+from multidict import CIMultiDict
 
 from bridge.config import ConfigModel
-from bridge.plugin import Job, Outcome, OutcomeKind, Output, PluginContext
+from bridge.daemon import Daemon
+from bridge.events import Event
+from bridge.plugin import (
+    Accepted,
+    Input,
+    Job,
+    Outcome,
+    OutcomeKind,
+    Output,
+    PluginContext,
+    StoreUnavailableError,
+)
 from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
+from bridge.registry import Registry
+from bridge.settings import load_settings
 
 T = TypeVar("T")
 
@@ -114,3 +151,223 @@ class CapturingOutput(Output):
             while len(self.delivered) < count:
                 self.changed.clear()
                 await self.changed.wait()
+
+
+# --- fixtures for adapter authors --------------------------------------------------------------
+
+
+@dataclass
+class RecordingSubmit:
+    """A `submit` for an input under test: keeps each call, or fails, or reports a duplicate."""
+
+    calls: list[tuple[list[Event], str, float]] = field(default_factory=list)
+    fail: bool = False  # raise StoreUnavailableError, as when the store is down
+    duplicate: bool = False  # answer as for a delivery seen before
+
+    async def __call__(
+        self, events: Sequence[Event], *, dedupe_key: str = "", dedupe_window: float = 0.0
+    ) -> Accepted:
+        if self.fail:
+            raise StoreUnavailableError("database is locked")
+        self.calls.append((list(events), dedupe_key, dedupe_window))
+        return Accepted(events=len(events), intents=len(events), duplicate=self.duplicate)
+
+    @property
+    def events(self) -> list[Event]:
+        """The events of the last call."""
+        return self.calls[-1][0]
+
+    @property
+    def key(self) -> str:
+        """The dedupe key of the last call."""
+        return self.calls[-1][1]
+
+
+def input_app(plugin: Input) -> web.Application:
+    """An aiohttp app serving `plugin`'s routes under /hooks/<its instance name>."""
+    app = web.Application()
+    for route in plugin.routes():
+        app.router.add_route(route.method, f"/hooks/{plugin.ctx.name}{route.path}", route.handler)
+    return app
+
+
+def quick_simulator_settings() -> SimulatorSettings:
+    """Settings for a simulator in tests: delivery reports due at once, no rate limit."""
+    return SimulatorSettings(report_delay=0, rate_limit=None)
+
+
+@pytest_asyncio.fixture
+async def simulator() -> AsyncIterator[Simulator]:
+    """A started c123 simulator on 127.0.0.1 (port 0): reports due at once, no rate limit."""
+    started = Simulator(quick_simulator_settings())
+    await started.start()
+    yield started
+    await started.stop()
+
+
+@pytest.fixture
+def capture_output() -> CapturingOutput:
+    """A CapturingOutput; in a `smsbridge_daemon` config, outputs of `type: capture` feed it."""
+    return CapturingOutput()
+
+
+def capture_type(target: CapturingOutput) -> type[Output]:
+    """An output type whose instances hand every job to `target` (type name `capture`)."""
+
+    class Capture(Output):
+        type_name = "capture"
+        config_class = CaptureConfig
+
+        def split(self, jobs: Sequence[Job]) -> list[list[Job]]:
+            return target.split(jobs)
+
+        async def deliver(self, jobs: Sequence[Job]) -> list[Outcome]:
+            return await target.deliver(jobs)
+
+    return Capture
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryWithTypes(Registry):
+    """The installed adapter types, plus classes given directly (not yet behind entry points)."""
+
+    extra_inputs: Mapping[str, type[Input]] = field(default_factory=dict)
+    extra_outputs: Mapping[str, type[Output]] = field(default_factory=dict)
+
+    @classmethod
+    def with_types(cls, types: Iterable[type[Input] | type[Output]]) -> RegistryWithTypes:
+        """Discover the installed types, and add `types` by their `type_name`."""
+        found = Registry.discover()
+        inputs: dict[str, type[Input]] = {}
+        outputs: dict[str, type[Output]] = {}
+        for plugin in types:
+            if issubclass(plugin, Input):
+                inputs[plugin.type_name] = plugin
+            elif issubclass(plugin, Output):
+                outputs[plugin.type_name] = plugin
+            else:
+                raise TypeError(f"{plugin!r} is neither an Input nor an Output")
+        return cls(found.inputs, found.outputs, inputs, outputs)
+
+    def input_type(self, name: str) -> type[Input]:
+        if name in self.extra_inputs:
+            return self.extra_inputs[name]
+        return Registry.input_type(self, name)
+
+    def output_type(self, name: str) -> type[Output]:
+        if name in self.extra_outputs:
+            return self.extra_outputs[name]
+        return Registry.output_type(self, name)
+
+
+def daemon_config(text: str, directory: Path) -> Path:
+    """Write `text` as `directory`/config.yaml with test defaults filled in where not given.
+
+    Defaults: `store.path` in `directory`, `server.listen: 127.0.0.1:0`, `simulator.port: 0`.
+    Without a `gateway:` section the daemon embeds the simulator, as in production. Missing
+    sections are appended, so the lines of `text` (and config errors' line numbers) stay as
+    written; a section written without one of these keys makes the file a rewritten copy.
+    """
+    document = yaml.safe_load(text) if text.strip() else {}
+    if not isinstance(document, dict):
+        raise ValueError("a smsbridge config is a YAML mapping of sections")
+    appended: dict[str, dict[str, Any]] = {}
+    rewrite = text.lstrip().startswith("{")  # a flow mapping cannot take lines after it
+    for section, key, value in (
+        ("store", "path", str(directory / "smsbridge.sqlite3")),
+        ("server", "listen", "127.0.0.1:0"),
+        ("simulator", "port", 0),
+    ):
+        options = document.get(section)
+        if section not in document:
+            appended[section] = {key: value}
+        elif options is None:
+            document[section] = {key: value}
+            rewrite = True
+        elif isinstance(options, dict) and key not in options:
+            options[key] = value
+            rewrite = True
+    if rewrite:
+        text = yaml.safe_dump({**document, **appended}, sort_keys=False, allow_unicode=True)
+    elif appended:
+        text = text.rstrip("\n") + "\n" + yaml.safe_dump(appended, sort_keys=False)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.yaml"
+    path.write_text(text, "utf-8")
+    return path
+
+
+class DaemonFactory(Protocol):
+    """`await smsbridge_daemon(config_text, types=..., environ=...)` -> a started Daemon."""
+
+    def __call__(
+        self,
+        config: str,
+        *,
+        types: Iterable[type[Input] | type[Output]] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> Awaitable[Daemon]: ...
+
+
+@pytest_asyncio.fixture
+async def smsbridge_daemon(
+    tmp_path: Path, capture_output: CapturingOutput
+) -> AsyncIterator[DaemonFactory]:
+    """Start real daemons in-process from YAML config text; each is stopped at teardown.
+
+    The config gets a temporary store, `127.0.0.1:0` and (without `gateway:`) the embedded
+    simulator with reports due at once (`daemon.simulator`). Adapter types come from entry
+    points, from `types=[MyInput, ...]` for classes not registered yet, and `type: capture`
+    outputs deliver into the `capture_output` fixture. A bad config raises ConfigError.
+    """
+    started: list[Daemon] = []
+    counter = itertools.count()
+
+    async def start(
+        config: str,
+        *,
+        types: Iterable[type[Input] | type[Output]] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> Daemon:
+        path = daemon_config(config, tmp_path / f"smsbridge-{next(counter)}")
+        registry = RegistryWithTypes.with_types([capture_type(capture_output), *types])
+        settings = await asyncio.to_thread(load_settings, path, environ=environ, registry=registry)
+        daemon = Daemon(settings, simulator_settings=quick_simulator_settings())
+        await daemon.start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    problems: list[Exception] = []
+    for daemon in reversed(started):
+        try:
+            await daemon.stop()
+        except Exception as exc:  # stop the others all the same, then report the first
+            problems.append(exc)
+    if problems:
+        raise problems[0]
+
+
+async def post_json(
+    daemon: Daemon,
+    path: str,
+    body: Any,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[int, Any]:
+    """POST to a running daemon; returns the status and the parsed JSON answer (else its text).
+
+    `body` is sent as compact JSON, or as it is when it is bytes (to sign exact bytes).
+    Content-Type is application/json unless `headers` says otherwise.
+    """
+    data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+    sent = CIMultiDict(headers or {})
+    sent.setdefault("Content-Type", "application/json")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(daemon.url + path, data=data, headers=sent) as response,
+    ):
+        text = await response.text()
+        try:
+            return response.status, json.loads(text)
+        except ValueError:
+            return response.status, text

@@ -9,9 +9,12 @@ from bridge.config.load import load_config, load_config_text, read_config_file
 from bridge.config.loader import Document, Mark, load_yaml
 from bridge.config.types import (
     BASE_DIR,
+    BaseUrl,
     Duration,
     FilePath,
+    HttpUrl,
     PositiveDuration,
+    Secret,
     TimeZoneName,
     expected,
     parse_duration,
@@ -27,15 +30,18 @@ class ConfigModel(BaseModel):
 
 __all__ = [
     "BASE_DIR",
+    "BaseUrl",
     "ConfigError",
     "ConfigModel",
     "ConfigPath",
     "Document",
     "Duration",
     "FilePath",
+    "HttpUrl",
     "Issue",
     "Mark",
     "PositiveDuration",
+    "Secret",
     "TimeZoneName",
     "expected",
     "format_path",

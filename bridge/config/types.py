@@ -10,8 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, PlainValidator, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, PlainValidator, SecretStr, ValidationInfo
 from pydantic_core import PydanticCustomError
+from yarl import URL
 
 # Validation context key for the config file's directory, which relative paths are resolved from.
 BASE_DIR = "base_dir"
@@ -105,3 +106,26 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 TimeZoneName = Annotated[zoneinfo.ZoneInfo, PlainValidator(parse_time_zone)]
 FilePath = Annotated[Path, BeforeValidator(resolve_path)]
+
+
+def http_url(value: str) -> str:
+    """An http:// or https:// URL with a host; the error never repeats it (it may hold a token)."""
+    try:
+        url = URL(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected an http:// or https:// URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
+def _non_empty(value: SecretStr) -> SecretStr:
+    # An empty secret would match an empty header: refuse it rather than accept anyone.
+    if not value.get_secret_value():
+        raise ValueError("must not be empty")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(http_url)]
+BaseUrl = Annotated[str, AfterValidator(lambda value: http_url(value).rstrip("/"))]
+Secret = Annotated[SecretStr, AfterValidator(_non_empty)]

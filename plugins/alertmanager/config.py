@@ -8,20 +8,10 @@ from typing import Annotated, Self
 from pydantic import Field, SecretStr, model_validator
 
 from bridge.config import ConfigModel, Duration
+from bridge.httpauth import BasicCredentials, not_empty, require_auth
 from bridge.inbound import DEFAULT_MAX_BODY
 
-
-class BasicCredentials(ConfigModel):
-    """Alertmanager's `http_config.basic_auth`."""
-
-    username: Annotated[str, Field(min_length=1)]
-    password: SecretStr
-
-    @model_validator(mode="after")
-    def _password_set(self) -> Self:
-        if not self.password.get_secret_value():
-            raise ValueError("password must not be empty")
-        return self
+__all__ = ["AlertmanagerAuth", "AlertmanagerConfig", "BasicCredentials"]
 
 
 class AlertmanagerAuth(ConfigModel):
@@ -34,8 +24,8 @@ class AlertmanagerAuth(ConfigModel):
     def _exactly_one(self) -> Self:
         if (self.bearer is None) == (self.basic is None):
             raise ValueError("set exactly one of bearer (e.g. ${AM_TOKEN}) or basic")
-        if self.bearer is not None and not self.bearer.get_secret_value():
-            raise ValueError("bearer must not be empty")
+        if self.bearer is not None:
+            not_empty(self.bearer, "bearer")
         return self
 
 
@@ -50,12 +40,9 @@ class AlertmanagerConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _auth_or_opt_out(self) -> Self:
-        # Anyone who can reach the port could page the on-call phone, so openness must be asked for.
-        if self.auth is None and not self.allow_unauthenticated:
-            raise ValueError(
-                "auth is required: set auth.bearer or auth.basic (and the same in Alertmanager's "
-                "http_config), or allow_unauthenticated: true to accept requests from anyone"
-            )
-        if self.auth is not None and self.allow_unauthenticated:
-            raise ValueError("set auth or allow_unauthenticated: true, not both")
+        require_auth(
+            self.auth,
+            self.allow_unauthenticated,
+            "auth.bearer or auth.basic (and the same in Alertmanager's http_config)",
+        )
         return self

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from typing import NoReturn
-
 from aiohttp import web
 from pydantic import ValidationError
 
+from bridge.httpauth import check_authorization
 from bridge.inbound import (
-    RequestRejectedError,
     answer,
     check_content_type,
     parse_json,
     read_body,
     reject,
-    secret_equal,
     submit_and_answer,
     validation_message,
 )
 from bridge.plugin import Input, PluginContext
 from bridge.plugins.alertmanager.config import AlertmanagerConfig
 from bridge.plugins.alertmanager.payload import Payload
-
-REALM = 'realm="smsbridge"'
 
 
 class AlertmanagerInput(Input):
@@ -72,41 +65,5 @@ class AlertmanagerInput(Input):
 
     def _authenticate(self, request: web.Request) -> None:
         auth = self.config.auth
-        if auth is None:
-            return
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        value = value.strip()
-        if auth.bearer is not None:
-            if scheme.lower() != "bearer" or not value:
-                self._challenge(request, "Bearer", "missing")
-            accepted = secret_equal(value, auth.bearer)
-        else:
-            assert auth.basic is not None  # guaranteed by AlertmanagerAuth._exactly_one
-            if scheme.lower() != "basic" or not value:
-                self._challenge(request, "Basic", "missing")
-            username, password = self._basic(request, value)
-            # Both comparisons always run, so the timing does not tell which part was wrong.
-            accepted = secret_equal(username, auth.basic.username) & secret_equal(
-                password, auth.basic.password
-            )
-        if not accepted:
-            self.log.warning("auth_failed", reason="wrong", remote=request.remote)
-            reject(403, "the credentials were not accepted")
-
-    def _basic(self, request: web.Request, value: str) -> tuple[str, str]:
-        try:
-            decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            self._challenge(request, "Basic", "malformed")
-        username, colon, password = decoded.partition(":")
-        if not colon:
-            self._challenge(request, "Basic", "malformed")
-        return username, password
-
-    def _challenge(self, request: web.Request, scheme: str, reason: str) -> NoReturn:
-        self.log.warning("auth_failed", reason=reason, remote=request.remote)
-        raise RequestRejectedError(
-            401,
-            f"authentication required: send an Authorization: {scheme} header",
-            {"WWW-Authenticate": f"{scheme} {REALM}"},
-        )
+        if auth is not None:
+            check_authorization(request, self.log, bearer=auth.bearer, basic=auth.basic)

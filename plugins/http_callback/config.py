@@ -7,9 +7,8 @@ from datetime import timedelta
 from typing import Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from yarl import URL
 
-from bridge.config import ConfigModel, FilePath, PositiveDuration
+from bridge.config import ConfigModel, FilePath, HttpUrl, PositiveDuration
 
 # Headers smsbridge sets itself; letting config replace them would break or forge the signature.
 RESERVED_HEADERS = frozenset(
@@ -28,22 +27,11 @@ _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 class HttpCallbackConfig(ConfigModel):
     """One receiver of signed JSON callbacks."""
 
-    url: str
+    url: HttpUrl
     secret: SecretStr | None = None
     secret_file: FilePath | None = None  # read at start, e.g. a systemd credential
     timeout: PositiveDuration = timedelta(seconds=10)
     headers: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        try:
-            url = URL(value)
-        except (TypeError, ValueError):
-            raise ValueError("expected an http:// or https:// URL") from None
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError("expected an http:// or https:// URL")
-        return value
 
     @field_validator("secret")
     @classmethod

@@ -1,0 +1,86 @@
+"""A `mattermost` input's and output's config: integration tokens; a bot token or a webhook URL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from yarl import URL
+
+from bridge.chat import ChatInputConfig, ChatOutputConfig
+from bridge.config import Duration, PositiveDuration
+
+CHAT_MAX_BODY = 256 * 1024  # protocols.md §6.6: chat payloads are small
+
+
+def http_url(value: str) -> str:
+    """`value` if it is an http:// or https:// URL with a host; the error never echoes it."""
+    try:
+        url = URL(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected an http:// or https:// URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
+class MattermostInputConfig(ChatInputConfig):
+    """Mattermost slash commands and outgoing webhooks, at /hooks/<name>.
+
+    `tokens` are the integrations' own tokens (each slash command and outgoing webhook has
+    one); a request is taken when it carries any of them.
+    """
+
+    tokens: Annotated[list[SecretStr], Field(min_length=1)]
+    keyword: Annotated[str, Field(min_length=1, pattern=r"^\S+$")] = "sms"
+    # User ids or names whose posts never run commands: the bot account the output posts as.
+    ignore_users: list[str] = Field(default_factory=list)
+    dedupe_window: Duration = timedelta(hours=1)
+    max_body: Annotated[int, Field(gt=0)] = CHAT_MAX_BODY
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens_set(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if any(not token.get_secret_value() for token in value):
+            raise ValueError("tokens must not be empty")
+        return value
+
+
+class MattermostOutputConfig(ChatOutputConfig):
+    """Posts through the REST API as a bot (threads), or to one incoming webhook.
+
+    `server_url` + `token` (a bot's access token) post with `root_id` into any channel the bot
+    is a member of; `channel` is a channel id. `webhook_url` posts to the webhook's own
+    channel, never in a thread (incoming webhooks cannot).
+    """
+
+    server_url: str | None = None  # the Site URL, e.g. https://chat.example.com
+    token: SecretStr | None = None
+    webhook_url: SecretStr | None = None  # the URL is the secret: give it as ${MM_WEBHOOK}
+    timeout: PositiveDuration = timedelta(seconds=10)
+
+    @field_validator("server_url")
+    @classmethod
+    def _server_url(cls, value: str | None) -> str | None:
+        return None if value is None else http_url(value).rstrip("/")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            http_url(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_post(self) -> Self:
+        api = self.server_url is not None or self.token is not None
+        if api == (self.webhook_url is not None):
+            raise ValueError(
+                "set server_url and token (e.g. ${MM_BOT_TOKEN}), or webhook_url, not both"
+            )
+        if api and (self.server_url is None or self.token is None):
+            raise ValueError("server_url and token go together")
+        if self.token is not None and not self.token.get_secret_value():
+            raise ValueError("token must not be empty")
+        return self
