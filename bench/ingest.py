@@ -1,0 +1,759 @@
+"""Ingest figures: webhooks accepted per second, webhook-to-gateway latency, and daemon RSS.
+
+Run: .venv/bin/python bench/ingest.py [--quick] [--json]
+(--quick is a smoke run of small counts, under 30 s; the full run takes a few minutes.)
+
+What runs where, all on 127.0.0.1:
+- the daemon is a real `smsbridge run -c <temp config>` subprocess, its store in a temp dir,
+  its log (JSON lines) written to a file there rather than a pipe this process would drain;
+- the baseline is a separate `python -c` subprocess: a bare aiohttp handler that does
+  `await request.json()` and answers `{"ok": true}`, nothing else;
+- this process is the load generator (aiohttp client) and also hosts the c123 simulator the
+  daemon sends to, so the simulator's clock and the generator's are the same clock.
+Unless --no-pin, this process keeps the first CPU and the servers get the others, and the
+server not being measured is SIGSTOPped, so each side meets the same machine.
+Throughput rounds alternate baseline and daemon (the order flips every round) and the
+medians are compared, so the machine's noise lands on both; read the ratio, not the req/s.
+When the client's CPU is near 100 %, the bare side's req/s is the client's limit, not
+aiohttp's: then server CPU per request is the fairer comparison, and it is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import signal
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+
+from bridge.plugins.c123.simulator import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_AUTHKEY,
+    SimAccount,
+    Simulator,
+    SimulatorSettings,
+)
+
+TOKEN = "bench-ingest-token"  # noqa: S105 - a throwaway token for a local daemon
+SMSBRIDGE = str(Path(sys.executable).parent / "smsbridge")
+START_TIMEOUT = 30.0
+DRAIN_TIMEOUT = 180.0
+IDLE_SECONDS = 2.0  # how long idle CPU is measured
+
+# The baseline: what aiohttp alone costs to take a JSON body and answer. It prints the same
+# `daemon_started` line as the daemon so both are started and found the same way.
+BARE_SERVER = """
+import asyncio, json
+from aiohttp import web
+
+async def handle(request):
+    await request.json()
+    return web.json_response({"ok": True})
+
+async def main():
+    app = web.Application()
+    app.router.add_post("/hooks/{name}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    url = f"http://127.0.0.1:{port}"
+    print(json.dumps({"event": "daemon_started", "url": url}), flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How much work each part does (--quick shrinks every count), and on which CPUs."""
+
+    requests: int  # timed requests per round and side, one alert each
+    requests_10: int  # timed requests per round and side, ten alerts each
+    warmup: int  # untimed requests per side before the rounds
+    rounds: int
+    concurrency: int
+    latency_rate: float  # alerts a second
+    latency_seconds: float
+    pending_requests: int  # webhooks of PENDING_ALERTS alerts for the RSS figure
+    teams: int  # contacts; alert n goes to team n % teams
+    server_cpus: frozenset[int] | None = None  # None: servers run wherever the kernel puts them
+
+
+FULL = Plan(3000, 1000, 300, 3, 32, 200.0, 10.0, 1000, 100)
+QUICK = Plan(300, 100, 50, 1, 32, 200.0, 2.0, 50, 100)
+PENDING_ALERTS = 100  # alerts per webhook when filling the outbox
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Server:
+    """A server subprocess and where it listens."""
+
+    name: str
+    proc: asyncio.subprocess.Process
+    url: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """SIGSTOP the server meanwhile, so that whatever it does while idle (it should do
+        nothing) cannot take a core from the side being measured."""
+        self.proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.proc.send_signal(signal.SIGCONT)
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGCONT)  # a stopped process would not see SIGTERM
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 15)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def start_server(
+    name: str, argv: Sequence[str], log: Path, cpus: frozenset[int] | None
+) -> Server:
+    """Start argv with stdout to `log`; return once it logged `daemon_started` with its URL."""
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    if cpus is not None:
+        # Set before the interpreter is up, so every thread it starts inherits it.
+        os.sched_setaffinity(proc.pid, cpus)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and proc.returncode is None:
+        if url := started_url(log):
+            if cpus is not None:
+                pin_threads(proc.pid, cpus)  # in case a thread started before the first call
+            return Server(name, proc, url, log)
+        await asyncio.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    await proc.wait()
+    raise RuntimeError(f"{name} did not start; the end of its log {log}:\n{tail(log)}")
+
+
+def pin_threads(pid: int, cpus: frozenset[int]) -> None:
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), cpus)
+
+
+def started_url(log: Path) -> str | None:
+    """The URL of the `daemon_started` line of a JSON log, once it is there."""
+    for line in log.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict) and event.get("event") == "daemon_started":
+                return str(event["url"])
+    return None
+
+
+def tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:]
+
+
+def daemon_config(workdir: Path, gateway: str, teams: int) -> str:
+    """One rule per team, each alert to its team's contact; the text is the alert's name."""
+    contacts = "\n".join(f'  team{n}: "139{n:08d}"' for n in range(teams))
+    rules = "\n".join(
+        f"""  - name: team{n}
+    match: {{labels: {{team: t{n}}}}}
+    sms: {{to: [team{n}], repeat_interval: 0s, group_wait: 0s,
+          template: "{{{{ labels.alertname }}}}"}}"""
+        for n in range(teams)
+    )
+    # Polls every hour: only the one at start runs, so pollers do not take part in the figures.
+    return f"""
+server: {{listen: "127.0.0.1:0"}}
+store: {{path: {workdir / "outbox.sqlite3"}}}
+gateway:
+  base_url: {gateway}
+  account: {DEFAULT_ACCOUNT}
+  authkey: {DEFAULT_AUTHKEY}
+  rate_limit: null
+polling: {{replies: 1h, reports: 1h, balance: 1h}}
+inputs:
+  am:
+    type: alertmanager
+    auth: {{bearer: {TOKEN}}}
+contacts:
+{contacts}
+rules:
+{rules}
+"""
+
+
+def write_config(workdir: Path, gateway: str, teams: int) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "smsbridge.yaml"
+    config.write_text(daemon_config(workdir, gateway, teams))
+    return config
+
+
+async def start_daemon(workdir: Path, gateway: str, plan: Plan) -> Server:
+    config = write_config(workdir, gateway, plan.teams)
+    argv = [SMSBRIDGE, "run", "-c", str(config)]
+    return await start_server("daemon", argv, workdir / "daemon.log", plan.server_cpus)
+
+
+async def start_bare(workdir: Path, plan: Plan) -> Server:
+    argv = [sys.executable, "-c", BARE_SERVER]
+    return await start_server("bare", argv, workdir / "bare.log", plan.server_cpus)
+
+
+def proc_status(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak RSS) of a process, in MB."""
+    figures = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            figures[key] = round(int(value.split()[0]) / 1024, 1)
+    return figures
+
+
+async def idle_cpu_pct(server: Server, seconds: float) -> float:
+    """CPU a server uses while nothing is asked of it, in % of one core."""
+    before = cpu_seconds(server.pid)
+    await asyncio.sleep(seconds)
+    return round(100 * (cpu_seconds(server.pid) - before) / seconds, 1)
+
+
+def machine_busy() -> float:
+    """CPU seconds every CPU of the machine spent busy (not idle or waiting for I/O)."""
+    fields = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process, every live thread included, in ns resolution (schedstat):
+    /proc/<pid>/stat counts in 10 ms ticks, too coarse for a round of a fraction of a second."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+# --- payloads and load -------------------------------------------------------------------------
+
+
+def alert_name(n: int) -> str:
+    return f"Bench{n:08d}"
+
+
+def payload(first: int, count: int, teams: int) -> bytes:
+    """An Alertmanager v4 notification of alerts first..first+count-1, each new to the daemon.
+
+    Names and fingerprints never repeat within a run, so no request is taken as a duplicate
+    and every alert becomes one job (a duplicate would be cheaper and flatter the daemon).
+    """
+    alerts = [
+        {
+            "status": "firing",
+            "labels": {"alertname": alert_name(n), "team": f"t{n % teams}", "severity": "page"},
+            "annotations": {"summary": f"bench alert {n}"},
+            "startsAt": "2026-11-25T00:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph",
+            "fingerprint": f"{n:016x}",
+        }
+        for n in range(first, first + count)
+    ]
+    body = {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{alert_name(first)}"}}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "smsbridge",
+        "groupLabels": {"alertname": alert_name(first)},
+        "commonLabels": {"severity": "page"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": alerts,
+    }
+    return json.dumps(body).encode()
+
+
+@dataclass(slots=True)
+class AlertSource:
+    """Hands out bodies of never-used alert numbers."""
+
+    teams: int
+    next_alert: int = 0
+
+    def bodies(self, requests: int, per_request: int) -> list[bytes]:
+        out = []
+        for _ in range(requests):
+            out.append(payload(self.next_alert, per_request, self.teams))
+            self.next_alert += per_request
+        return out
+
+
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+async def blast(url: str, bodies: Sequence[bytes], concurrency: int) -> float:
+    """POST every body over `concurrency` keep-alive connections; returns the seconds taken."""
+    todo = iter(bodies)  # shared by the workers: each takes the next body when it is free
+    failures: list[str] = []
+
+    async def worker(http: aiohttp.ClientSession) -> None:
+        for body in todo:
+            async with http.post(url, data=body) as response:
+                await response.read()
+                if response.status != 200:
+                    failures.append(f"{response.status} {(await response.text())[:200]}")
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=HEADERS) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(f"{len(failures)} requests failed, first: {failures[0]}")
+    return elapsed
+
+
+@dataclass(slots=True)
+class Timed:
+    """One side's rounds: requests a second, and the CPU the server and this process used."""
+
+    rps: list[float] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)  # % of one core during the round
+    client_cpu: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # server CPU per request, sending included
+    others: list[float] = field(default_factory=list)  # % of a core other processes took
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "req_per_s": round(statistics.median(self.rps), 1),
+            "rounds_req_per_s": [round(r, 1) for r in self.rps],
+            "server_cpu_pct": round(statistics.median(self.server_cpu)),
+            "client_cpu_pct": round(statistics.median(self.client_cpu)),
+            "server_cpu_us_per_request": round(statistics.median(self.cpu_us)),
+            "rounds_other_load_pct": [round(o) for o in self.others],
+        }
+
+
+async def timed_round(
+    server: Server,
+    bodies: Sequence[bytes],
+    concurrency: int,
+    into: Timed,
+    settle: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """One timed blast; `settle` waits for the work the requests left behind (the sending),
+    whose CPU counts in the cost per request but not in the time."""
+    url = f"{server.url}/hooks/am"
+    busy_before = machine_busy()
+    cpu_before, own_before = cpu_seconds(server.pid), time.process_time()
+    elapsed = await blast(url, bodies, concurrency)
+    server_cpu = cpu_seconds(server.pid) - cpu_before
+    own_cpu = time.process_time() - own_before
+    into.rps.append(len(bodies) / elapsed)
+    into.server_cpu.append(100 * server_cpu / elapsed)
+    into.client_cpu.append(100 * own_cpu / elapsed)
+    # The machine is shared: what else ran during the round explains a slow one.
+    into.others.append(100 * max(machine_busy() - busy_before - server_cpu - own_cpu, 0) / elapsed)
+    if settle is not None:
+        await settle()
+    into.cpu_us.append(1e6 * (cpu_seconds(server.pid) - cpu_before) / len(bodies))
+
+
+async def wait_sent(sim: Simulator, total: int) -> float:
+    """Wait until the gateway has `total` messages (so a round leaves no sending behind)."""
+    started = time.perf_counter()
+    await sim.state.wait_for(lambda s: len(s.messages) >= total, timeout=DRAIN_TIMEOUT)
+    return time.perf_counter() - started
+
+
+async def drained(sim: Simulator, total: int, times: list[float]) -> None:
+    times.append(await wait_sent(sim, total))
+
+
+# --- 1. throughput -----------------------------------------------------------------------------
+
+
+async def throughput(
+    sim: Simulator, daemon: Server, bare: Server, source: AlertSource, plan: Plan
+) -> dict[str, Any]:
+    """Webhooks a second at 1 and at 10 alerts a request, bare and daemon in turn.
+
+    The daemon's rounds end once every alert reached the gateway, so no round inherits the
+    previous one's sending; that wait is not in its time but its CPU is in its cost.
+    """
+    results: dict[str, Any] = {}
+    expected = len(sim.state.messages)
+    for per_request, requests in ((1, plan.requests), (10, plan.requests_10)):
+        warm = max(plan.warmup // per_request, plan.concurrency)
+        with daemon.paused():
+            await blast(f"{bare.url}/hooks/am", source.bodies(warm, per_request), plan.concurrency)
+        with bare.paused():
+            await blast(
+                f"{daemon.url}/hooks/am", source.bodies(warm, per_request), plan.concurrency
+            )
+            expected += warm * per_request  # every alert the daemon takes is one message
+            await wait_sent(sim, expected)
+        sides = {"bare": Timed(), "daemon": Timed()}
+        drains = []
+        for round_ in range(plan.rounds):
+            # Every alert number goes to one server only; the bare side's share is never sent.
+            order = (bare, daemon) if round_ % 2 == 0 else (daemon, bare)
+            for server, idle in (order, order[::-1]):
+                bodies = source.bodies(requests, per_request)
+                settle = None
+                if server is daemon:
+                    expected += requests * per_request
+                    settle = functools.partial(drained, sim, expected, drains)
+                with idle.paused():
+                    await timed_round(server, bodies, plan.concurrency, sides[server.name], settle)
+        bare_rps = statistics.median(sides["bare"].rps)
+        daemon_rps = statistics.median(sides["daemon"].rps)
+        results[f"{per_request}_alert{'s' if per_request > 1 else ''}_per_request"] = {
+            "requests_per_round": requests,
+            "bare": sides["bare"].summary(),
+            "daemon": sides["daemon"].summary(),
+            "ratio": round(daemon_rps / bare_rps, 3),
+            "daemon_alerts_per_s": round(daemon_rps * per_request),
+            "drain_after_round_s": [round(d, 2) for d in drains],
+        }
+    return results
+
+
+def held_jobs(path: Path) -> int:
+    """Jobs pending after a -9 (held for a top-up), read from the outbox opened read-only."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        # Refused once for the balance: nothing more happens to them for minutes.
+        query = "SELECT count(*) FROM jobs WHERE state = 'pending' AND code = '-9'"
+        return int(conn.execute(query).fetchone()[0])
+    finally:
+        conn.close()
+
+
+# --- 2. latency --------------------------------------------------------------------------------
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {
+        "p50": round(cuts[49], 2),
+        "p90": round(cuts[89], 2),
+        "p99": round(cuts[98], 2),
+        "max": round(ordered[-1], 2),
+    }
+
+
+async def latency(workdir: Path, source: AlertSource, plan: Plan, bare: Server) -> dict[str, Any]:
+    """Open loop: alerts leave on a fixed schedule whatever the answers, so a slow answer
+    cannot hide the ones queued behind it. The bare server takes the same schedule first:
+    its answer times are the floor this machine and client set."""
+    rate, seconds = plan.latency_rate, plan.latency_seconds
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector, headers=HEADERS) as http:
+        url = f"{bare.url}/hooks/am"
+        await _schedule(http, url, source, rate, 1.0)  # unmeasured: connections open
+        _, bare_acks, _ = await _schedule(http, url, source, rate, seconds)
+    settings = SimulatorSettings(
+        accounts=(SimAccount(balance=Decimal(10**9)),), rate_limit=None, report_delay=3600
+    )
+    async with Simulator(settings) as sim:
+        daemon = await start_daemon(workdir, sim.url, plan)
+        try:
+            url = f"{daemon.url}/hooks/am"
+            connector = aiohttp.TCPConnector(limit=64)
+            async with aiohttp.ClientSession(connector=connector, headers=HEADERS) as http:
+                with bare.paused():
+                    # One second at the rate first, unmeasured: connections open, caches fill.
+                    warm, _, _ = await _schedule(http, url, source, rate, 1.0)
+                    await wait_sent(sim, len(warm))
+                    first = len(sim.state.messages)
+                    cpu_before = cpu_seconds(daemon.pid)
+                    posted, acks, slips = await _schedule(http, url, source, rate, seconds)
+                    await wait_sent(sim, first + len(posted))
+                    cpu = cpu_seconds(daemon.pid) - cpu_before
+        finally:
+            await daemon.stop()
+        gateway_at = {m.content: m.submitted_at.timestamp() for m in sim.state.messages[first:]}
+    missing = set(posted) - set(gateway_at)
+    if missing:
+        raise RuntimeError(f"{len(missing)} alerts never reached the gateway")
+    delays = [1000 * (gateway_at[name] - at) for name, at in posted.items()]
+    return {
+        "alerts": len(posted),
+        "rate_per_s": rate,
+        "webhook_to_gateway_ms": percentiles(delays),
+        "webhook_answer_ms": percentiles(acks),
+        "bare_answer_ms": percentiles(bare_acks),
+        "schedule_slip_ms_max": round(max(slips), 2),
+        "daemon_cpu_pct": round(100 * cpu / seconds),
+        "note": "the simulator shares the bench process with the load generator",
+    }
+
+
+async def _schedule(
+    http: aiohttp.ClientSession, url: str, source: AlertSource, rate: float, seconds: float
+) -> tuple[dict[str, float], list[float], list[float]]:
+    """POST one-alert webhooks at `rate` for `seconds`; returns send times by alert name,
+    answer times (ms) and how late each send left (ms)."""
+    count = round(rate * seconds)
+    first = source.next_alert
+    bodies = source.bodies(count, 1)
+    posted: dict[str, float] = {}
+    acks: list[float] = []
+    slips: list[float] = []
+    failures: list[int] = []
+
+    async def post(name: str, body: bytes) -> None:
+        sent = time.time()
+        posted[name] = sent
+        async with http.post(url, data=body) as response:
+            await response.read()
+            if response.status != 200:
+                failures.append(response.status)
+        acks.append(1000 * (time.time() - sent))
+
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.05
+    tasks = []
+    for i, body in enumerate(bodies):
+        due = start + i / rate
+        if (wait := due - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        slips.append(1000 * max(loop.time() - due, 0.0))
+        tasks.append(asyncio.create_task(post(alert_name(first + i), body)))
+    await asyncio.gather(*tasks)
+    if failures:
+        raise RuntimeError(f"{len(failures)} webhooks failed, first status {failures[0]}")
+    return posted, acks, slips
+
+
+# --- 3. memory ---------------------------------------------------------------------------------
+
+
+async def memory(workdir: Path, source: AlertSource, plan: Plan) -> dict[str, Any]:
+    """RSS idle after start, and with the outbox full of jobs the gateway refuses (-9)."""
+    # A zero balance makes every send -9: the jobs are held (pending) for a top-up, not sent.
+    settings = SimulatorSettings(
+        accounts=(SimAccount(balance=Decimal(0)),), rate_limit=None, report_delay=3600
+    )
+    total = plan.pending_requests * PENDING_ALERTS
+    async with Simulator(settings) as sim:
+        daemon = await start_daemon(workdir, sim.url, plan)
+        try:
+            await asyncio.sleep(1.0)  # the start-up polls are answered; nothing else runs
+            idle_cpu = await idle_cpu_pct(daemon, IDLE_SECONDS)
+            idle = proc_status(daemon.pid)
+            bodies = source.bodies(plan.pending_requests, PENDING_ALERTS)
+            # Fewer connections than for the rates: each body is 100 alerts, and only the
+            # end state is measured here.
+            elapsed = await blast(f"{daemon.url}/hooks/am", bodies, 8)
+            path = workdir / "outbox.sqlite3"
+            started = time.perf_counter()
+            while (held := await asyncio.to_thread(held_jobs, path)) < total:
+                if time.perf_counter() - started > DRAIN_TIMEOUT:
+                    raise RuntimeError(f"only {held} of {total} jobs held after {DRAIN_TIMEOUT}s")
+                await asyncio.sleep(0.5)
+            settle = time.perf_counter() - started
+            full = proc_status(daemon.pid)
+        finally:
+            await daemon.stop()
+    return {
+        "daemon_idle_mb": idle["VmRSS"],
+        "daemon_idle_cpu_pct": idle_cpu,
+        "pending_jobs": total,
+        "daemon_pending_mb": full["VmRSS"],
+        "daemon_peak_mb": full["VmHWM"],
+        "fill_alerts_per_s": round(total / elapsed),
+        "all_held_after_fill_s": round(settle, 1),
+    }
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+async def main(plan: Plan) -> dict[str, Any]:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    source = AlertSource(plan.teams)
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        work = Path(tmp)
+        settings = SimulatorSettings(
+            accounts=(SimAccount(balance=Decimal(10**9)),), rate_limit=None, report_delay=3600
+        )
+        bare = await start_bare(work, plan)
+        try:
+            # Read before it serves anything, as the daemon's is.
+            bare_idle = proc_status(bare.pid)["VmRSS"]
+            bare_idle_cpu = await idle_cpu_pct(bare, IDLE_SECONDS)
+            async with Simulator(settings) as sim:
+                daemon = await start_daemon(work / "throughput", sim.url, plan)
+                try:
+                    result: dict[str, Any] = {
+                        "throughput": await throughput(sim, daemon, bare, source, plan)
+                    }
+                    after = proc_status(daemon.pid)
+                finally:
+                    await daemon.stop()
+            result["throughput"]["target_ratio"] = 0.5
+            result["throughput"]["daemon_rss_after_mb"] = after
+            result["latency"] = await latency(work / "latency", source, plan, bare)
+            result["latency"]["target_ms"] = {"p50": 5, "p99": 25}
+            result["rss"] = await memory(work / "memory", source, plan)
+            result["rss"]["bare_idle_mb"] = bare_idle
+            result["rss"]["bare_idle_cpu_pct"] = bare_idle_cpu
+            result["rss"]["target_mb"] = {"idle": 60, "pending_100k": 150}
+        finally:
+            await bare.stop()
+    result["setup"] = {
+        "cpus": os.cpu_count(),
+        "bench_cpus": sorted(os.sched_getaffinity(0)),
+        "server_cpus": sorted(plan.server_cpus) if plan.server_cpus else "any",
+        "concurrency": plan.concurrency,
+        "rounds": plan.rounds,
+        "teams": plan.teams,
+        "python": sys.version.split()[0],
+    }
+    return result
+
+
+def table(result: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str]] = []
+    for name, part in result["throughput"].items():
+        if not isinstance(part, dict) or "ratio" not in part:
+            continue
+        rows.append(
+            (
+                f"webhooks/s, {name.replace('_', ' ')}",
+                f"daemon {part['daemon']['req_per_s']} / bare {part['bare']['req_per_s']}"
+                f" = {part['ratio']}x ({part['daemon_alerts_per_s']} alerts/s)",
+                "≥ 0.5x",
+            )
+        )
+        rows.append(
+            (
+                "  server cpu µs per request",
+                f"daemon {part['daemon']['server_cpu_us_per_request']} (sending included)"
+                f" / bare {part['bare']['server_cpu_us_per_request']}",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "  cpu % of a core (median round)",
+                f"daemon {part['daemon']['server_cpu_pct']}, bare {part['bare']['server_cpu_pct']}"
+                f"; bench process {part['daemon']['client_cpu_pct']}"
+                f" / {part['bare']['client_cpu_pct']}",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "  other processes, % of a core",
+                f"daemon rounds {part['daemon']['rounds_other_load_pct']},"
+                f" bare rounds {part['bare']['rounds_other_load_pct']}",
+                "",
+            )
+        )
+    lat = result["latency"]
+    gw, ack = lat["webhook_to_gateway_ms"], lat["webhook_answer_ms"]
+    rows.append(
+        (
+            f"webhook → gateway ms @ {lat['rate_per_s']:g}/s",
+            f"p50 {gw['p50']}  p90 {gw['p90']}  p99 {gw['p99']}  max {gw['max']}",
+            "p50 ≤ 5, p99 ≤ 25",
+        )
+    )
+    for label, figures in (("  daemon answered", ack), ("  bare answered", lat["bare_answer_ms"])):
+        rows.append(
+            (
+                f"{label} ms",
+                f"p50 {figures['p50']}  p90 {figures['p90']}  p99 {figures['p99']}"
+                f"  max {figures['max']}",
+                "",
+            )
+        )
+    rows.append(("  daemon cpu % of a core", str(lat["daemon_cpu_pct"]), ""))
+    rss = result["rss"]
+    rows.append(
+        ("RSS idle MB", f"daemon {rss['daemon_idle_mb']}, bare {rss['bare_idle_mb']}", "≤ 60")
+    )
+    rows.append(
+        (
+            "CPU idle, % of a core",
+            f"daemon {rss['daemon_idle_cpu_pct']}, bare {rss['bare_idle_cpu_pct']}",
+            "≈ 0",
+        )
+    )
+    rows.append(
+        (
+            f"RSS with {rss['pending_jobs']} pending MB",
+            f"{rss['daemon_pending_mb']} (peak {rss['daemon_peak_mb']});"
+            f" filled at {rss['fill_alerts_per_s']} alerts/s",
+            "≤ 150 at 100000",
+        )
+    )
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}" for row in rows]
+    setup = result["setup"]
+    lines.append(
+        f"note: {lat['note']}; {setup['cpus']} CPUs, bench on {setup['bench_cpus']},"
+        f" servers on {setup['server_cpus']}"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let the kernel place processes (default: this process on the first CPU, servers "
+        "on the others)",
+    )
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    cpus = sorted(os.sched_getaffinity(0))
+    if not args.no_pin and len(cpus) >= 2:
+        # One core for the client and simulator, the same other core(s) for either server:
+        # neither side can borrow the client's core, and the client never shares theirs.
+        os.sched_setaffinity(0, {cpus[0]})
+        plan = dataclasses.replace(plan, server_cpus=frozenset(cpus[1:]))
+    result = asyncio.run(main(plan))
+    print(json.dumps(result, indent=2) if args.json else table(result))
