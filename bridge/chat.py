@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar
@@ -22,6 +23,7 @@ class CommandPolicy(ConfigModel):
     allow_users: list[str] = Field(default_factory=list)
     # Contacts, groups and numbers they may text; "*" allows any valid number.
     allow_recipients: list[str] = Field(default_factory=lambda: ["*"])
+    # SMS one user may send from this input in an hour, one per recipient; null: no cap.
     user_cap_per_hour: Annotated[int, Field(ge=1)] | None = 20
 
 
@@ -64,6 +66,20 @@ def command_event(
         data=dict(data or {}),
         conversation=Conversation(output=reply_output, channel=channel, thread=thread),
     )
+
+
+# `sms` (or `/sms`) as the first word, after any @mentions a client left in the text (DingTalk
+# separates mentions with U+2005, which \s matches). A greedy tail, stripped afterwards: a lazy
+# one before \s* backtracks quadratically.
+_COMMAND = re.compile(r"\s*(?:@\S*\s+)*/?sms(?:\s(?P<rest>.*))?", re.IGNORECASE | re.DOTALL)
+
+
+def command_text(text: str) -> str | None:
+    """What follows the `sms` keyword in a chat message, or None when it is no `sms` command."""
+    match = _COMMAND.fullmatch(text)
+    if match is None:
+        return None
+    return (match.group("rest") or "").strip()
 
 
 class ChatApiError(Exception):

@@ -24,8 +24,8 @@ def not_empty(secret: SecretStr, name: str) -> None:
 class BasicCredentials(ConfigModel):
     """HTTP Basic credentials a sender is configured with."""
 
-    username: Annotated[str, Field(min_length=1)]
-    password: SecretStr
+    username: Annotated[str, Field(min_length=1)]  # the user name the sender is configured with
+    password: SecretStr  # the password that goes with username; compared in constant time
 
     @model_validator(mode="after")
     def _password_set(self) -> Self:

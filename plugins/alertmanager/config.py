@@ -17,7 +17,7 @@ __all__ = ["AlertmanagerAuth", "AlertmanagerConfig", "BasicCredentials"]
 class AlertmanagerAuth(ConfigModel):
     """Exactly one of `bearer` (Alertmanager's `http_config.authorization`) or `basic`."""
 
-    bearer: SecretStr | None = None
+    bearer: SecretStr | None = None  # Alertmanager's http_config.authorization credentials (Bearer)
     basic: BasicCredentials | None = None
 
     @model_validator(mode="after")
@@ -33,10 +33,10 @@ class AlertmanagerConfig(ConfigModel):
     """One Alertmanager webhook receiver, at /hooks/<name>."""
 
     auth: AlertmanagerAuth | None = None
-    allow_unauthenticated: bool = False
+    allow_unauthenticated: bool = False  # true instead of auth: accept requests from anyone
     # Alertmanager's default repeat_interval: a re-notification within it does not page again.
     dedupe_window: Duration = timedelta(hours=4)
-    max_body: Annotated[int, Field(gt=0)] = DEFAULT_MAX_BODY
+    max_body: Annotated[int, Field(gt=0)] = DEFAULT_MAX_BODY  # bytes; larger requests get 413
 
     @model_validator(mode="after")
     def _auth_or_opt_out(self) -> Self:

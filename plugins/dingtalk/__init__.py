@@ -1,7 +1,7 @@
 """DingTalk (钉钉): `sms` commands from an enterprise robot in, custom robot messages out."""
 
 from bridge.plugins.dingtalk.config import DingTalkInputConfig, DingTalkOutputConfig, Robot
-from bridge.plugins.dingtalk.input import DingTalkInput, command_text
+from bridge.plugins.dingtalk.input import DingTalkInput
 from bridge.plugins.dingtalk.output import DingTalkError, DingTalkOutput
 from bridge.plugins.dingtalk.signing import check, sign, signed_query
 
@@ -13,7 +13,6 @@ __all__ = [
     "DingTalkOutputConfig",
     "Robot",
     "check",
-    "command_text",
     "sign",
     "signed_query",
 ]

@@ -22,13 +22,13 @@ class DingTalkInputConfig(ChatInputConfig):
     app_secret: Secret  # the robot's AppSecret: DingTalk signs every callback with it
     # DingTalk's own window; a seen-timestamp cache makes the wide window safe (see the input).
     replay_window: PositiveDuration = timedelta(hours=1)
-    max_body: Annotated[int, Field(gt=0)] = CHAT_MAX_BODY
+    max_body: Annotated[int, Field(gt=0)] = CHAT_MAX_BODY  # bytes; larger requests get 413
 
 
 class Robot(ConfigModel):
     """One custom (webhook) group robot: the access_token of its URL and its 加签 secret."""
 
-    access_token: Secret
+    access_token: Secret  # the access_token= value of the robot's webhook URL
     secret: Secret | None = None  # "SEC…"; None when the robot relies on keywords or IPs
 
 
@@ -39,11 +39,12 @@ class DingTalkOutputConfig(ChatOutputConfig):
     to the robot of that group, for an outgoing robot that serves several groups.
     """
 
-    access_token: Secret
-    secret: Secret | None = None
+    access_token: Secret  # the default robot's access_token= value (from its webhook URL)
+    secret: Secret | None = None  # the default robot's 加签 secret ("SEC…"), if it has one
     robots: dict[str, Robot] = Field(default_factory=dict)
-    api_url: BaseUrl = API_URL
-    timeout: PositiveDuration = timedelta(seconds=10)
+    api_url: BaseUrl = API_URL  # DingTalk's API base; /robot/send is appended (or a test fake)
+    timeout: PositiveDuration = timedelta(seconds=10)  # no answer within this: the post is retried
+    # Posts a second, shared by all the robots; past 20 a minute DingTalk mutes a robot.
     rate_limit: Annotated[float, Field(gt=0)] = ROBOT_RATE
     # DingTalk has no threads: answers @-mention the person whose command they answer.
     mention_sender: bool = True

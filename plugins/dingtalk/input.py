@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -10,7 +9,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bridge.chat import command_event
+from bridge.chat import command_event, command_text
 from bridge.events import Event
 from bridge.inbound import (
     RequestRejectedError,
@@ -30,10 +29,6 @@ from bridge.plugins.dingtalk.signing import check
 PLATFORM = "dingtalk"
 CHALLENGE = {"WWW-Authenticate": 'DingTalk realm="smsbridge", headers="timestamp sign"'}
 DEDUPE_WINDOW = 24 * 3600.0  # a redelivered msgId is taken once, however late it comes
-# `sms` (or `/sms`) as the first word, after any @mentions a client left in the text; DingTalk
-# separates mentions with U+2005, which \s matches.
-# A greedy tail, stripped in Python: a lazy one before \s* backtracks quadratically.
-_COMMAND = re.compile(r"\s*(?:@\S*\s+)*/?sms(?:\s(?P<rest>.*))?", re.IGNORECASE | re.DOTALL)
 _MESSAGES = {
     "missing": "authentication required: send DingTalk's timestamp and sign headers",
     "malformed_timestamp": "the timestamp header is not unix milliseconds",
@@ -41,14 +36,6 @@ _MESSAGES = {
     "bad_signature": "the signature was not accepted",
     "replayed": "this signature was already used for another message",
 }
-
-
-def command_text(content: str) -> str | None:
-    """What follows the `sms` keyword, or None when the text is not an `sms` command."""
-    match = _COMMAND.fullmatch(content)
-    if match is None:
-        return None
-    return (match.group("rest") or "").strip()
 
 
 def thread_of(msg_id: str, staff_id: str) -> str:

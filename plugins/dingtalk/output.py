@@ -13,7 +13,7 @@ from bridge.chat import ChatApiError, ChatOutput
 from bridge.plugin import PluginContext
 from bridge.plugins.dingtalk.config import DingTalkOutputConfig, Robot
 from bridge.plugins.dingtalk.signing import signed_query
-from bridge.plugins.http_callback.output import retry_after
+from bridge.retry import retry_after
 
 MUTED_FOR = 600.0  # 130101: over 20 a minute mutes the robot for 10 minutes
 # errcodes in a 200 body that retrying can cure, and how long to wait first (None: backoff).

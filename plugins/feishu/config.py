@@ -22,12 +22,12 @@ class FeishuInputConfig(ChatInputConfig):
     requests refusable; the Verification Token is checked inside the decrypted body.
     """
 
-    verification_token: Secret
-    encrypt_key: Secret
+    verification_token: Secret  # the Verification Token, checked inside each decrypted body
+    encrypt_key: Secret  # the Encrypt Key: it decrypts every body and checks its signature
     app_id: str = ""  # when set, events for any other app are ignored
     # Feishu names no window (protocols.md §3.8); §6.6 advises at most 5 minutes for commands.
     replay_window: PositiveDuration = timedelta(minutes=5)
-    max_body: Annotated[int, Field(gt=0)] = CHAT_MAX_BODY
+    max_body: Annotated[int, Field(gt=0)] = CHAT_MAX_BODY  # bytes; larger requests get 413
 
 
 class FeishuOutputConfig(ChatOutputConfig):
@@ -39,14 +39,13 @@ class FeishuOutputConfig(ChatOutputConfig):
     its one group; it is used when there is no app, or nothing to reply to.
     """
 
-    api_url: BaseUrl = API_URL
-    app_id: str = ""
-    app_secret: Secret | None = None
-    webhook_token: Secret | None = None
-    webhook_secret: Secret | None = None
+    api_url: BaseUrl = API_URL  # Feishu's Open API; for Lark, https://open.larksuite.com
+    app_id: str = ""  # the app's App ID; with app_secret, posts as the app (threads)
+    app_secret: Secret | None = None  # the App Secret, e.g. ${FEISHU_APP_SECRET}; goes with app_id
+    webhook_token: Secret | None = None  # the last part of the custom bot's webhook URL
+    webhook_secret: Secret | None = None  # the custom bot's signing secret, if it has one
     reply_in_thread: bool = True  # false: a quoted reply in the chat rather than a thread
-    timeout: PositiveDuration = timedelta(seconds=10)
-    # The default 1 a second keeps within the bot webhook's 100 a minute and 5 a second.
+    timeout: PositiveDuration = timedelta(seconds=10)  # no answer within this: the post is retried
 
     @model_validator(mode="after")
     def _somewhere_to_post(self) -> Self:

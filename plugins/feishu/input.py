@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -12,6 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.chat import command_event
+from bridge.chat import command_text as chat_command_text
 from bridge.events import Event
 from bridge.inbound import (
     RequestRejectedError,
@@ -34,9 +34,6 @@ MESSAGE_EVENT = "im.message.receive_v1"
 CHALLENGE = {"WWW-Authenticate": 'Lark realm="smsbridge", headers="X-Lark-Signature"'}
 # Feishu redelivers an unanswered event for hours; each event_id is taken once in a day.
 DEDUPE_WINDOW = 24 * 3600.0
-# `sms` (or `/sms`) first, after the @_user_N placeholders Feishu puts where mentions were.
-# A greedy tail, stripped in Python: a lazy one before \s* backtracks quadratically.
-_COMMAND = re.compile(r"\s*(?:@\S*\s+)*/?sms(?:\s(?P<rest>.*))?", re.IGNORECASE | re.DOTALL)
 _MESSAGES = {
     "missing": "authentication required: send Feishu's X-Lark-Signature headers",
     "malformed_timestamp": "X-Lark-Request-Timestamp is not unix seconds",
@@ -96,10 +93,9 @@ class MessageEvent(_Model):
 def command_text(text: str, mentions: list[Mention] | None = None) -> str | None:
     """What follows the `sms` keyword, or None when the text is not an `sms` command; mention
     placeholders after it are put back as @name."""
-    match = _COMMAND.fullmatch(text)
-    if match is None:
+    rest = chat_command_text(text)
+    if rest is None:
         return None
-    rest = match.group("rest") or ""
     # Longest first: "@_user_1" is a prefix of "@_user_10".
     for mention in sorted(mentions or [], key=lambda m: len(m.key), reverse=True):
         if mention.key:

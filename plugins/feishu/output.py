@@ -14,7 +14,7 @@ from bridge.chat import ChatApiError, ChatOutput
 from bridge.plugin import PluginContext
 from bridge.plugins.feishu.config import FeishuOutputConfig
 from bridge.plugins.feishu.crypto import webhook_sign
-from bridge.plugins.http_callback.output import retry_after
+from bridge.retry import retry_after
 
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"  # noqa: S105 - a path
 TOKEN_MARGIN = 300.0  # renew the tenant token this long before Feishu's `expire`

@@ -22,7 +22,8 @@ SIGNATURE_HEADER_FALLBACK = "X-Grafana-Alert-Signature"
 class GrafanaHmac(ConfigModel):
     """The contact point's "HMAC Signature": hex HMAC-SHA256 of the body, or of `<ts>:<body>`."""
 
-    secret: SecretStr
+    secret: SecretStr  # the contact point's HMAC secret, e.g. ${GRAFANA_HMAC}
+    # The signature's header; when unset, Grafana's fallback X-Grafana-Alert-Signature is taken too.
     header: HeaderName = SIGNATURE_HEADER
     timestamp_header: HeaderName | None = None  # Grafana has no default: none means unsigned time
     max_skew: PositiveDuration = timedelta(minutes=5)  # a timestamp further off is refused
@@ -62,10 +63,10 @@ class GrafanaConfig(ConfigModel):
     """One Grafana webhook contact point, at /hooks/<name>."""
 
     auth: GrafanaAuth | None = None
-    allow_unauthenticated: bool = False
+    allow_unauthenticated: bool = False  # true instead of auth: accept requests from anyone
     # Grafana's default notification policy repeats every 4h: a repeat within it is not a new page.
     dedupe_window: Duration = timedelta(hours=4)
-    max_body: Annotated[int, Field(gt=0)] = DEFAULT_MAX_BODY
+    max_body: Annotated[int, Field(gt=0)] = DEFAULT_MAX_BODY  # bytes; larger requests get 413
 
     @model_validator(mode="after")
     def _auth_or_opt_out(self) -> Self:

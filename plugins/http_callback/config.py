@@ -27,11 +27,11 @@ _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 class HttpCallbackConfig(ConfigModel):
     """One receiver of signed JSON callbacks."""
 
-    url: HttpUrl
-    secret: SecretStr | None = None
+    url: HttpUrl  # the receiver's http:// or https:// URL; redirects are not followed
+    secret: SecretStr | None = None  # the HMAC-SHA256 key, e.g. ${CALLBACK_SECRET}; or secret_file
     secret_file: FilePath | None = None  # read at start, e.g. a systemd credential
-    timeout: PositiveDuration = timedelta(seconds=10)
-    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: PositiveDuration = timedelta(seconds=10)  # no answer within this: the job is retried
+    headers: dict[str, str] = Field(default_factory=dict)  # extra headers, e.g. {X-Team: ops}
 
     @field_validator("secret")
     @classmethod

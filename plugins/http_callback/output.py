@@ -21,11 +21,9 @@ failed. Reasons never contain the secret or the URL (which may hold a token).
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import time
 from collections.abc import Sequence
-from datetime import UTC
 from typing import Any
 
 import aiohttp
@@ -34,6 +32,7 @@ from bridge import __version__
 from bridge.plugin import Job, Outcome, OutcomeKind, Output, PluginContext
 from bridge.plugins.http_callback.config import HttpCallbackConfig
 from bridge.plugins.http_callback.signing import sign
+from bridge.retry import retry_after
 
 TIMESTAMP_HEADER = "X-Smsbridge-Timestamp"
 SIGNATURE_HEADER = "X-Smsbridge-Signature"
@@ -41,23 +40,6 @@ USER_AGENT = f"smsbridge/{__version__}"
 # The job's own fields win over payload keys of the same name: job_id is the idempotency key.
 OWN_FIELDS = frozenset({"text", "recipient", "job_id"})
 _SNIPPET = 200  # characters of a refusal's body kept in the reason
-
-
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as seconds to wait: a number of seconds or an HTTP date; None if unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 def document(job: Job) -> dict[str, Any]:

@@ -6,23 +6,12 @@ from datetime import timedelta
 from typing import Annotated, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from yarl import URL
 
 from bridge.chat import ChatInputConfig, ChatOutputConfig
-from bridge.config import Duration, PositiveDuration
+from bridge.config import BaseUrl, Duration, PositiveDuration
+from bridge.config.types import http_url
 
 CHAT_MAX_BODY = 256 * 1024  # protocols.md §6.6: chat payloads are small
-
-
-def http_url(value: str) -> str:
-    """`value` if it is an http:// or https:// URL with a host; the error never echoes it."""
-    try:
-        url = URL(value)
-    except (TypeError, ValueError):
-        raise ValueError("expected an http:// or https:// URL") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError("expected an http:// or https:// URL")
-    return value
 
 
 class MattermostInputConfig(ChatInputConfig):
@@ -32,12 +21,14 @@ class MattermostInputConfig(ChatInputConfig):
     one); a request is taken when it carries any of them.
     """
 
+    # The slash commands' and outgoing webhooks' tokens; a request carrying any one is taken.
     tokens: Annotated[list[SecretStr], Field(min_length=1)]
+    # An outgoing webhook's post is a command when it starts with this (after the trigger word).
     keyword: Annotated[str, Field(min_length=1, pattern=r"^\S+$")] = "sms"
     # User ids or names whose posts never run commands: the bot account the output posts as.
     ignore_users: list[str] = Field(default_factory=list)
-    dedupe_window: Duration = timedelta(hours=1)
-    max_body: Annotated[int, Field(gt=0)] = CHAT_MAX_BODY
+    dedupe_window: Duration = timedelta(hours=1)  # the same command or post within this runs once
+    max_body: Annotated[int, Field(gt=0)] = CHAT_MAX_BODY  # bytes; larger requests get 413
 
     @field_validator("tokens")
     @classmethod
@@ -55,15 +46,10 @@ class MattermostOutputConfig(ChatOutputConfig):
     channel, never in a thread (incoming webhooks cannot).
     """
 
-    server_url: str | None = None  # the Site URL, e.g. https://chat.example.com
-    token: SecretStr | None = None
+    server_url: BaseUrl | None = None  # the Site URL, e.g. https://chat.example.com
+    token: SecretStr | None = None  # the bot's access token, with server_url; e.g. ${MM_BOT_TOKEN}
     webhook_url: SecretStr | None = None  # the URL is the secret: give it as ${MM_WEBHOOK}
-    timeout: PositiveDuration = timedelta(seconds=10)
-
-    @field_validator("server_url")
-    @classmethod
-    def _server_url(cls, value: str | None) -> str | None:
-        return None if value is None else http_url(value).rstrip("/")
+    timeout: PositiveDuration = timedelta(seconds=10)  # no answer within this: the post is retried
 
     @field_validator("webhook_url")
     @classmethod

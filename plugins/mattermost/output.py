@@ -12,6 +12,7 @@ import aiohttp
 from bridge.chat import ChatApiError, ChatOutput
 from bridge.plugin import PluginContext
 from bridge.plugins.mattermost.config import MattermostOutputConfig
+from bridge.retry import retry_after
 
 INVALID_ROOT = "api.post.create_post.root_id.app_error"
 # Mattermost refuses @channel/@all/@here notifications from a post with this prop: an SMS
@@ -20,12 +21,6 @@ PROPS = {"disable_group_highlight": True}
 _ERROR_ID = re.compile(r"[A-Za-z0-9_.]{1,120}")
 _ROOTS_KEPT = 1024
 _MAX_ANSWER = 1024 * 1024  # bytes of an answer read; a post's JSON is a few KiB
-
-
-def seconds(value: str | None) -> float | None:
-    """A header's whole seconds (Retry-After, X-Ratelimit-Reset); None when unusable."""
-    value = (value or "").strip()
-    return float(value) if value.isascii() and value.isdigit() else None
 
 
 class _InvalidRootError(Exception):
@@ -140,7 +135,7 @@ class MattermostOutput(ChatOutput):
         reason = f"Mattermost refused the post: HTTP {response.status}"
         reason += f" {ident}" if ident else ""
         reason += f" ({message})" if message else ""
-        after = seconds(response.headers.get("Retry-After")) or seconds(
+        after = retry_after(response.headers.get("Retry-After")) or retry_after(
             response.headers.get("X-Ratelimit-Reset")
         )
         self.log.warning("mattermost_post_refused", status=response.status, error=ident)

@@ -6,41 +6,24 @@ from datetime import timedelta
 from typing import Annotated, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from yarl import URL
 
 from bridge.chat import ChatInputConfig, ChatOutputConfig
-from bridge.config import Duration, PositiveDuration
+from bridge.config import BaseUrl, Duration, PositiveDuration, Secret
+from bridge.config.types import http_url
 
 CHAT_MAX_BODY = 256 * 1024  # protocols.md §6.6: chat payloads are small
 API_URL = "https://slack.com/api"
 
 
-def http_url(value: str) -> str:
-    """`value` if it is an http:// or https:// URL with a host; the error never echoes it."""
-    try:
-        url = URL(value)
-    except (TypeError, ValueError):
-        raise ValueError("expected an http:// or https:// URL") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError("expected an http:// or https:// URL")
-    return value
-
-
 class SlackInputConfig(ChatInputConfig):
     """One Slack app's Request URL (slash commands and the Events API), at /hooks/<name>."""
 
-    signing_secret: SecretStr  # Basic Information → App Credentials → Signing Secret
+    signing_secret: Secret  # Basic Information → App Credentials → Signing Secret
+    # A message (not a slash command) is a command when it starts with this, after an optional @bot.
     keyword: Annotated[str, Field(min_length=1, pattern=r"^\S+$")] = "sms"
     # Slack retries an event up to 3 times within ~6 minutes; a message is taken once.
     dedupe_window: Duration = timedelta(hours=1)
-    max_body: Annotated[int, Field(gt=0)] = CHAT_MAX_BODY
-
-    @field_validator("signing_secret")
-    @classmethod
-    def _secret_set(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value():
-            raise ValueError("signing_secret must not be empty")
-        return value
+    max_body: Annotated[int, Field(gt=0)] = CHAT_MAX_BODY  # bytes; larger requests get 413
 
 
 class SlackOutputConfig(ChatOutputConfig):
@@ -50,15 +33,10 @@ class SlackOutputConfig(ChatOutputConfig):
     `webhook_url` posts only to the webhook's own channel, and `channel` is ignored.
     """
 
-    token: SecretStr | None = None
+    token: SecretStr | None = None  # the bot token (xoxb-…); give it as ${SLACK_BOT_TOKEN}
     webhook_url: SecretStr | None = None  # the URL is the secret: give it as ${SLACK_WEBHOOK}
-    api_url: str = API_URL
-    timeout: PositiveDuration = timedelta(seconds=10)
-
-    @field_validator("api_url")
-    @classmethod
-    def _api_url(cls, value: str) -> str:
-        return http_url(value).rstrip("/")
+    api_url: BaseUrl = API_URL  # the Web API base (or a test fake)
+    timeout: PositiveDuration = timedelta(seconds=10)  # no answer within this: the post is retried
 
     @field_validator("webhook_url")
     @classmethod

@@ -12,6 +12,7 @@ from bridge.chat import ChatApiError, ChatOutput
 from bridge.plugin import PluginContext
 from bridge.plugins.slack.config import SlackOutputConfig
 from bridge.plugins.slack.text import escape
+from bridge.retry import retry_after
 
 _CODE = re.compile(r"[a-z0-9_]{1,64}")
 _MAX_ANSWER = 1024 * 1024  # bytes of an answer read; chat.postMessage answers a few KiB
@@ -45,12 +46,6 @@ _WEBHOOK_HINTS = {
     "action_prohibited": "an admin restricted posting there",
     "channel_not_found": "the webhook's channel is gone",
 }
-
-
-def seconds(value: str | None) -> float | None:
-    """Retry-After as Slack sends it: whole seconds; None when absent or unusable."""
-    value = (value or "").strip()
-    return float(value) if value.isascii() and value.isdigit() else None
 
 
 def refusal(code: Any, retry_after: float | None = None) -> ChatApiError:
@@ -113,7 +108,7 @@ class SlackOutput(ChatOutput):
             timeout=self._timeout,
             allow_redirects=False,
         ) as response:
-            after = seconds(response.headers.get("Retry-After"))
+            after = retry_after(response.headers.get("Retry-After"))
             if response.status == 429:
                 raise refusal("ratelimited", after)
             if response.status != 200:
@@ -142,5 +137,5 @@ class SlackOutput(ChatOutput):
             raise ChatApiError(
                 f"the Slack webhook answered HTTP {response.status}: {shown} ({hint})",
                 status=response.status,
-                retry_after=seconds(response.headers.get("Retry-After")),
+                retry_after=retry_after(response.headers.get("Retry-After")),
             )

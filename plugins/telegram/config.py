@@ -29,7 +29,7 @@ class TelegramInputConfig(ChatInputConfig):
     bot_username: str | None = None
     # Telegram keeps an undelivered update for up to 24 hours and retries it in that time.
     dedupe_window: Duration = timedelta(hours=24)
-    max_body: Annotated[int, Field(gt=0)] = MAX_BODY
+    max_body: Annotated[int, Field(gt=0)] = MAX_BODY  # bytes; larger requests get 413
 
     @field_validator("secret_token")
     @classmethod
@@ -56,7 +56,7 @@ class TelegramOutputConfig(ChatOutputConfig):
 
     token: SecretStr  # the bot token from @BotFather; it travels in the URL path
     api_url: BaseUrl = DEFAULT_API_URL  # a Bot API server (or a test fake)
-    timeout: PositiveDuration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)  # no answer within this: the post is retried
 
     @field_validator("token")
     @classmethod

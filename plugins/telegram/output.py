@@ -11,6 +11,7 @@ from bridge.chat import ChatApiError, ChatOutput
 from bridge.plugin import PluginContext
 from bridge.plugins.telegram.config import TelegramOutputConfig
 from bridge.plugins.telegram.update import parse_thread
+from bridge.retry import retry_after
 
 _CHAT_ID = re.compile(r"-?\d+")
 _DESCRIPTION = 200  # characters of Telegram's error description kept in a reason
@@ -82,7 +83,7 @@ class TelegramOutput(ChatOutput):
         raise self._refusal(answer, status, header_wait)
 
     def _refusal(self, answer: Any, status: int, header_wait: str) -> ChatApiError:
-        header = float(header_wait) if header_wait.isascii() and header_wait.isdigit() else None
+        header = retry_after(header_wait)
         if not isinstance(answer, dict):
             return ChatApiError(
                 f"Telegram answered HTTP {status}", status=status, retry_after=header

@@ -29,9 +29,9 @@ def _not_empty(secret: SecretStr, name: str) -> None:
 class HmacAuth(ConfigModel):
     """The sender signs the raw body: `<prefix><hex HMAC(secret, body)>` in `header`."""
 
-    secret: SecretStr
-    header: HeaderName = "X-Signature"
-    algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
+    secret: SecretStr  # the key the sender signs the body with
+    header: HeaderName = "X-Signature"  # where the sender puts the signature
+    algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"  # the HMAC's hash function
     prefix: str | None = None  # none: "<algorithm>=", e.g. "sha256="; "" for the bare hex digest
 
     @model_validator(mode="after")
@@ -47,7 +47,7 @@ class HmacAuth(ConfigModel):
 class WebhookAuth(ConfigModel):
     """Exactly one of a static `token` (in `header`) or an `hmac` signature of the body."""
 
-    token: SecretStr | None = None
+    token: SecretStr | None = None  # the static token, e.g. ${HOOK_TOKEN}, sent in header
     header: HeaderName = "Authorization"  # Authorization takes "Bearer <token>"; others the token
     hmac: HmacAuth | None = None
 
@@ -89,11 +89,11 @@ class WebhookConfig(ConfigModel):
     """One generic JSON webhook, at /hooks/<name>: an object, or a list of objects, per request."""
 
     auth: WebhookAuth | None = None
-    allow_unauthenticated: bool = False
-    kind: EventKind = EventKind.ALERT
+    allow_unauthenticated: bool = False  # true instead of auth: accept requests from anyone
+    kind: EventKind = EventKind.ALERT  # the kind of event each posted object becomes
     fields: FieldsConfig = FieldsConfig()
     dedupe_window: Duration = timedelta(0)  # 0: every delivery is taken
-    max_body: Annotated[int, Field(gt=0)] = DEFAULT_MAX_BODY
+    max_body: Annotated[int, Field(gt=0)] = DEFAULT_MAX_BODY  # bytes; larger requests get 413
 
     @model_validator(mode="after")
     def _auth_or_opt_out(self) -> Self:

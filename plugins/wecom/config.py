@@ -23,7 +23,7 @@ class WecomOutputConfig(ChatOutputConfig):
 
     key: SecretStr  # the key= part of the robot's webhook address; the only credential
     api_url: str = DEFAULT_API_URL  # the webhook endpoint without ?key= (or a test fake)
-    timeout: PositiveDuration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)  # no answer within this: the post is retried
     # 20 messages a minute per robot (§3.5); faster posts wait in the outbox instead of failing.
     rate_limit: Annotated[float, Field(gt=0)] = 20 / 60
 

@@ -16,7 +16,7 @@ DEFAULT_MAX_BODY = 256 * 1024  # one event per request; Zabbix messages are shor
 class ZabbixAuth(ConfigModel):
     """The media type's `Token` parameter, sent as `Authorization: Bearer <token>`."""
 
-    token: SecretStr
+    token: SecretStr  # the media type's Token parameter, e.g. ${ZABBIX_TOKEN}
 
     @model_validator(mode="after")
     def _token_set(self) -> Self:
@@ -28,11 +28,11 @@ class ZabbixConfig(ConfigModel):
     """One Zabbix webhook media type, at /hooks/<name>."""
 
     auth: ZabbixAuth | None = None
-    allow_unauthenticated: bool = False
+    allow_unauthenticated: bool = False  # true instead of auth: accept requests from anyone
     # Zabbix retries a failed send (default 3 attempts, 10 s apart): a retry after a lost answer
     # must not page twice. Escalation steps further apart than this are new deliveries.
     dedupe_window: Duration = timedelta(minutes=10)
-    max_body: Annotated[int, Field(gt=0)] = DEFAULT_MAX_BODY
+    max_body: Annotated[int, Field(gt=0)] = DEFAULT_MAX_BODY  # bytes; larger requests get 413
 
     @model_validator(mode="after")
     def _auth_or_opt_out(self) -> Self:

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from structlog.testing import capture_logs
 
+from bridge.chat import command_text
 from bridge.events import EventKind
 from bridge.plugin import Job, OutcomeKind, PluginContext
 from bridge.plugins.dingtalk import (
@@ -36,7 +37,6 @@ from bridge.plugins.dingtalk import (
     DingTalkOutput,
     DingTalkOutputConfig,
     check,
-    command_text,
     sign,
 )
 from bridge.testing import DaemonFactory, RecordingSubmit, input_app

@@ -26,7 +26,7 @@ from structlog.testing import capture_logs
 from bridge import __version__
 from bridge.plugin import Job, OutcomeKind, PluginContext
 from bridge.plugins.http_callback import HttpCallbackConfig, HttpCallbackOutput, sign, verify
-from bridge.plugins.http_callback.output import retry_after
+from bridge.retry import retry_after
 
 SECRET = "callback-secret-0123456789"
 
