@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
@@ -186,9 +187,15 @@ def _window(config: WindowConfig | None, default_tz: tzinfo) -> Window | None:
 
 def _compile(env: ImmutableSandboxedEnvironment, path: ConfigPath, source: str) -> Template:
     try:
-        return compile_template(source, env)
+        return _compiled(env, source)
     except TemplateError as exc:
         raise RuleError(path, str(exc)) from None
+
+
+# Most rules share the default templates: compile each text once per environment, not per rule.
+@functools.lru_cache(maxsize=1024)
+def _compiled(env: ImmutableSandboxedEnvironment, source: str) -> Template:
+    return compile_template(source, env)
 
 
 def _build_rule(
