@@ -104,7 +104,7 @@ outputs:
     assert (
         "config.yaml:4:11: inputs.am.type: unknown input type 'alertmanagr'; installed "
         "types: alertmanager, dingtalk, feishu, grafana, mattermost, slack, telegram, "
-        "webhook, zabbix" in text
+        "webhook, wecom, zabbix" in text
     )
     assert "config.yaml:8:11: inputs.hook.kind:" in text
     assert "config.yaml:11:5: outputs.sms: 'sms' is the built-in output" in text
