@@ -162,11 +162,14 @@ class RecordingSubmit:
 
     calls: list[tuple[list[Event], str, float]] = field(default_factory=list)
     fail: bool = False  # raise StoreUnavailableError, as when the store is down
+    error: BaseException | None = None  # or raise this (say, a bug in the core)
     duplicate: bool = False  # answer as for a delivery seen before
 
     async def __call__(
         self, events: Sequence[Event], *, dedupe_key: str = "", dedupe_window: float = 0.0
     ) -> Accepted:
+        if self.error is not None:
+            raise self.error
         if self.fail:
             raise StoreUnavailableError("database is locked")
         self.calls.append((list(events), dedupe_key, dedupe_window))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,11 @@ from pydantic import SecretStr, ValidationError
 from pytest_aiohttp import AiohttpClient
 from structlog.testing import capture_logs
 
-from bridge.events import Event, EventKind, Status
-from bridge.plugin import Accepted, Input, PluginContext, StoreUnavailableError
+from bridge.events import EventKind, Status
+from bridge.plugin import Input, PluginContext
 from bridge.plugins.alertmanager import AlertmanagerConfig, AlertmanagerInput
 from bridge.plugins.alertmanager.payload import Payload
+from bridge.testing import RecordingSubmit
 
 PAYLOADS = Path(__file__).parent / "payloads"
 TOKEN = "am-token-0123456789"
@@ -36,31 +36,6 @@ def payload(name: str) -> dict[str, Any]:
     return data
 
 
-@dataclass
-class Recorder:
-    """A submit function that keeps what it was given, or fails or reports a duplicate."""
-
-    calls: list[tuple[list[Event], str, float]] = field(default_factory=list)
-    fail: bool = False
-    duplicate: bool = False
-
-    async def __call__(
-        self, events: Sequence[Event], *, dedupe_key: str = "", dedupe_window: float = 0.0
-    ) -> Accepted:
-        if self.fail:
-            raise StoreUnavailableError("database is locked")
-        self.calls.append((list(events), dedupe_key, dedupe_window))
-        return Accepted(events=len(events), intents=2 * len(events), duplicate=self.duplicate)
-
-    @property
-    def events(self) -> list[Event]:
-        return self.calls[-1][0]
-
-    @property
-    def key(self) -> str:
-        return self.calls[-1][1]
-
-
 Serve = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
 
@@ -71,12 +46,14 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def recorder() -> RecordingSubmit:
+    return RecordingSubmit()
 
 
 @pytest.fixture
-def serve(aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: Recorder) -> Serve:
+def serve(
+    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
+) -> Serve:
     """Mount an alertmanager input at /hooks/am in a real aiohttp app and return a client."""
 
     async def start(**config: Any) -> TestClient[web.Request, web.Application]:
@@ -103,11 +80,13 @@ async def post(
         return r.status, await r.json()
 
 
-async def test_firing_payload_makes_one_event_per_alert(serve: Serve, recorder: Recorder) -> None:
+async def test_firing_payload_makes_one_event_per_alert(
+    serve: Serve, recorder: RecordingSubmit
+) -> None:
     """Each alert becomes an Event with its own labels, status, fingerprint, text and data."""
     client = await serve()
     body = payload("firing")
-    assert await post(client, body) == (200, {"accepted": 3, "intents": 6, "duplicate": False})
+    assert await post(client, body) == (200, {"accepted": 3, "intents": 3, "duplicate": False})
     first, second, third = recorder.events
     assert all(e.kind is EventKind.ALERT and e.source == "am" for e in recorder.events)
     assert first.labels == body["alerts"][0]["labels"]
@@ -134,7 +113,9 @@ async def test_firing_payload_makes_one_event_per_alert(serve: Serve, recorder: 
     assert recorder.calls[-1][2] == 4 * 3600.0
 
 
-async def test_resolved_payload_resolves_every_alert(serve: Serve, recorder: Recorder) -> None:
+async def test_resolved_payload_resolves_every_alert(
+    serve: Serve, recorder: RecordingSubmit
+) -> None:
     """A resolved group gives resolved Events with the fingerprints of the firing ones."""
     client = await serve()
     assert (await post(client, payload("resolved")))[0] == 200
@@ -144,7 +125,7 @@ async def test_resolved_payload_resolves_every_alert(serve: Serve, recorder: Rec
     ]
 
 
-async def test_truncated_group_is_taken_and_logged(serve: Serve, recorder: Recorder) -> None:
+async def test_truncated_group_is_taken_and_logged(serve: Serve, recorder: RecordingSubmit) -> None:
     """Alerts cut by max_alerts are reported in the data and a warning; the rest go through."""
     client = await serve()
     with capture_logs() as logs:
@@ -155,7 +136,7 @@ async def test_truncated_group_is_taken_and_logged(serve: Serve, recorder: Recor
 
 
 async def test_missing_fingerprint_is_a_stable_hash_of_labels(
-    serve: Serve, recorder: Recorder
+    serve: Serve, recorder: RecordingSubmit
 ) -> None:
     """Without a fingerprint the same label set, in any order, gets the same 16-hex stand-in."""
     client = await serve()
@@ -174,7 +155,9 @@ def key(body: dict[str, Any], source: str = "am") -> str:
     return Payload.model_validate(body).dedupe_key(source)
 
 
-async def test_repeated_delivery_has_the_same_dedupe_key(serve: Serve, recorder: Recorder) -> None:
+async def test_repeated_delivery_has_the_same_dedupe_key(
+    serve: Serve, recorder: RecordingSubmit
+) -> None:
     """A retry or an HA peer's copy (alerts in another order) carries the same key."""
     client = await serve()
     body = payload("firing")
@@ -211,17 +194,17 @@ def test_dedupe_key_is_per_input() -> None:
     assert key(payload("firing"), "am") != key(payload("firing"), "am2")
 
 
-async def test_duplicate_is_answered_200(serve: Serve, recorder: Recorder) -> None:
+async def test_duplicate_is_answered_200(serve: Serve, recorder: RecordingSubmit) -> None:
     """A delivery the core has seen is acknowledged, so Alertmanager stops retrying."""
     recorder.duplicate = True
     client = await serve()
     assert await post(client, payload("resolved")) == (
         200,
-        {"accepted": 2, "intents": 4, "duplicate": True},
+        {"accepted": 2, "intents": 2, "duplicate": True},
     )
 
 
-async def test_store_unavailable_is_503(serve: Serve, recorder: Recorder) -> None:
+async def test_store_unavailable_is_503(serve: Serve, recorder: RecordingSubmit) -> None:
     """When submit cannot store, the answer is 503 (retried), never 2xx."""
     recorder.fail = True
     client = await serve()
@@ -231,14 +214,14 @@ async def test_store_unavailable_is_503(serve: Serve, recorder: Recorder) -> Non
     )
 
 
-async def test_dedupe_window_comes_from_config(serve: Serve, recorder: Recorder) -> None:
+async def test_dedupe_window_comes_from_config(serve: Serve, recorder: RecordingSubmit) -> None:
     """The configured window is handed to submit in seconds."""
     client = await serve(dedupe_window="90m")
     await post(client, payload("firing"))
     assert recorder.calls[-1][2] == 5400.0
 
 
-async def test_bearer_auth(serve: Serve, recorder: Recorder) -> None:
+async def test_bearer_auth(serve: Serve, recorder: RecordingSubmit) -> None:
     """No token is 401 with a challenge, a wrong one 403, and neither is logged or echoed."""
     client = await serve()
     texts: list[str] = []
@@ -260,7 +243,7 @@ async def test_bearer_auth(serve: Serve, recorder: Recorder) -> None:
     assert (await post(client, payload("firing")))[0] == 200
 
 
-async def test_basic_auth(serve: Serve, recorder: Recorder) -> None:
+async def test_basic_auth(serve: Serve, recorder: RecordingSubmit) -> None:
     """Basic credentials are checked in full; a malformed header is 401, a wrong one 403."""
     client = await serve(auth={"basic": {"username": "am", "password": PASSWORD}})
 
@@ -280,7 +263,7 @@ async def test_basic_auth(serve: Serve, recorder: Recorder) -> None:
     assert PASSWORD not in repr(logs)
 
 
-async def test_unauthenticated_when_allowed(serve: Serve, recorder: Recorder) -> None:
+async def test_unauthenticated_when_allowed(serve: Serve, recorder: RecordingSubmit) -> None:
     """With the explicit opt-out, a request without credentials is taken."""
     client = await serve(auth=None, allow_unauthenticated=True)
     assert (await post(client, payload("firing"), JSON))[0] == 200
@@ -375,7 +358,7 @@ def broken(change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
     ],
 )
 async def test_payload_not_v4_is_422(
-    serve: Serve, recorder: Recorder, body: Any, message: str
+    serve: Serve, recorder: RecordingSubmit, body: Any, message: str
 ) -> None:
     """A payload that is JSON but not version 4 gets a 422 naming the field."""
     client = await serve()
@@ -383,7 +366,7 @@ async def test_payload_not_v4_is_422(
     assert recorder.calls == []
 
 
-async def test_body_over_max_body_is_413(serve: Serve, recorder: Recorder) -> None:
+async def test_body_over_max_body_is_413(serve: Serve, recorder: RecordingSubmit) -> None:
     """A declared or streamed body longer than max_body is refused with 413."""
     client = await serve(max_body=512)
     data = json.dumps(payload("firing")).encode()
@@ -399,7 +382,9 @@ async def test_body_over_max_body_is_413(serve: Serve, recorder: Recorder) -> No
     assert recorder.calls == []
 
 
-async def test_fields_alertmanager_may_add_are_accepted(serve: Serve, recorder: Recorder) -> None:
+async def test_fields_alertmanager_may_add_are_accepted(
+    serve: Serve, recorder: RecordingSubmit
+) -> None:
     """Unknown keys at any level are ignored by validation and kept in the data."""
     client = await serve()
     body = payload("resolved")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -24,8 +24,8 @@ from structlog.testing import capture_logs
 
 from bridge.config import ConfigError
 from bridge.daemon import Daemon
-from bridge.events import Event, EventKind
-from bridge.plugin import Accepted, Job, OutcomeKind, PluginContext, StoreUnavailableError
+from bridge.events import EventKind
+from bridge.plugin import Job, OutcomeKind, PluginContext
 from bridge.plugins.c123.simulator import SimulatorSettings
 from bridge.plugins.mattermost import (
     MattermostInput,
@@ -36,6 +36,7 @@ from bridge.plugins.mattermost import (
 from bridge.plugins.mattermost.input import command_text
 from bridge.registry import Registry
 from bridge.settings import load_settings
+from bridge.testing import RecordingSubmit
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SLASH_TOKEN = "xr3j5x3p4pfk7p1ea4zqb6kcgr"
@@ -51,22 +52,6 @@ ALICE = "15102110086"
 
 def payload(name: str) -> Any:
     return json.loads((PAYLOADS / f"mattermost_{name}.json").read_text(encoding="utf-8"))
-
-
-@dataclass
-class Recorder:
-    """A submit that keeps what it was given, or fails like a store that is down."""
-
-    calls: list[tuple[list[Event], str, float]] = field(default_factory=list)
-    fail: bool = False
-
-    async def __call__(
-        self, events: Sequence[Event], *, dedupe_key: str = "", dedupe_window: float = 0.0
-    ) -> Accepted:
-        if self.fail:
-            raise StoreUnavailableError("database is locked")
-        self.calls.append((list(events), dedupe_key, dedupe_window))
-        return Accepted(events=len(events), intents=1)
 
 
 @dataclass
@@ -160,8 +145,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def recorder() -> RecordingSubmit:
+    return RecordingSubmit()
 
 
 Client = TestClient[web.Request, web.Application]
@@ -169,7 +154,7 @@ Client = TestClient[web.Request, web.Application]
 
 @pytest.fixture
 async def client(
-    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: Recorder
+    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
 ) -> Client:
     """A Mattermost input mounted at /hooks/mm in a real aiohttp app."""
     config = MattermostInputConfig.model_validate(
@@ -207,7 +192,9 @@ def hook(text: str, **changes: Any) -> dict[str, Any]:
 # --- input ----------------------------------------------------------------------------------
 
 
-async def test_slash_command_becomes_a_command_event(client: Client, recorder: Recorder) -> None:
+async def test_slash_command_becomes_a_command_event(
+    client: Client, recorder: RecordingSubmit
+) -> None:
     """/sms with its token (form, plus Authorization: Token) is one command in its thread."""
     status, body = await send(
         client,
@@ -235,7 +222,7 @@ async def test_slash_command_becomes_a_command_event(client: Client, recorder: R
     assert (bool(key), window) == (True, 3600.0)
 
 
-async def test_slash_command_by_get(client: Client, recorder: Recorder) -> None:
+async def test_slash_command_by_get(client: Client, recorder: RecordingSubmit) -> None:
     """A slash command configured with method GET sends its fields in the query."""
     query = urlencode(payload("slash_command") | {"root_id": ""})
     async with client.get(f"/hooks/mm?{query}") as response:
@@ -245,7 +232,7 @@ async def test_slash_command_by_get(client: Client, recorder: Recorder) -> None:
     assert conversation.thread == ""
 
 
-async def test_outgoing_webhook_json_and_form(client: Client, recorder: Recorder) -> None:
+async def test_outgoing_webhook_json_and_form(client: Client, recorder: RecordingSubmit) -> None:
     """An outgoing webhook's post (JSON or form) is a command answered in a thread on the post."""
     assert await send(client, hook("sms alice 你好 disk is full")) == (200, {})
     assert await send(
@@ -258,7 +245,7 @@ async def test_outgoing_webhook_json_and_form(client: Client, recorder: Recorder
     assert recorder.calls[0][1] != recorder.calls[1][1]
 
 
-async def test_trigger_word_before_the_keyword(client: Client, recorder: Recorder) -> None:
+async def test_trigger_word_before_the_keyword(client: Client, recorder: RecordingSubmit) -> None:
     """With a trigger word such as @smsbot, `@smsbot sms …` is the command."""
     await send(client, hook("@smsbot sms alice hi", trigger_word="@smsbot"))
     assert recorder.calls[0][0][0].text == "alice hi"
@@ -276,7 +263,7 @@ async def test_trigger_word_before_the_keyword(client: Client, recorder: Recorde
 )
 async def test_missing_or_wrong_tokens_are_refused(
     client: Client,
-    recorder: Recorder,
+    recorder: RecordingSubmit,
     document: dict[str, Any],
     headers: dict[str, str],
     reason: str,
@@ -292,7 +279,9 @@ async def test_missing_or_wrong_tokens_are_refused(
     assert HOOK_TOKEN not in repr(logs)
 
 
-async def test_other_posts_and_the_bots_own_are_ignored(client: Client, recorder: Recorder) -> None:
+async def test_other_posts_and_the_bots_own_are_ignored(
+    client: Client, recorder: RecordingSubmit
+) -> None:
     """Chatter, look-alikes, the bridge's answers and the bot's own posts (ignore_users) are
     answered {} and dropped."""
     for document in (
@@ -305,14 +294,14 @@ async def test_other_posts_and_the_bots_own_are_ignored(client: Client, recorder
     assert recorder.calls == []
 
 
-async def test_store_unavailable_is_a_503(client: Client, recorder: Recorder) -> None:
+async def test_store_unavailable_is_a_503(client: Client, recorder: RecordingSubmit) -> None:
     """When nothing could be stored, the answer is 503, never a false success."""
     recorder.fail = True
     assert (await send(client, hook("sms alice hi")))[0] == 503
     assert (await send(client, payload("slash_command"), as_form=True))[0] == 503
 
 
-async def test_bad_requests(client: Client, recorder: Recorder) -> None:
+async def test_bad_requests(client: Client, recorder: RecordingSubmit) -> None:
     """Other content types are a 415; a post without ids a 400."""
     async with client.post(
         "/hooks/mm", data=b"x", headers={"Content-Type": "text/plain"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -25,8 +25,8 @@ from structlog.testing import capture_logs
 
 from bridge.config import ConfigError
 from bridge.daemon import Daemon
-from bridge.events import Event, EventKind
-from bridge.plugin import Accepted, Job, OutcomeKind, PluginContext, StoreUnavailableError
+from bridge.events import EventKind
+from bridge.plugin import Job, OutcomeKind, PluginContext
 from bridge.plugins.c123.simulator import SimulatorSettings
 from bridge.plugins.slack import (
     SlackInput,
@@ -39,6 +39,7 @@ from bridge.plugins.slack import (
 from bridge.plugins.slack.text import command_text, decode
 from bridge.registry import Registry
 from bridge.settings import load_settings
+from bridge.testing import RecordingSubmit
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -63,22 +64,6 @@ def signed(
         "X-Slack-Request-Timestamp": timestamp,
         "X-Slack-Signature": sign(secret.encode(), timestamp, body),
     }
-
-
-@dataclass
-class Recorder:
-    """A submit that keeps what it was given, or fails like a store that is down."""
-
-    calls: list[tuple[list[Event], str, float]] = field(default_factory=list)
-    fail: bool = False
-
-    async def __call__(
-        self, events: Sequence[Event], *, dedupe_key: str = "", dedupe_window: float = 0.0
-    ) -> Accepted:
-        if self.fail:
-            raise StoreUnavailableError("database is locked")
-        self.calls.append((list(events), dedupe_key, dedupe_window))
-        return Accepted(events=len(events), intents=1)
 
 
 @dataclass
@@ -144,8 +129,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def recorder() -> RecordingSubmit:
+    return RecordingSubmit()
 
 
 Client = TestClient[web.Request, web.Application]
@@ -153,7 +138,7 @@ Client = TestClient[web.Request, web.Application]
 
 @pytest.fixture
 async def client(
-    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: Recorder
+    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
 ) -> Client:
     """A Slack input mounted at /hooks/slack in a real aiohttp app."""
     config = SlackInputConfig.model_validate(
@@ -182,7 +167,9 @@ def event_body(document: dict[str, Any]) -> bytes:
 # --- input ----------------------------------------------------------------------------------
 
 
-async def test_slash_command_becomes_a_command_event(client: Client, recorder: Recorder) -> None:
+async def test_slash_command_becomes_a_command_event(
+    client: Client, recorder: RecordingSubmit
+) -> None:
     """A signed /sms is one command event answered in the channel, acknowledged ephemerally."""
     body = form(payload("slash_command"))
     status, text = await send(client, body, signed(body, FORM))
@@ -213,7 +200,7 @@ async def test_slash_command_becomes_a_command_event(client: Client, recorder: R
 
 
 async def test_mention_in_a_thread_answers_in_that_thread(
-    client: Client, recorder: Recorder
+    client: Client, recorder: RecordingSubmit
 ) -> None:
     """An @mention in a thread is a command whose answers go to the thread's root."""
     body = event_body(payload("app_mention"))
@@ -229,7 +216,9 @@ async def test_mention_in_a_thread_answers_in_that_thread(
     assert "token" not in event.data
 
 
-async def test_message_outside_a_thread_starts_one(client: Client, recorder: Recorder) -> None:
+async def test_message_outside_a_thread_starts_one(
+    client: Client, recorder: RecordingSubmit
+) -> None:
     """A channel message `sms balance` is answered in a thread on that message."""
     body = event_body(payload("message"))
     assert (await send(client, body, signed(body, JSON)))[0] == 200
@@ -240,7 +229,7 @@ async def test_message_outside_a_thread_starts_one(client: Client, recorder: Rec
 
 
 async def test_retries_and_copies_of_one_message_share_a_dedupe_key(
-    client: Client, recorder: Recorder
+    client: Client, recorder: RecordingSubmit
 ) -> None:
     """A retry (X-Slack-Retry-Num) and the message copy of an app_mention name one delivery."""
     mention = payload("app_mention")
@@ -253,7 +242,7 @@ async def test_retries_and_copies_of_one_message_share_a_dedupe_key(
     assert len({key for _, key, _ in recorder.calls}) == 1
 
 
-async def test_url_verification_is_answered(client: Client, recorder: Recorder) -> None:
+async def test_url_verification_is_answered(client: Client, recorder: RecordingSubmit) -> None:
     """The url_verification handshake gets its challenge back, and nothing is submitted."""
     body = event_body(payload("url_verification"))
     status, text = await send(client, body, signed(body, JSON))
@@ -284,7 +273,7 @@ def _forgeries() -> list[tuple[str, Callable[[bytes], dict[str, str]], str]]:
 )
 async def test_forged_unsigned_and_replayed_requests_are_refused(
     client: Client,
-    recorder: Recorder,
+    recorder: RecordingSubmit,
     case: str,
     headers: Callable[[bytes], dict[str, str]],
     reason: str,
@@ -301,7 +290,7 @@ async def test_forged_unsigned_and_replayed_requests_are_refused(
 
 
 async def test_other_messages_are_acknowledged_and_ignored(
-    client: Client, recorder: Recorder
+    client: Client, recorder: RecordingSubmit
 ) -> None:
     """Chatter, look-alike words, edits, other event types and bots' posts submit nothing."""
     documents = []
@@ -321,7 +310,7 @@ async def test_other_messages_are_acknowledged_and_ignored(
     assert recorder.calls == []
 
 
-async def test_slack_markup_is_decoded(client: Client, recorder: Recorder) -> None:
+async def test_slack_markup_is_decoded(client: Client, recorder: RecordingSubmit) -> None:
     """Links, escaped characters and the bot's mention are turned back into what was typed."""
     document = payload("message")
     document["event"]["text"] = (
@@ -332,7 +321,7 @@ async def test_slack_markup_is_decoded(client: Client, recorder: Recorder) -> No
     assert recorder.calls[0][0][0].text == "+86 151 0211 0086 a & b <3"
 
 
-async def test_store_unavailable_is_a_503(client: Client, recorder: Recorder) -> None:
+async def test_store_unavailable_is_a_503(client: Client, recorder: RecordingSubmit) -> None:
     """When nothing could be stored, Slack is told to retry (events) or the user sees a failure."""
     recorder.fail = True
     slash = form(payload("slash_command"))
@@ -341,7 +330,7 @@ async def test_store_unavailable_is_a_503(client: Client, recorder: Recorder) ->
     assert (await send(client, event, signed(event, JSON)))[0] == 503
 
 
-async def test_ssl_check_and_wrong_content_type(client: Client, recorder: Recorder) -> None:
+async def test_ssl_check_and_wrong_content_type(client: Client, recorder: RecordingSubmit) -> None:
     """Slack's ssl_check is answered empty; a signed body of another type is a 415."""
     body = form({"ssl_check": "1", "token": "x"})
     assert await send(client, body, signed(body, FORM)) == (200, "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -23,8 +23,8 @@ from structlog.testing import capture_logs
 
 from bridge.config import ConfigError
 from bridge.daemon import Daemon
-from bridge.events import Conversation, Event, EventKind
-from bridge.plugin import Accepted, Job, OutcomeKind, PluginContext, StoreUnavailableError
+from bridge.events import Conversation, EventKind
+from bridge.plugin import Job, OutcomeKind, PluginContext
 from bridge.plugins.c123.simulator import SimulatorSettings
 from bridge.plugins.telegram import (
     TelegramInput,
@@ -35,6 +35,7 @@ from bridge.plugins.telegram import (
 from bridge.plugins.telegram.update import command_text, find_command, parse_thread, thread_ref
 from bridge.registry import INPUTS, OUTPUTS, Registry
 from bridge.settings import load_settings
+from bridge.testing import RecordingSubmit
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SECRET = "webhook-Secret_0123456789"
@@ -110,33 +111,17 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@dataclass
-class Recorder:
-    """A submit function that keeps what it was given, or fails like a locked store."""
-
-    calls: list[tuple[list[Event], str, float]] = field(default_factory=list)
-    fail: bool = False
-
-    async def __call__(
-        self, events: Sequence[Event], *, dedupe_key: str = "", dedupe_window: float = 0.0
-    ) -> Accepted:
-        if self.fail:
-            raise StoreUnavailableError("database is locked")
-        self.calls.append((list(events), dedupe_key, dedupe_window))
-        return Accepted(events=len(events), intents=1)
-
-
 Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def recorder() -> RecordingSubmit:
+    return RecordingSubmit()
 
 
 @pytest.fixture
 def serve(
-    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: Recorder
+    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
 ) -> Callable[..., Awaitable[Client]]:
     """Mount a telegram input at /hooks/tg in a real aiohttp app and return a client."""
 
@@ -161,7 +146,7 @@ async def deliver(client: Client, update: Any, secret: str | None = SECRET) -> t
         return response.status, await response.json()
 
 
-async def test_command_becomes_an_event(serve: Any, recorder: Recorder) -> None:
+async def test_command_becomes_an_event(serve: Any, recorder: RecordingSubmit) -> None:
     """`/sms@Bot ...` gives a command Event answering in the chat, replying to the message."""
     client = await serve(bot_username="SmsBridgeBot")
     update = payload("update_command")
@@ -181,7 +166,9 @@ async def test_command_becomes_an_event(serve: Any, recorder: Recorder) -> None:
     assert recorder.calls[1][1] == key
 
 
-async def test_forum_topic_command_answers_in_its_topic(serve: Any, recorder: Recorder) -> None:
+async def test_forum_topic_command_answers_in_its_topic(
+    serve: Any, recorder: RecordingSubmit
+) -> None:
     """In a forum topic the thread names the topic and the message: "42/1402"."""
     client = await serve()
     assert (await deliver(client, payload("update_topic")))[0] == 200
@@ -224,7 +211,7 @@ def test_command_forms(text: str, expected: str | None) -> None:
     ids=["chatter", "edit", "bot", "photo", "no-sender"],
 )
 async def test_other_updates_are_acknowledged_and_ignored(
-    serve: Any, recorder: Recorder, name: str, change: Callable[[Any], Any] | None
+    serve: Any, recorder: RecordingSubmit, name: str, change: Callable[[Any], Any] | None
 ) -> None:
     """Chatter, edits, bots' own messages and non-text messages are 200 and submit nothing."""
     client = await serve()
@@ -235,7 +222,7 @@ async def test_other_updates_are_acknowledged_and_ignored(
     assert recorder.calls == []
 
 
-async def test_secret_token_is_required(serve: Any, recorder: Recorder) -> None:
+async def test_secret_token_is_required(serve: Any, recorder: RecordingSubmit) -> None:
     """A missing or wrong secret token is 401, logged as auth_failed, never echoed or submitted."""
     client = await serve()
     texts: list[str] = []
@@ -250,7 +237,7 @@ async def test_secret_token_is_required(serve: Any, recorder: Recorder) -> None:
     assert SECRET not in repr(logs) + "".join(texts)
 
 
-async def test_store_unavailable_is_503(serve: Any, recorder: Recorder) -> None:
+async def test_store_unavailable_is_503(serve: Any, recorder: RecordingSubmit) -> None:
     """When the command cannot be stored the answer is 503, so Telegram delivers it again."""
     recorder.fail = True
     client = await serve()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -20,36 +19,16 @@ from pytest_aiohttp import AiohttpClient
 from structlog.testing import capture_logs
 
 from bridge.events import Event, EventKind, Status
-from bridge.plugin import Accepted, Input, PluginContext, StoreUnavailableError
+from bridge.plugin import Input, PluginContext, StoreUnavailableError
 from bridge.plugins.webhook import FieldsConfig, WebhookConfig, WebhookInput
 from bridge.plugins.webhook.mapping import MappingError, map_body
+from bridge.testing import RecordingSubmit
 
 TOKEN = "hook-token-0123456789"
 SECRET = "hook-hmac-secret-9876543210"
 JSON = {"Content-Type": "application/json"}
 BEARER = {**JSON, "Authorization": f"Bearer {TOKEN}"}
 ALERT = {"labels": {"host": "db1", "check": "disk"}, "message": "disk full", "status": "firing"}
-
-
-@dataclass
-class Recorder:
-    """A submit function that keeps what it was given, or fails, or reports a duplicate."""
-
-    calls: list[tuple[list[Event], str, float]] = field(default_factory=list)
-    error: Exception | None = None
-    duplicate: bool = False
-
-    async def __call__(
-        self, events: Sequence[Event], *, dedupe_key: str = "", dedupe_window: float = 0.0
-    ) -> Accepted:
-        if self.error is not None:
-            raise self.error
-        self.calls.append((list(events), dedupe_key, dedupe_window))
-        return Accepted(events=len(events), intents=len(events), duplicate=self.duplicate)
-
-    @property
-    def events(self) -> list[Event]:
-        return self.calls[-1][0]
 
 
 Client = TestClient[web.Request, web.Application]
@@ -63,12 +42,14 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def recorder() -> RecordingSubmit:
+    return RecordingSubmit()
 
 
 @pytest.fixture
-def serve(aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: Recorder) -> Serve:
+def serve(
+    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
+) -> Serve:
     """Mount a webhook input at /hooks/hook in a real aiohttp app and return a client."""
 
     async def start(**config: Any) -> Client:
@@ -97,7 +78,7 @@ def signed(
     return prefix + hmac.new(secret.encode(), body, algorithm).hexdigest()
 
 
-async def test_an_object_is_one_event(serve: Serve, recorder: Recorder) -> None:
+async def test_an_object_is_one_event(serve: Serve, recorder: RecordingSubmit) -> None:
     """The default paths read labels, message and status; the fingerprint hashes labels and text."""
     client = await serve()
     assert await post(client, ALERT) == (200, {"accepted": 1, "intents": 1, "duplicate": False})
@@ -109,7 +90,7 @@ async def test_an_object_is_one_event(serve: Serve, recorder: Recorder) -> None:
     assert recorder.events[0].fingerprint == event.fingerprint
 
 
-async def test_a_list_is_one_event_per_object(serve: Serve, recorder: Recorder) -> None:
+async def test_a_list_is_one_event_per_object(serve: Serve, recorder: RecordingSubmit) -> None:
     """A list of objects is several events in one submit."""
     client = await serve()
     body = [ALERT, {"message": "cpu hot"}, {"labels": {"x": 1, "y": None, "z": True}}]
@@ -119,7 +100,7 @@ async def test_a_list_is_one_event_per_object(serve: Serve, recorder: Recorder) 
     assert (third.labels, third.text) == ({"x": "1", "z": "true"}, "")
 
 
-async def test_dotted_paths_and_extra_labels(serve: Serve, recorder: Recorder) -> None:
+async def test_dotted_paths_and_extra_labels(serve: Serve, recorder: RecordingSubmit) -> None:
     """Configured paths reach into nested objects and lists; extra labels join the labels."""
     client = await serve(
         kind="command",
@@ -155,7 +136,7 @@ async def test_dotted_paths_and_extra_labels(serve: Serve, recorder: Recorder) -
     ],
 )
 async def test_status_words(
-    serve: Serve, recorder: Recorder, word: str | None, status: Status
+    serve: Serve, recorder: RecordingSubmit, word: str | None, status: Status
 ) -> None:
     """Common status words map to firing or resolved, ignoring case; none means firing."""
     client = await serve()
@@ -181,7 +162,7 @@ async def test_status_words(
     ],
 )
 async def test_unmappable_documents_are_422(
-    serve: Serve, recorder: Recorder, body: Any, message: str
+    serve: Serve, recorder: RecordingSubmit, body: Any, message: str
 ) -> None:
     """A document the paths cannot make into an Event gets a 422 naming the field."""
     client = await serve()
@@ -189,7 +170,7 @@ async def test_unmappable_documents_are_422(
     assert recorder.calls == []
 
 
-async def test_token_auth(serve: Serve, recorder: Recorder) -> None:
+async def test_token_auth(serve: Serve, recorder: RecordingSubmit) -> None:
     """Bearer in Authorization or the raw token in a custom header; never logged or echoed."""
     client = await serve(auth={"token": TOKEN})
     custom = await serve(auth={"token": TOKEN, "header": "X-Token"})
@@ -223,7 +204,11 @@ async def test_token_auth(serve: Serve, recorder: Recorder) -> None:
     ],
 )
 async def test_hmac_auth(
-    serve: Serve, recorder: Recorder, hmac_config: dict[str, str], algorithm: str, prefix: str
+    serve: Serve,
+    recorder: RecordingSubmit,
+    hmac_config: dict[str, str],
+    algorithm: str,
+    prefix: str,
 ) -> None:
     """The signature of the raw body is checked before parsing; wrong is 403, missing 401."""
     client = await serve(auth={"hmac": {"secret": SECRET, **hmac_config}})
@@ -245,7 +230,7 @@ async def test_hmac_auth(
     assert SECRET not in repr(logs)
 
 
-async def test_dedupe_key_is_the_body_hash(serve: Serve, recorder: Recorder) -> None:
+async def test_dedupe_key_is_the_body_hash(serve: Serve, recorder: RecordingSubmit) -> None:
     """The same bytes give the same key and the configured window; other bytes another key."""
     client = await serve(dedupe_window="10m")
     body = json.dumps(ALERT).encode()
@@ -257,14 +242,14 @@ async def test_dedupe_key_is_the_body_hash(serve: Serve, recorder: Recorder) -> 
     assert window == 600.0
 
 
-async def test_dedupe_is_off_by_default(serve: Serve, recorder: Recorder) -> None:
+async def test_dedupe_is_off_by_default(serve: Serve, recorder: RecordingSubmit) -> None:
     """Without a window every delivery is taken (window 0 is handed to submit)."""
     client = await serve()
     await post(client, ALERT)
     assert recorder.calls[0][2] == 0.0
 
 
-async def test_duplicate_and_store_answers(serve: Serve, recorder: Recorder) -> None:
+async def test_duplicate_and_store_answers(serve: Serve, recorder: RecordingSubmit) -> None:
     """A duplicate is 200 with duplicate true; a store failure is 503; other errors are 500."""
     client = await serve()
     recorder.duplicate = True
@@ -279,7 +264,7 @@ async def test_duplicate_and_store_answers(serve: Serve, recorder: Recorder) -> 
         assert r.status == 500
 
 
-async def test_transport_errors(serve: Serve, recorder: Recorder) -> None:
+async def test_transport_errors(serve: Serve, recorder: RecordingSubmit) -> None:
     """Wrong content type is 415, broken JSON 400, a body over max_body 413."""
     client = await serve(max_body=64)
     headers = {**BEARER, "Content-Type": "application/x-www-form-urlencoded"}

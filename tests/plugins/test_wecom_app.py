@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -29,8 +29,8 @@ from structlog.testing import capture_logs
 
 from bridge.config import ConfigError
 from bridge.daemon import Daemon
-from bridge.events import Conversation, Event, EventKind
-from bridge.plugin import Accepted, Job, OutcomeKind, PluginContext, StoreUnavailableError
+from bridge.events import Conversation, EventKind
+from bridge.plugin import Job, OutcomeKind, PluginContext
 from bridge.plugins.c123.simulator import SimulatorSettings
 from bridge.plugins.wecom import (
     CallbackError,
@@ -44,6 +44,7 @@ from bridge.plugins.wecom import (
 from bridge.plugins.wecom.crypto import aes_key, open_callback
 from bridge.registry import INPUTS, OUTPUTS, Registry
 from bridge.settings import load_settings
+from bridge.testing import RecordingSubmit
 
 PAYLOADS = Path(__file__).parent / "payloads"
 CORP = "wwa1b2c3d4e5f60718"
@@ -176,33 +177,17 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 # --- the input ------------------------------------------------------------------------------
 
 
-@dataclass
-class Recorder:
-    """A submit function that keeps what it was given, or fails like a locked store."""
-
-    calls: list[tuple[list[Event], str, float]] = field(default_factory=list)
-    fail: bool = False
-
-    async def __call__(
-        self, events: Sequence[Event], *, dedupe_key: str = "", dedupe_window: float = 0.0
-    ) -> Accepted:
-        if self.fail:
-            raise StoreUnavailableError("database is locked")
-        self.calls.append((list(events), dedupe_key, dedupe_window))
-        return Accepted(events=len(events), intents=1)
-
-
 Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def recorder() -> RecordingSubmit:
+    return RecordingSubmit()
 
 
 @pytest.fixture
 def serve(
-    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: Recorder
+    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
 ) -> Callable[..., Awaitable[Client]]:
     """Mount a wecom input at /hooks/wx in a real aiohttp app and return a client."""
 
@@ -235,7 +220,7 @@ async def callback(
         return response.status, await response.read()
 
 
-async def test_command_becomes_an_event(serve: Any, recorder: Recorder) -> None:
+async def test_command_becomes_an_event(serve: Any, recorder: RecordingSubmit) -> None:
     """An encrypted `sms ...` text gives a command Event answering the user; the body is empty."""
     client = await serve(agent_id=AGENT)
     assert await callback(client, envelope(encrypt(message_xml()))) == (200, b"")
@@ -253,7 +238,9 @@ async def test_command_becomes_an_event(serve: Any, recorder: Recorder) -> None:
     assert recorder.calls[1][1] == key
 
 
-async def test_url_verification_answers_the_plaintext(serve: Any, recorder: Recorder) -> None:
+async def test_url_verification_answers_the_plaintext(
+    serve: Any, recorder: RecordingSubmit
+) -> None:
     """GET with a signed, encrypted echostr is answered with its plaintext; a forged one is 401."""
     client = await serve()
     echostr = encrypt(b"4807301846553917937")
@@ -291,7 +278,10 @@ async def test_url_verification_answers_the_plaintext(serve: Any, recorder: Reco
     ],
 )
 async def test_refused_callbacks(
-    serve: Any, recorder: Recorder, make: Callable[[str], tuple[dict[str, str], str]], reason: str
+    serve: Any,
+    recorder: RecordingSubmit,
+    make: Callable[[str], tuple[dict[str, str], str]],
+    reason: str,
 ) -> None:
     """Forged, unsigned, replayed and foreign messages are 401 + auth_failed, never submitted."""
     client = await serve()
@@ -316,7 +306,7 @@ async def test_refused_callbacks(
     ids=["image", "event", "chatter", "not-first-word", "other-app"],
 )
 async def test_other_messages_are_ignored(
-    serve: Any, recorder: Recorder, xml: bytes, options: dict[str, Any]
+    serve: Any, recorder: RecordingSubmit, xml: bytes, options: dict[str, Any]
 ) -> None:
     """Non-text messages, events, chatter and other apps' messages: 200, empty, no submit."""
     client = await serve(**options)
@@ -324,7 +314,7 @@ async def test_other_messages_are_ignored(
     assert recorder.calls == []
 
 
-async def test_store_unavailable_is_503(serve: Any, recorder: Recorder) -> None:
+async def test_store_unavailable_is_503(serve: Any, recorder: RecordingSubmit) -> None:
     """When the command cannot be stored the answer is 503, so WeCom delivers it again."""
     recorder.fail = True
     client = await serve()
