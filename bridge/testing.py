@@ -194,6 +194,41 @@ def input_app(plugin: Input) -> web.Application:
     return app
 
 
+@pytest_asyncio.fixture
+async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An aiohttp session for adapters under test (the daemon hands them its shared one)."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def recorder() -> RecordingSubmit:
+    """The submit an input under test is given by `serve_input`: it keeps what it receives."""
+    return RecordingSubmit()
+
+
+ServeInput = Callable[[type[Input], str, Mapping[str, Any]], Awaitable[Any]]
+
+
+@pytest.fixture
+def serve_input(
+    aiohttp_client: Any, http_session: aiohttp.ClientSession, recorder: RecordingSubmit
+) -> ServeInput:
+    """Build an input from a config mapping, serve it at /hooks/<name>, return a test client.
+
+    Its `submit` is the `recorder` fixture, so a test sees exactly what the input handed on.
+    """
+
+    async def serve(cls: type[Input], name: str, config: Mapping[str, Any]) -> Any:
+        ctx = PluginContext(
+            name=name, http=http_session, log=structlog.get_logger(), submit=recorder
+        )
+        plugin = cls(cls.config_class.model_validate(dict(config)), ctx)
+        return await aiohttp_client(input_app(plugin))
+
+    return serve
+
+
 def quick_simulator_settings() -> SimulatorSettings:
     """Settings for a simulator in tests: delivery reports due at once, no rate limit."""
     return SimulatorSettings(report_delay=0, rate_limit=None)

@@ -9,20 +9,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr, ValidationError
-from pytest_aiohttp import AiohttpClient
 from structlog.testing import capture_logs
 
 from bridge.events import EventKind, Status
-from bridge.plugin import Input, PluginContext
 from bridge.plugins.alertmanager import AlertmanagerConfig, AlertmanagerInput
 from bridge.plugins.alertmanager.payload import Payload
-from bridge.testing import RecordingSubmit
+from bridge.testing import RecordingSubmit, ServeInput
 
 PAYLOADS = Path(__file__).parent / "payloads"
 TOKEN = "am-token-0123456789"
@@ -40,30 +36,12 @@ Serve = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def recorder() -> RecordingSubmit:
-    return RecordingSubmit()
-
-
-@pytest.fixture
-def serve(
-    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
-) -> Serve:
+def serve(serve_input: ServeInput) -> Serve:
     """Mount an alertmanager input at /hooks/am in a real aiohttp app and return a client."""
 
     async def start(**config: Any) -> TestClient[web.Request, web.Application]:
         config.setdefault("auth", {"bearer": TOKEN})
-        ctx = PluginContext(name="am", http=http, log=structlog.get_logger(), submit=recorder)
-        plugin: Input = AlertmanagerInput(AlertmanagerConfig.model_validate(config), ctx)
-        app = web.Application()
-        for route in plugin.routes():
-            app.router.add_route(route.method, f"/hooks/am{route.path}", route.handler)
-        return await aiohttp_client(app)
+        return await serve_input(AlertmanagerInput, "am", config)
 
     return start
 

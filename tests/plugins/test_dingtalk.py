@@ -12,7 +12,7 @@ import re
 import socket
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from pytest_aiohttp import AiohttpClient, AiohttpServer
+from pytest_aiohttp import AiohttpServer
 from structlog.testing import capture_logs
 
 from bridge.chat import command_text
@@ -39,7 +39,7 @@ from bridge.plugins.dingtalk import (
     check,
     sign,
 )
-from bridge.testing import DaemonFactory, RecordingSubmit, input_app
+from bridge.testing import DaemonFactory, RecordingSubmit, ServeInput
 
 PAYLOADS = Path(__file__).parent / "payloads"
 APP_SECRET = "dt-app-secret-0123456789abcdef"
@@ -140,12 +140,6 @@ async def fake(aiohttp_server: AiohttpServer) -> FakeDingTalk:
     return fake
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 # --- the input -------------------------------------------------------------------------------
 
 Client = TestClient[web.Request, web.Application]
@@ -153,21 +147,12 @@ Serve = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-def recorder() -> RecordingSubmit:
-    return RecordingSubmit()
-
-
-@pytest.fixture
-def serve(
-    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
-) -> Serve:
+def serve(serve_input: ServeInput) -> Serve:
     """A dingtalk input mounted at /hooks/dt in a real aiohttp app, submitting to `recorder`."""
 
     async def start(**config: Any) -> Client:
         config = {"app_secret": APP_SECRET, "reply_output": "dt-out", **config}
-        ctx = PluginContext(name="dt", http=http, log=structlog.get_logger(), submit=recorder)
-        plugin = DingTalkInput(DingTalkInputConfig.model_validate(config), ctx)
-        return await aiohttp_client(input_app(plugin))
+        return await serve_input(DingTalkInput, "dt", config)
 
     return start
 
@@ -363,7 +348,7 @@ Make = Callable[..., DingTalkOutput]
 
 
 @pytest.fixture
-def make(fake: FakeDingTalk, http: aiohttp.ClientSession) -> Make:
+def make(fake: FakeDingTalk, http_session: aiohttp.ClientSession) -> Make:
     def build(**config: Any) -> DingTalkOutput:
         config = {
             "access_token": TOKEN,
@@ -372,7 +357,7 @@ def make(fake: FakeDingTalk, http: aiohttp.ClientSession) -> Make:
             "rate_limit": 1000,  # the robot limit (20 a minute) would make tests wait
             **config,
         }
-        ctx = PluginContext(name="dt-out", http=http, log=structlog.get_logger())
+        ctx = PluginContext(name="dt-out", http=http_session, log=structlog.get_logger())
         return DingTalkOutput(DingTalkOutputConfig.model_validate(config), ctx)
 
     return build
@@ -550,8 +535,8 @@ outputs:
     simulator = daemon.simulator
     assert simulator is not None
     async with (
-        aiohttp.ClientSession() as http,
-        http.post(
+        aiohttp.ClientSession() as http_session,
+        http_session.post(
             daemon.url + "/hooks/dt",
             data=json.dumps(callback(), ensure_ascii=False).encode(),
             headers=signed(),

@@ -10,7 +10,7 @@ import hmac
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from pytest_aiohttp import AiohttpClient, AiohttpServer
+from pytest_aiohttp import AiohttpServer
 from structlog.testing import capture_logs
 
 from bridge.events import EventKind
@@ -41,7 +41,7 @@ from bridge.plugins.feishu import (
     decrypt,
     webhook_sign,
 )
-from bridge.testing import DaemonFactory, RecordingSubmit, input_app
+from bridge.testing import DaemonFactory, RecordingSubmit, ServeInput
 
 PAYLOADS = Path(__file__).parent / "payloads"
 VERIFICATION_TOKEN = "rvaYgkR3HK8Qd9fOa7JxxNeRUSD9Z6qS"
@@ -198,12 +198,6 @@ async def fake(aiohttp_server: AiohttpServer) -> FakeFeishu:
     return fake
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 # --- the input -------------------------------------------------------------------------------
 
 Client = TestClient[web.Request, web.Application]
@@ -211,14 +205,7 @@ Serve = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-def recorder() -> RecordingSubmit:
-    return RecordingSubmit()
-
-
-@pytest.fixture
-def serve(
-    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
-) -> Serve:
+def serve(serve_input: ServeInput) -> Serve:
     """A feishu input mounted at /hooks/fs in a real aiohttp app, submitting to `recorder`."""
 
     async def start(**config: Any) -> Client:
@@ -228,9 +215,7 @@ def serve(
             "reply_output": "fs-out",
             **config,
         }
-        ctx = PluginContext(name="fs", http=http, log=structlog.get_logger(), submit=recorder)
-        plugin = FeishuInput(FeishuInputConfig.model_validate(config), ctx)
-        return await aiohttp_client(input_app(plugin))
+        return await serve_input(FeishuInput, "fs", config)
 
     return start
 
@@ -506,13 +491,13 @@ Make = Callable[..., FeishuOutput]
 
 
 @pytest.fixture
-def make(fake: FakeFeishu, http: aiohttp.ClientSession) -> Make:
+def make(fake: FakeFeishu, http_session: aiohttp.ClientSession) -> Make:
     def build(**config: Any) -> FeishuOutput:
         config = {"api_url": fake.url, "rate_limit": 1000, **config}
         if "webhook_token" not in config:
             config.setdefault("app_id", APP_ID)
             config.setdefault("app_secret", APP_SECRET)
-        ctx = PluginContext(name="fs-out", http=http, log=structlog.get_logger())
+        ctx = PluginContext(name="fs-out", http=http_session, log=structlog.get_logger())
         return FeishuOutput(FeishuOutputConfig.model_validate(config), ctx)
 
     return build
@@ -726,8 +711,8 @@ outputs:
     body = sealed(message())
     headers = {"Content-Type": "application/json", **lark_headers(body)}
     async with (
-        aiohttp.ClientSession() as http,
-        http.post(daemon.url + "/hooks/fs", data=body, headers=headers) as response,
+        aiohttp.ClientSession() as http_session,
+        http_session.post(daemon.url + "/hooks/fs", data=body, headers=headers) as response,
     ):
         assert response.status == 200
     await simulator.state.wait_for(lambda s: len(s.messages) == 1)

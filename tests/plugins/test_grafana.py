@@ -8,26 +8,22 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from pytest_aiohttp import AiohttpClient
 from structlog.testing import capture_logs
 
 from bridge.events import Event, EventKind, Status
-from bridge.plugin import PluginContext
 from bridge.plugins.grafana import GrafanaConfig, GrafanaInput, grafana_signature
 from bridge.plugins.grafana.payload import PayloadError, read_payload
-from bridge.testing import DaemonFactory, RecordingSubmit, input_app, post_json
+from bridge.testing import DaemonFactory, RecordingSubmit, ServeInput, post_json
 
 PAYLOADS = Path(__file__).parent / "payloads"
 TOKEN = "grafana-token-0123456789"
@@ -51,27 +47,12 @@ Serve = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def recorder() -> RecordingSubmit:
-    return RecordingSubmit()
-
-
-@pytest.fixture
-def serve(
-    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
-) -> Serve:
+def serve(serve_input: ServeInput) -> Serve:
     """Mount a grafana input at /hooks/grafana in a real aiohttp app and return a client."""
 
     async def start(**config: Any) -> Client:
         config.setdefault("auth", {"bearer": TOKEN})
-        ctx = PluginContext(name="grafana", http=http, log=structlog.get_logger(), submit=recorder)
-        plugin = GrafanaInput(GrafanaConfig.model_validate(config), ctx)
-        return await aiohttp_client(input_app(plugin))
+        return await serve_input(GrafanaInput, "grafana", config)
 
     return start
 

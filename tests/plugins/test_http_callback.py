@@ -8,7 +8,7 @@ import hmac
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,18 +82,12 @@ async def _redirect(request: web.Request) -> web.Response:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def make(receiver: Receiver, http: aiohttp.ClientSession) -> Make:
+def make(receiver: Receiver, http_session: aiohttp.ClientSession) -> Make:
     def build(**config: Any) -> HttpCallbackOutput:
         config.setdefault("url", receiver.url)
         if "secret_file" not in config:
             config.setdefault("secret", SECRET)
-        ctx = PluginContext(name="cb", http=http, log=structlog.get_logger())
+        ctx = PluginContext(name="cb", http=http_session, log=structlog.get_logger())
         return HttpCallbackOutput(HttpCallbackConfig.model_validate(config), ctx)
 
     return build

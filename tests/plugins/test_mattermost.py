@@ -139,12 +139,6 @@ async def fake(aiohttp_server: AiohttpServer) -> FakeMattermost:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 def recorder() -> RecordingSubmit:
     return RecordingSubmit()
 
@@ -154,13 +148,13 @@ Client = TestClient[web.Request, web.Application]
 
 @pytest.fixture
 async def client(
-    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
+    aiohttp_client: AiohttpClient, http_session: aiohttp.ClientSession, recorder: RecordingSubmit
 ) -> Client:
     """A Mattermost input mounted at /hooks/mm in a real aiohttp app."""
     config = MattermostInputConfig.model_validate(
         {"tokens": [SLASH_TOKEN, HOOK_TOKEN], "reply_output": "mm_out", "ignore_users": [BOT_USER]}
     )
-    ctx = PluginContext(name="mm", http=http, log=structlog.get_logger(), submit=recorder)
+    ctx = PluginContext(name="mm", http=http_session, log=structlog.get_logger(), submit=recorder)
     app = web.Application()
     for route in MattermostInput(config, ctx).routes():
         app.router.add_route(route.method, f"/hooks/mm{route.path}", route.handler)
@@ -325,12 +319,12 @@ Make = Callable[..., MattermostOutput]
 
 
 @pytest.fixture
-def make(fake: FakeMattermost, http: aiohttp.ClientSession) -> Make:
+def make(fake: FakeMattermost, http_session: aiohttp.ClientSession) -> Make:
     def build(**config: Any) -> MattermostOutput:
         if "webhook_url" not in config:
             config.setdefault("token", BOT_TOKEN)
             config.setdefault("server_url", fake.url)
-        ctx = PluginContext(name="mm_out", http=http, log=structlog.get_logger())
+        ctx = PluginContext(name="mm_out", http=http_session, log=structlog.get_logger())
         return MattermostOutput(MattermostOutputConfig.model_validate(config), ctx)
 
     return build
@@ -503,8 +497,8 @@ async def test_end_to_end_command_sms_answer_and_reply_in_the_thread(
     assert daemon.simulator is not None
     body = json.dumps(payload("outgoing_webhook") | {"token": HOOK_TOKEN}, ensure_ascii=False)
     async with (
-        aiohttp.ClientSession() as http,
-        http.post(
+        aiohttp.ClientSession() as http_session,
+        http_session.post(
             daemon.url + "/hooks/mm",
             data=body.encode(),
             headers={"Content-Type": "application/json"},

@@ -123,12 +123,6 @@ async def fake(aiohttp_server: AiohttpServer) -> FakeSlack:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 def recorder() -> RecordingSubmit:
     return RecordingSubmit()
 
@@ -138,13 +132,15 @@ Client = TestClient[web.Request, web.Application]
 
 @pytest.fixture
 async def client(
-    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
+    aiohttp_client: AiohttpClient, http_session: aiohttp.ClientSession, recorder: RecordingSubmit
 ) -> Client:
     """A Slack input mounted at /hooks/slack in a real aiohttp app."""
     config = SlackInputConfig.model_validate(
         {"signing_secret": SECRET, "reply_output": "slack_out"}
     )
-    ctx = PluginContext(name="slack", http=http, log=structlog.get_logger(), submit=recorder)
+    ctx = PluginContext(
+        name="slack", http=http_session, log=structlog.get_logger(), submit=recorder
+    )
     app = web.Application()
     for route in SlackInput(config, ctx).routes():
         app.router.add_route(route.method, f"/hooks/slack{route.path}", route.handler)
@@ -372,12 +368,12 @@ Make = Callable[..., SlackOutput]
 
 
 @pytest.fixture
-def make(fake: FakeSlack, http: aiohttp.ClientSession) -> Make:
+def make(fake: FakeSlack, http_session: aiohttp.ClientSession) -> Make:
     def build(**config: Any) -> SlackOutput:
         if "webhook_url" not in config:
             config.setdefault("token", TOKEN)
             config.setdefault("api_url", fake.url + "/api")
-        ctx = PluginContext(name="slack_out", http=http, log=structlog.get_logger())
+        ctx = PluginContext(name="slack_out", http=http_session, log=structlog.get_logger())
         return SlackOutput(SlackOutputConfig.model_validate(config), ctx)
 
     return build
@@ -542,8 +538,8 @@ async def test_end_to_end_command_sms_answer_and_reply_in_the_thread(
     assert daemon.simulator is not None
     body = event_body(payload("app_mention"))
     async with (
-        aiohttp.ClientSession() as http,
-        http.post(daemon.url + "/hooks/slack", data=body, headers=signed(body, JSON)) as r,
+        aiohttp.ClientSession() as http_session,
+        http_session.post(daemon.url + "/hooks/slack", data=body, headers=signed(body, JSON)) as r,
     ):
         assert r.status == 200
     await daemon.simulator.state.wait_for(lambda s: len(s.messages) == 1)

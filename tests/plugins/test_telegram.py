@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
-from pytest_aiohttp import AiohttpClient, AiohttpServer
+from pytest_aiohttp import AiohttpServer
 from structlog.testing import capture_logs
 
 from bridge.config import ConfigError
@@ -28,14 +28,13 @@ from bridge.plugin import Job, OutcomeKind, PluginContext
 from bridge.plugins.c123.simulator import SimulatorSettings
 from bridge.plugins.telegram import (
     TelegramInput,
-    TelegramInputConfig,
     TelegramOutput,
     TelegramOutputConfig,
 )
 from bridge.plugins.telegram.update import command_text, find_command, parse_thread, thread_ref
 from bridge.registry import INPUTS, OUTPUTS, Registry
 from bridge.settings import load_settings
-from bridge.testing import RecordingSubmit
+from bridge.testing import RecordingSubmit, ServeInput
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SECRET = "webhook-Secret_0123456789"
@@ -105,34 +104,16 @@ async def fake(aiohttp_server: AiohttpServer) -> FakeTelegram:
     return telegram
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-def recorder() -> RecordingSubmit:
-    return RecordingSubmit()
-
-
-@pytest.fixture
-def serve(
-    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
-) -> Callable[..., Awaitable[Client]]:
+def serve(serve_input: ServeInput) -> Callable[..., Awaitable[Client]]:
     """Mount a telegram input at /hooks/tg in a real aiohttp app and return a client."""
 
     async def start(**options: Any) -> Client:
         config = {"secret_token": SECRET, "reply_output": "tg-out", **options}
-        ctx = PluginContext(name="tg", http=http, log=structlog.get_logger(), submit=recorder)
-        plugin = TelegramInput(TelegramInputConfig.model_validate(config), ctx)
-        app = web.Application()
-        for route in plugin.routes():
-            app.router.add_route(route.method, f"/hooks/tg{route.path}", route.handler)
-        return await aiohttp_client(app)
+        return await serve_input(TelegramInput, "tg", config)
 
     return start
 
@@ -320,9 +301,11 @@ def test_thread_round_trips(message_id: int, topic: int | None) -> None:
 # --- the output -------------------------------------------------------------------------------
 
 
-def output(fake: FakeTelegram, http: aiohttp.ClientSession, **options: Any) -> TelegramOutput:
+def output(
+    fake: FakeTelegram, http_session: aiohttp.ClientSession, **options: Any
+) -> TelegramOutput:
     config = {"token": TOKEN, "api_url": fake.url, "rate_limit": 1000, **options}
-    ctx = PluginContext(name="tg-out", http=http, log=structlog.get_logger())
+    ctx = PluginContext(name="tg-out", http=http_session, log=structlog.get_logger())
     return TelegramOutput(TelegramOutputConfig.model_validate(config), ctx)
 
 
@@ -330,9 +313,11 @@ def job(text: str = "sent to alice", thread: str = "1365", recipient: str = str(
     return Job(id=5, recipient=recipient, text=text, payload={"thread": thread})
 
 
-async def test_post_replies_in_the_thread(fake: FakeTelegram, http: aiohttp.ClientSession) -> None:
+async def test_post_replies_in_the_thread(
+    fake: FakeTelegram, http_session: aiohttp.ClientSession
+) -> None:
     """A job becomes sendMessage to its chat, replying to the command (in its topic, if any)."""
-    tg = output(fake, http)
+    tg = output(fake, http_session)
     outcomes = await tg.deliver([job(), job(thread="42/1402"), job(thread="", recipient="")])
     assert [(o.kind, o.ref) for o in outcomes][:2] == [
         (OutcomeKind.SENT, "2001"),
@@ -344,22 +329,24 @@ async def test_post_replies_in_the_thread(fake: FakeTelegram, http: aiohttp.Clie
     assert fake.posts[1]["reply_parameters"]["message_id"] == 1402
     # No chat in the job and none configured: nothing to post to.
     assert (outcomes[2].kind, outcomes[2].code) == (OutcomeKind.FAILED, "400")
-    (default,) = await output(fake, http, channel="@ops_alerts").deliver([job(recipient="")])
+    (default,) = await output(fake, http_session, channel="@ops_alerts").deliver(
+        [job(recipient="")]
+    )
     assert default.kind is OutcomeKind.SENT
     assert fake.posts[2]["chat_id"] == "@ops_alerts"
 
 
 async def test_long_text_is_split_or_truncated(
-    fake: FakeTelegram, http: aiohttp.ClientSession
+    fake: FakeTelegram, http_session: aiohttp.ClientSession
 ) -> None:
     """Over 4096 characters: numbered parts in the same thread, or one cut part if asked."""
     text = "磁盘已满 " * 2000  # 10,000 characters
-    (split,) = await output(fake, http).deliver([job(text)])
+    (split,) = await output(fake, http_session).deliver([job(text)])
     assert split.kind is OutcomeKind.SENT
     assert len(split.ref.split(",")) == 3
     assert [p["text"][-6:] for p in fake.posts] == [" (1/3)", " (2/3)", " (3/3)"]
     assert all(p["reply_parameters"]["message_id"] == 1365 for p in fake.posts)
-    (cut,) = await output(fake, http, split_long=False).deliver([job(text)])
+    (cut,) = await output(fake, http_session, split_long=False).deliver([job(text)])
     assert cut.kind is OutcomeKind.SENT
     assert len(fake.posts) == 4
     assert len(fake.posts[3]["text"]) <= 4096
@@ -379,7 +366,7 @@ async def test_long_text_is_split_or_truncated(
 )
 async def test_refusals_are_classified(
     fake: FakeTelegram,
-    http: aiohttp.ClientSession,
+    http_session: aiohttp.ClientSession,
     status: int,
     name: str,
     kind: OutcomeKind,
@@ -388,23 +375,25 @@ async def test_refusals_are_classified(
 ) -> None:
     """429 waits retry_after, 5xx retries, 400/403 fail; reasons quote Telegram, never the token."""
     fake.script = [(status, name)]
-    (outcome,) = await output(fake, http).deliver([job()])
+    (outcome,) = await output(fake, http_session).deliver([job()])
     assert (outcome.kind, outcome.retry_after, outcome.code) == (kind, after, str(status))
     assert words in outcome.reason
     assert TOKEN not in outcome.reason
 
 
 async def test_wrong_token_and_dead_server_never_show_the_token(
-    fake: FakeTelegram, http: aiohttp.ClientSession
+    fake: FakeTelegram, http_session: aiohttp.ClientSession
 ) -> None:
     """A refused token fails and an unreachable server retries; neither reason holds the token."""
     other = TOKEN.replace("AAH", "BBH")
-    (refused,) = await output(fake, http, token=other).deliver([job()])
+    (refused,) = await output(fake, http_session, token=other).deliver([job()])
     assert (refused.kind, refused.code) == (OutcomeKind.FAILED, "401")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    (unreachable,) = await output(fake, http, api_url=f"http://127.0.0.1:{port}").deliver([job()])
+    (unreachable,) = await output(fake, http_session, api_url=f"http://127.0.0.1:{port}").deliver(
+        [job()]
+    )
     assert (unreachable.kind, unreachable.code) == (OutcomeKind.RETRY, "connection")
     assert all(t not in r.reason for t in (TOKEN, other) for r in (refused, unreachable))
 
@@ -451,9 +440,11 @@ async def test_command_to_sms_and_the_reply_back_into_the_thread(
     assert daemon.simulator is not None
     sim = daemon.simulator.state
     update = payload("update_command")
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession() as http_session:
         client_headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
-        async with http.post(daemon.url + "/hooks/tg", json=update, headers=client_headers) as r:
+        async with http_session.post(
+            daemon.url + "/hooks/tg", json=update, headers=client_headers
+        ) as r:
             assert r.status == 200
         await sim.wait_for(lambda s: len(s.messages) == 1, timeout=10)
         (sms,) = sim.messages
@@ -470,10 +461,12 @@ async def test_command_to_sms_and_the_reply_back_into_the_thread(
         )
 
         # Telegram delivering the same update again must not text alice twice.
-        async with http.post(daemon.url + "/hooks/tg", json=update, headers=client_headers) as r:
+        async with http_session.post(
+            daemon.url + "/hooks/tg", json=update, headers=client_headers
+        ) as r:
             assert (r.status, (await r.json())["duplicate"]) == (200, True)
         forged = {"X-Telegram-Bot-Api-Secret-Token": "guess"}
-        async with http.post(daemon.url + "/hooks/tg", json=update, headers=forged) as r:
+        async with http_session.post(daemon.url + "/hooks/tg", json=update, headers=forged) as r:
             assert r.status == 401
     assert len(sim.messages) == 1
     assert fake.refused == []

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import pytest
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from pytest_aiohttp import AiohttpClient
 from structlog.testing import capture_logs
 
 from bridge.events import Event, EventKind, Status
-from bridge.plugin import Input, PluginContext, StoreUnavailableError
+from bridge.plugin import StoreUnavailableError
 from bridge.plugins.webhook import FieldsConfig, WebhookConfig, WebhookInput
 from bridge.plugins.webhook.mapping import MappingError, map_body
-from bridge.testing import RecordingSubmit
+from bridge.testing import RecordingSubmit, ServeInput
 
 TOKEN = "hook-token-0123456789"
 SECRET = "hook-hmac-secret-9876543210"
@@ -36,30 +33,12 @@ Serve = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def recorder() -> RecordingSubmit:
-    return RecordingSubmit()
-
-
-@pytest.fixture
-def serve(
-    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
-) -> Serve:
+def serve(serve_input: ServeInput) -> Serve:
     """Mount a webhook input at /hooks/hook in a real aiohttp app and return a client."""
 
     async def start(**config: Any) -> Client:
         config.setdefault("auth", {"token": TOKEN})
-        ctx = PluginContext(name="hook", http=http, log=structlog.get_logger(), submit=recorder)
-        plugin: Input = WebhookInput(WebhookConfig.model_validate(config), ctx)
-        app = web.Application()
-        for route in plugin.routes():
-            app.router.add_route(route.method, f"/hooks/hook{route.path}", route.handler)
-        return await aiohttp_client(app)
+        return await serve_input(WebhookInput, "hook", config)
 
     return start
 

@@ -88,15 +88,9 @@ async def fake(aiohttp_server: AiohttpServer) -> FakeWecom:
     return robot
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-def output(fake: FakeWecom, http: aiohttp.ClientSession, **options: Any) -> WecomOutput:
+def output(fake: FakeWecom, http_session: aiohttp.ClientSession, **options: Any) -> WecomOutput:
     config = {"key": KEY, "api_url": fake.url, "rate_limit": 1000, **options}
-    ctx = PluginContext(name="wx", http=http, log=structlog.get_logger())
+    ctx = PluginContext(name="wx", http=http_session, log=structlog.get_logger())
     return WecomOutput(WecomOutputConfig.model_validate(config), ctx)
 
 
@@ -104,18 +98,22 @@ def job(text: str = "DiskFull on db1 磁盘已满", thread: str = "") -> Job:
     return Job(id=3, recipient="", text=text, payload={"thread": thread})
 
 
-async def test_post_sends_a_text_message(fake: FakeWecom, http: aiohttp.ClientSession) -> None:
+async def test_post_sends_a_text_message(
+    fake: FakeWecom, http_session: aiohttp.ClientSession
+) -> None:
     """A job is one text message with the robot's key; channel and thread change nothing."""
-    (outcome,) = await output(fake, http).deliver([job(thread="1365")])
+    (outcome,) = await output(fake, http_session).deliver([job(thread="1365")])
     assert (outcome.kind, outcome.ref) == (OutcomeKind.SENT, "")
     assert fake.contents == ["DiskFull on db1 磁盘已满"]
     assert fake.violations == []
 
 
-async def test_long_text_is_split_by_bytes(fake: FakeWecom, http: aiohttp.ClientSession) -> None:
+async def test_long_text_is_split_by_bytes(
+    fake: FakeWecom, http_session: aiohttp.ClientSession
+) -> None:
     """2048 bytes, not characters: 1,500 Chinese characters (4,500 bytes) become 3 parts."""
     text = "磁盘使用率超过百分之九十五" * 115  # 1,495 characters, 4,485 bytes
-    (outcome,) = await output(fake, http).deliver([job(text)])
+    (outcome,) = await output(fake, http_session).deliver([job(text)])
     assert outcome.kind is OutcomeKind.SENT
     assert [c[-6:] for c in fake.contents] == [" (1/3)", " (2/3)", " (3/3)"]
     assert all(len(c.encode()) <= LIMIT for c in fake.contents)
@@ -124,10 +122,10 @@ async def test_long_text_is_split_by_bytes(fake: FakeWecom, http: aiohttp.Client
 
 
 async def test_long_text_is_truncated_when_asked(
-    fake: FakeWecom, http: aiohttp.ClientSession
+    fake: FakeWecom, http_session: aiohttp.ClientSession
 ) -> None:
     """With split_long: false one part is posted, within 2048 bytes, saying what was cut."""
-    (outcome,) = await output(fake, http, split_long=False).deliver([job("告警 " * 2000)])
+    (outcome,) = await output(fake, http_session, split_long=False).deliver([job("告警 " * 2000)])
     assert outcome.kind is OutcomeKind.SENT
     (content,) = fake.contents
     assert len(content.encode()) <= LIMIT
@@ -146,7 +144,7 @@ async def test_long_text_is_truncated_when_asked(
 )
 async def test_refusals_are_classified(
     fake: FakeWecom,
-    http: aiohttp.ClientSession,
+    http_session: aiohttp.ClientSession,
     status: int,
     name: str,
     kind: OutcomeKind,
@@ -156,24 +154,24 @@ async def test_refusals_are_classified(
 ) -> None:
     """Throttling waits a minute, busy retries, other errcodes fail, a proxy's 502 retries."""
     fake.script = [(status, name)]
-    (outcome,) = await output(fake, http).deliver([job()])
+    (outcome,) = await output(fake, http_session).deliver([job()])
     assert (outcome.kind, outcome.retry_after, outcome.code) == (kind, after, code)
     assert words in outcome.reason
     assert KEY not in outcome.reason
 
 
-async def test_the_key_never_shows(fake: FakeWecom, http: aiohttp.ClientSession) -> None:
+async def test_the_key_never_shows(fake: FakeWecom, http_session: aiohttp.ClientSession) -> None:
     """A wrong key fails, a dead server retries, and an errmsg quoting the key is scrubbed."""
     other = KEY.replace("693a", "0000")
-    (wrong,) = await output(fake, http, key=other).deliver([job()])
+    (wrong,) = await output(fake, http_session, key=other).deliver([job()])
     assert (wrong.kind, wrong.code) == (OutcomeKind.FAILED, "400")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     dead = f"http://127.0.0.1:{port}/cgi-bin/webhook/send"
-    (unreachable,) = await output(fake, http, api_url=dead).deliver([job()])
+    (unreachable,) = await output(fake, http_session, api_url=dead).deliver([job()])
     assert (unreachable.kind, unreachable.code) == (OutcomeKind.RETRY, "connection")
-    echo = output(fake, http)
+    echo = output(fake, http_session)
     refusal = echo._refusal(40008, f"invalid message type, request url ...?key={KEY}")
     reasons = [wrong.reason, unreachable.reason, refusal.reason]
     assert all(k not in r for k in (KEY, other) for r in reasons)

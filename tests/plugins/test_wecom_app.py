@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
-from pytest_aiohttp import AiohttpClient, AiohttpServer
+from pytest_aiohttp import AiohttpServer
 from structlog.testing import capture_logs
 
 from bridge.config import ConfigError
@@ -36,7 +36,6 @@ from bridge.plugins.wecom import (
     CallbackError,
     DecryptError,
     WecomAppInput,
-    WecomAppInputConfig,
     WecomAppOutput,
     WecomAppOutputConfig,
     decrypt,
@@ -44,7 +43,7 @@ from bridge.plugins.wecom import (
 from bridge.plugins.wecom.crypto import aes_key, open_callback
 from bridge.registry import INPUTS, OUTPUTS, Registry
 from bridge.settings import load_settings
-from bridge.testing import RecordingSubmit
+from bridge.testing import RecordingSubmit, ServeInput
 
 PAYLOADS = Path(__file__).parent / "payloads"
 CORP = "wwa1b2c3d4e5f60718"
@@ -168,12 +167,6 @@ async def fake(aiohttp_server: AiohttpServer) -> FakeWecomApp:
     return wecom
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 # --- the input ------------------------------------------------------------------------------
 
 
@@ -181,14 +174,7 @@ Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-def recorder() -> RecordingSubmit:
-    return RecordingSubmit()
-
-
-@pytest.fixture
-def serve(
-    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
-) -> Callable[..., Awaitable[Client]]:
+def serve(serve_input: ServeInput) -> Callable[..., Awaitable[Client]]:
     """Mount a wecom input at /hooks/wx in a real aiohttp app and return a client."""
 
     async def start(**options: Any) -> Client:
@@ -199,12 +185,7 @@ def serve(
             "reply_output": "wx-out",
             **options,
         }
-        ctx = PluginContext(name="wx", http=http, log=structlog.get_logger(), submit=recorder)
-        plugin = WecomAppInput(WecomAppInputConfig.model_validate(config), ctx)
-        app = web.Application()
-        for route in plugin.routes():
-            app.router.add_route(route.method, f"/hooks/wx{route.path}", route.handler)
-        return await aiohttp_client(app)
+        return await serve_input(WecomAppInput, "wx", config)
 
     return start
 
@@ -383,7 +364,9 @@ def test_decrypt_of_arbitrary_text_raises_only_its_error(text: str) -> None:
 # --- the output -----------------------------------------------------------------------------
 
 
-def output(fake: FakeWecomApp, http: aiohttp.ClientSession, **options: Any) -> WecomAppOutput:
+def output(
+    fake: FakeWecomApp, http_session: aiohttp.ClientSession, **options: Any
+) -> WecomAppOutput:
     config = {
         "corp_id": CORP,
         "corp_secret": SECRET,
@@ -392,7 +375,7 @@ def output(fake: FakeWecomApp, http: aiohttp.ClientSession, **options: Any) -> W
         "rate_limit": 1000,
         **options,
     }
-    ctx = PluginContext(name="wx-out", http=http, log=structlog.get_logger())
+    ctx = PluginContext(name="wx-out", http=http_session, log=structlog.get_logger())
     return WecomAppOutput(WecomAppOutputConfig.model_validate(config), ctx)
 
 
@@ -400,9 +383,11 @@ def job(text: str = "sent to alice", recipient: str = USER, thread: str = "7364"
     return Job(id=5, recipient=recipient, text=text, payload={"thread": thread})
 
 
-async def test_post_sends_an_app_message(fake: FakeWecomApp, http: aiohttp.ClientSession) -> None:
+async def test_post_sends_an_app_message(
+    fake: FakeWecomApp, http_session: aiohttp.ClientSession
+) -> None:
     """A job becomes a text app message to its user; one token serves both posts."""
-    wx = output(fake, http)
+    wx = output(fake, http_session)
     outcomes = await wx.deliver([job(), job("second", thread="")])
     assert [(o.kind, o.ref) for o in outcomes] == [
         (OutcomeKind.SENT, "msg1"),
@@ -417,16 +402,16 @@ async def test_post_sends_an_app_message(fake: FakeWecomApp, http: aiohttp.Clien
     assert len(fake.tokens) == 1
     (nobody,) = await wx.deliver([job(recipient="")])
     assert (nobody.kind, nobody.code) == (OutcomeKind.FAILED, "400")
-    (default,) = await output(fake, http, channel="@all").deliver([job(recipient="")])
+    (default,) = await output(fake, http_session, channel="@all").deliver([job(recipient="")])
     assert default.kind is OutcomeKind.SENT
     assert fake.sent[-1]["touser"] == "@all"
 
 
 async def test_stale_token_is_fetched_again(
-    fake: FakeWecomApp, http: aiohttp.ClientSession
+    fake: FakeWecomApp, http_session: aiohttp.ClientSession
 ) -> None:
     """An expired (42001) or unknown (40014) token is replaced once and the message sent."""
-    wx = output(fake, http)
+    wx = output(fake, http_session)
     await wx.deliver([job()])
     fake.expire()
     (outcome,) = await wx.deliver([job()])
@@ -439,16 +424,16 @@ async def test_stale_token_is_fetched_again(
 
 
 async def test_long_text_is_split_or_truncated(
-    fake: FakeWecomApp, http: aiohttp.ClientSession
+    fake: FakeWecomApp, http_session: aiohttp.ClientSession
 ) -> None:
     """Over 2048 bytes: numbered parts to the same user, each within the limit, or one cut part."""
     text = "磁盘已满 " * 500  # 2,500 characters, 6,500 bytes
-    (split,) = await output(fake, http).deliver([job(text)])
+    (split,) = await output(fake, http_session).deliver([job(text)])
     assert split.kind is OutcomeKind.SENT
     parts = [m["text"]["content"] for m in fake.sent]
     assert len(parts) == 4
     assert parts[0].endswith(" (1/4)")
-    (cut,) = await output(fake, http, split_long=False).deliver([job(text)])
+    (cut,) = await output(fake, http_session, split_long=False).deliver([job(text)])
     assert cut.kind is OutcomeKind.SENT
     assert fake.sent[-1]["text"]["content"].endswith("more characters)")
     assert fake.violations == []
@@ -466,7 +451,7 @@ async def test_long_text_is_split_or_truncated(
 )
 async def test_refusals_are_classified(
     fake: FakeWecomApp,
-    http: aiohttp.ClientSession,
+    http_session: aiohttp.ClientSession,
     status: int,
     name: str,
     kind: OutcomeKind,
@@ -475,18 +460,18 @@ async def test_refusals_are_classified(
 ) -> None:
     """Throttling waits a minute, busy and 5xx retry, unknown users fail; no secret in reasons."""
     fake.script = [(status, name)]
-    (outcome,) = await output(fake, http).deliver([job()])
+    (outcome,) = await output(fake, http_session).deliver([job()])
     assert (outcome.kind, outcome.retry_after, outcome.code) == (kind, after, code)
     assert all(secret not in outcome.reason for secret in (SECRET, *fake.tokens))
 
 
 async def test_wrong_secret_fails_without_showing_it(
-    fake: FakeWecomApp, http: aiohttp.ClientSession
+    fake: FakeWecomApp, http_session: aiohttp.ClientSession
 ) -> None:
     """gettoken refusing the Secret (40001) fails the job; the reason names it, never shows it."""
     other = SECRET[::-1]
     with capture_logs() as logs:
-        (outcome,) = await output(fake, http, corp_secret=other).deliver([job()])
+        (outcome,) = await output(fake, http_session, corp_secret=other).deliver([job()])
     assert (outcome.kind, outcome.code) == (OutcomeKind.FAILED, "400")
     assert "40001" in outcome.reason
     assert other not in outcome.reason + repr(logs)
@@ -566,9 +551,9 @@ async def test_command_to_sms_and_the_reply_back_to_the_user(
     sim = daemon.simulator.state
     encrypted = encrypt(message_xml())
     body = envelope(encrypted)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession() as http_session:
         url = daemon.url + "/hooks/wx"
-        async with http.post(url, params=signed_query(encrypted), data=body) as response:
+        async with http_session.post(url, params=signed_query(encrypted), data=body) as response:
             assert (response.status, await response.read()) == (200, b"")
         await sim.wait_for(lambda s: len(s.messages) == 1, timeout=10)
         (sms,) = sim.messages
@@ -582,10 +567,10 @@ async def test_command_to_sms_and_the_reply_back_to_the_user(
         assert {m["touser"] for m in fake.sent} == {USER}
 
         # WeCom retrying the same message must not text alice twice; a forgery is refused.
-        async with http.post(url, params=signed_query(encrypted), data=body) as response:
+        async with http_session.post(url, params=signed_query(encrypted), data=body) as response:
             assert response.status == 200
         forged = {**signed_query(encrypted), "msg_signature": "0" * 40}
-        async with http.post(url, params=forged, data=body) as response:
+        async with http_session.post(url, params=forged, data=body) as response:
             assert response.status == 401
     assert len(sim.messages) == 1
     assert fake.violations == []

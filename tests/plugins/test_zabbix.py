@@ -6,28 +6,24 @@ import asyncio
 import json
 import re
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from pytest_aiohttp import AiohttpClient
 from structlog.testing import capture_logs
 
 import bridge.plugins.zabbix
 from bridge.events import Event, EventKind, Status
-from bridge.plugin import PluginContext
 from bridge.plugins.zabbix import ZabbixConfig, ZabbixInput
 from bridge.plugins.zabbix.payload import PayloadError, read_payload
-from bridge.testing import DaemonFactory, RecordingSubmit, input_app, post_json
+from bridge.testing import DaemonFactory, RecordingSubmit, ServeInput, post_json
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SCRIPT = Path(bridge.plugins.zabbix.__file__).parent / "media_type.js"
@@ -47,27 +43,12 @@ Serve = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def recorder() -> RecordingSubmit:
-    return RecordingSubmit()
-
-
-@pytest.fixture
-def serve(
-    aiohttp_client: AiohttpClient, http: aiohttp.ClientSession, recorder: RecordingSubmit
-) -> Serve:
+def serve(serve_input: ServeInput) -> Serve:
     """Mount a zabbix input at /hooks/zabbix in a real aiohttp app and return a client."""
 
     async def start(**config: Any) -> Client:
         config.setdefault("auth", {"token": TOKEN})
-        ctx = PluginContext(name="zabbix", http=http, log=structlog.get_logger(), submit=recorder)
-        plugin = ZabbixInput(ZabbixConfig.model_validate(config), ctx)
-        return await aiohttp_client(input_app(plugin))
+        return await serve_input(ZabbixInput, "zabbix", config)
 
     return start
 
