@@ -41,6 +41,9 @@ def _display(record: JobRecord) -> str:
     return mask_number(record.recipient) if record.recipient.isdigit() else record.recipient
 
 
+_SETTLED_EVENTS = {JobState.FAILED: "message_failed", JobState.UNKNOWN: "message_unknown"}
+
+
 def _held_like(hold: Outcome, record: JobRecord) -> Outcome:
     return replace(hold, job_id=record.id)
 
@@ -328,16 +331,7 @@ class Dispatcher:
         code: str,
         now: float,
     ) -> None:
-        outbox.mark_final(conn, record.id, JobState.FAILED, now, reason, code)
-        self.metrics.messages.labels(name, "failed").inc()
-        self.log.error(
-            "message_failed",
-            output=name,
-            job=record.id,
-            to=_display(record),
-            reason=reason,
-            code=code,
-        )
+        self._settle(conn, name, record, JobState.FAILED, reason, code, now)
         self.on_failed(record, reason)
 
     def _settle_unknown(
@@ -362,13 +356,37 @@ class Dispatcher:
             reason = f"may have been sent ({reason})"
             self._retry(conn, name, record, reason, code, None, now, jitter)
             return
-        outbox.mark_final(conn, record.id, JobState.UNKNOWN, now, reason, code)
-        self.metrics.messages.labels(name, "unknown").inc()
+        self._settle(
+            conn,
+            name,
+            record,
+            JobState.UNKNOWN,
+            reason,
+            code,
+            now,
+            note="may or may not have been sent; not resent because the rule forbids duplicates",
+        )
+
+    def _settle(
+        self,
+        conn: sqlite3.Connection,
+        name: str,
+        record: JobRecord,
+        state: JobState,
+        reason: str,
+        code: str,
+        now: float,
+        **context: str,
+    ) -> None:
+        """Mark a job failed or unknown for good, count it, and say why in the log."""
+        outbox.mark_final(conn, record.id, state, now, reason, code)
+        self.metrics.messages.labels(name, state.value).inc()
         self.log.error(
-            "message_unknown",
+            _SETTLED_EVENTS[state],
             output=name,
             job=record.id,
             to=_display(record),
             reason=reason,
-            note="may or may not have been sent; not resent because the rule forbids duplicates",
+            code=code,
+            **context,
         )
