@@ -18,7 +18,7 @@ from bridge.rule_config import Directory
 from bridge.rules import Decision, RuleSet, SmsAction
 from bridge.sms import mask_number
 from bridge.store import Store
-from bridge.storm import StormSettings, expand, summary_text
+from bridge.storm import StormSettings, flush_due, next_due
 
 if TYPE_CHECKING:
     from bridge.chatops import ChatOps
@@ -341,13 +341,14 @@ class Pipeline:
                 return "cap"
         budget = self.storm.daily_segment_budget
         if budget is not None and segments:
-            start = self._day_start(now)
+            start = self.day_start(now)
             used = outbox.segments_since(conn, self.sms_outputs, start)
             if used + segments > budget:
                 return "budget"
         return ""
 
-    def _day_start(self, now: float) -> float:
+    def day_start(self, now: float) -> float:
+        """Midnight of `now`'s day in the budget's zone, as a timestamp."""
         local = datetime.fromtimestamp(now, self.storm.budget_zone)
         return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
@@ -385,98 +386,12 @@ class Pipeline:
         touched.add(output)
         return 1
 
-    # --- storm control: groups and held summaries ---------------------------------------------
+    # --- storm control: groups and held summaries (bridge.storm does the work) -----------
 
     async def flush_due(self) -> None:
         """Send the summary of every group whose wait is over, and due held-back summaries."""
-        now = self.clock()
-        touched: set[str] = set()
-
-        def work(conn: sqlite3.Connection) -> None:
-            for group in holding.take_due_groups(conn, now):
-                self._flush_group(conn, group, now, touched)
-            for output, number in holding.held_recipients(
-                conn, now - self.storm.held_summary_after
-            ):
-                self._flush_held(conn, output, number, now, touched)
-
-        await self.store.write(work)
-        self.wake(touched)
-
-    def _flush_group(
-        self, conn: sqlite3.Connection, group: holding.DueGroup, now: float, touched: set[str]
-    ) -> None:
-        events = [e for e in (outbox.get_event(conn, i) for i in group.event_ids) if e]
-        action = self.rules.sms_action(group.rule)
-        if action is None or not events:
-            self.log.warning("group_dropped_rule_gone", rule=group.rule, alerts=len(events))
-            return
-        text = self.rules.render_group(group.rule, events)
-        self.queue_sms(
-            conn,
-            group.rule,
-            action,
-            group.recipient,
-            text,
-            events,
-            group.event_ids[-1],
-            now,
-            touched,
-        )
-
-    def _flush_held(
-        self, conn: sqlite3.Connection, output: str, number: str, now: float, touched: set[str]
-    ) -> None:
-        cap = self.rules.smallest_cap(output)
-        if cap and outbox.sends_since(conn, output, number, now - 3600) >= cap:
-            return  # no slot this hour; try again when one frees up
-        held = holding.take_held(conn, output, number)
-        if held is None:
-            return
-        text = summary_text(held)
-        segments = self.sms_outputs[output](output, text) if output in self.sms_outputs else 0
-        budget = self.storm.daily_segment_budget
-        if budget is not None and "budget" in held.reasons:
-            used = outbox.segments_since(conn, self.sms_outputs, self._day_start(now))
-            if used + segments > budget:
-                # Still no budget: keep holding; the log and metric already counted them.
-                holding.hold(conn, output, number, "held", list(expand(held)), "budget", now)
-                return
-        event = Event(
-            kind=EventKind.SYSTEM, source="smsbridge", text=text, labels={"alertname": "HeldBack"}
-        )
-        intent = Intent(
-            output=output,
-            recipient=number,
-            text=text,
-            rule="held-summary",
-            event=event,
-            payload={"held": sum(held.counts.values())},
-        )
-        outbox.add_job(conn, intent, None, now, segments=segments)
-        touched.add(output)
-        self.log.warning(
-            "sms_held_summary", to=mask_number(number), alerts=sum(held.counts.values())
-        )
+        await flush_due(self)
 
     def next_storm_due(self, conn: sqlite3.Connection) -> float | None:
         """When flush_due next has work: the earliest group flush or held summary."""
-        times = [holding.next_group_flush(conn)]
-        now = self.clock()
-        rows = conn.execute(
-            "SELECT output, recipient, min(created_at) AS t FROM held GROUP BY output, recipient"
-        ).fetchall()
-        for row in rows:
-            output, number = row["output"], row["recipient"]
-            summary_due = float(row["t"]) + self.storm.held_summary_after
-            # Fix: a summary with no slot left this hour is due when the hour's oldest send
-            # leaves the window, not at once: that made the storm loop flush every 50 ms until
-            # then. (_flush_held skips it until a slot frees, with the same test.)
-            cap = self.rules.smallest_cap(output)
-            if cap and outbox.sends_since(conn, output, number, now - 3600) >= cap:
-                oldest = outbox.first_send_since(conn, output, number, now - 3600)
-                if oldest is not None:
-                    summary_due = max(summary_due, oldest + 3600)
-            times.append(summary_due)
-        due = [t for t in times if t is not None]
-        return min(due) if due else None
+        return next_due(self, conn)
