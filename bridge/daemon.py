@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
-from bridge import ledger, outbox, schema
+from bridge import health, ledger, outbox, schema
 from bridge.chat import ChatInputConfig
 from bridge.chatops import ChatOps
 from bridge.config import ConfigError
@@ -25,7 +25,7 @@ from bridge.dispatch import Dispatcher, RetryPolicy
 from bridge.events import Conversation
 from bridge.logging import SCRUBBER, register_secrets
 from bridge.metrics import Metrics
-from bridge.outbox import JobRecord, JobState
+from bridge.outbox import JobRecord
 from bridge.pipeline import Pipeline
 from bridge.plugin import Input, Output, PluginContext
 from bridge.plugins.c123.client import C123Client
@@ -68,7 +68,17 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._inputs: dict[str, Input] = {}
         self._outputs: dict[str, Output] = {}
-        self._commits_counted = 0
+        self.commits_reported = 0
+
+    @property
+    def inputs(self) -> dict[str, Input]:
+        """The running inputs by instance name."""
+        return self._inputs
+
+    @property
+    def outputs(self) -> dict[str, Output]:
+        """The running outputs by instance name."""
+        return self._outputs
 
     @property
     def url(self) -> str:
@@ -214,9 +224,9 @@ class Daemon:
         app = build_app(
             self.hooks,
             self.metrics,
-            self.readiness,
+            partial(health.readiness, self),
             max_body=server.max_body,
-            before_scrape=self.refresh_gauges,
+            before_scrape=partial(health.refresh_gauges, self),
         )
         runner = web.AppRunner(
             app, access_log=None, shutdown_timeout=server.shutdown_timeout.total_seconds()
@@ -343,47 +353,6 @@ class Daemon:
 
     def _on_failed(self, record: JobRecord, reason: str) -> None:
         self.log.error("delivery_gave_up", output=record.output, job=record.id, reason=reason)
-
-    async def refresh_gauges(self) -> None:
-        """Outbox depth by state and the age of the oldest unsettled job."""
-        now = self.clock()
-
-        def read(conn: sqlite3.Connection) -> tuple[dict[str, int], float | None]:
-            return outbox.job_states(conn), outbox.oldest_pending(conn)
-
-        states, oldest = await self.store.read(read)
-        for state in JobState:
-            self.metrics.outbox_jobs.labels(state.value).set(states.get(state.value, 0))
-        self.metrics.outbox_oldest.set(max(now - oldest, 0.0) if oldest is not None else 0.0)
-        self.metrics.store_commits.inc(self.store.commits - self._commits_counted)
-        self._commits_counted = self.store.commits
-
-    def status_line(self) -> str:
-        """One line for `systemctl status`: where it listens and what it runs."""
-        gateway = "built-in simulator" if self.simulator else self.client.config.base_url
-        return (
-            f"serving on {self.url}: {len(self._inputs)} inputs, {len(self._outputs)} outputs, "
-            f"{len(self.settings.rules.names)} rules; gateway {gateway}"
-        )
-
-    async def alive(self) -> bool:
-        """True when the store answers within a second (a wedged writer stops the watchdog)."""
-        try:
-            async with asyncio.timeout(1.0):
-                await self.store.read(lambda conn: conn.execute("SELECT 1").fetchone())
-        except Exception:
-            return False
-        return True
-
-    def readiness(self) -> dict[str, str]:
-        """Check name -> what is wrong ('' when fine)."""
-        problems = {"store": "" if self.store.is_open else "the store is not open"}
-        balance = Action.GET_BALANCE.value
-        gateway = self.poller.problems.get(balance, "")
-        if not gateway and not self.metrics.last_poll.labels(balance)._value.get():
-            gateway = "not reached yet"
-        problems["gateway"] = gateway
-        return problems
 
     # --- reload ------------------------------------------------------------------------------
 

@@ -62,6 +62,7 @@ class GatewayPoller:
         self.wake = wake
         self.lock = asyncio.Lock()  # one poll at a time; stop() waits for it
         self.problems: dict[str, str] = {}  # action -> why its last poll failed
+        self.answered: set[str] = set()  # actions the gateway has answered at least once
 
     # --- scheduled entry points ------------------------------------------------------------
 
@@ -138,6 +139,7 @@ class GatewayPoller:
 
         await self.store.write(commit)
         self.problems.pop(action.value, None)
+        self.answered.add(action.value)
         self.metrics.last_poll.labels(action.value).set(now)
         self.wake(touched)
         return count

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from functools import partial
 from pathlib import Path
 
+from bridge import health
 from bridge.commands.common import EXIT_OK
 from bridge.daemon import Daemon
 from bridge.settings import load_settings
@@ -41,7 +43,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     notifier.status("starting")
     daemon = Daemon(settings)
     await daemon.start()
-    notifier.ready(daemon.status_line())
+    notifier.ready(health.status_line(daemon))
     reloads: asyncio.Queue[None] = args.reload_requests
 
     async def reload_on_request() -> None:
@@ -49,12 +51,12 @@ async def cmd_run(args: argparse.Namespace) -> int:
             await reloads.get()
             notifier.reloading()
             ok = await daemon.reload()
-            status = daemon.status_line()
+            status = health.status_line(daemon)
             notifier.ready(status if ok else f"reload failed, kept the previous config; {status}")
 
     background = [
         asyncio.create_task(reload_on_request()),
-        asyncio.create_task(notifier.watchdog(daemon.alive)),
+        asyncio.create_task(notifier.watchdog(partial(health.alive, daemon))),
     ]
     try:
         await asyncio.Event().wait()  # until the command line cancels us on SIGTERM/SIGINT
