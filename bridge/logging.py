@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
@@ -52,6 +53,30 @@ class Scrubber:
 
 
 SCRUBBER = Scrubber()
+
+
+class _Sink:
+    """Where our events are written; re-pointed by configure_logging, never replaced.
+
+    Loggers bound before a reconfiguration keep writing to whatever stream is current.
+    """
+
+    def __init__(self) -> None:
+        self.stream: TextIO = sys.stderr
+
+    def write(self, text: str) -> int:
+        # As with stdlib logging, a log line that cannot be written never fails the caller.
+        try:
+            return self.stream.write(text)
+        except (ValueError, OSError):
+            return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self.stream.flush()
+
+
+_SINK = _Sink()
 
 
 def register_secrets(value: object) -> int:
@@ -106,14 +131,19 @@ def configure_logging(
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # APScheduler narrates every run at info; the pollers log what matters themselves.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    _SINK.stream = stream
+    # Our own events skip the stdlib machinery (the hot path logs every SMS); the stdlib
+    # handler above renders what libraries log, through the same scrubber and renderer.
     structlog.configure(
         processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            *tail,
+            renderer,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=structlog.WriteLoggerFactory(_SINK),  # type: ignore[arg-type]
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=False,
     )

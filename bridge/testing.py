@@ -76,6 +76,15 @@ class LoopThread:
         self.loop.close()
 
 
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """Each test starts from structlog's defaults: a command run in one test (which configures
+    logging for a terminal or a file) must not filter or redirect the next test's events."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
+
+
 @pytest.fixture(scope="module")
 def module_loop_thread() -> Iterator[LoopThread]:
     """One background loop shared by a module's tests (hypothesis reruns a test many times)."""
