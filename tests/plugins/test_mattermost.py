@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from pytest_aiohttp import AiohttpClient, AiohttpServer
+from pytest_aiohttp import AiohttpServer
 from structlog.testing import capture_logs
 
 from bridge.config import ConfigError
@@ -36,7 +36,7 @@ from bridge.plugins.mattermost import (
 from bridge.plugins.mattermost.input import command_text
 from bridge.registry import Registry
 from bridge.settings import load_settings
-from bridge.testing import RecordingSubmit
+from bridge.testing import RecordingSubmit, ServeInput
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SLASH_TOKEN = "xr3j5x3p4pfk7p1ea4zqb6kcgr"
@@ -147,18 +147,14 @@ Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-async def client(
-    aiohttp_client: AiohttpClient, http_session: aiohttp.ClientSession, recorder: RecordingSubmit
-) -> Client:
+async def client(serve_input: ServeInput) -> Client:
     """A Mattermost input mounted at /hooks/mm in a real aiohttp app."""
-    config = MattermostInputConfig.model_validate(
-        {"tokens": [SLASH_TOKEN, HOOK_TOKEN], "reply_output": "mm_out", "ignore_users": [BOT_USER]}
-    )
-    ctx = PluginContext(name="mm", http=http_session, log=structlog.get_logger(), submit=recorder)
-    app = web.Application()
-    for route in MattermostInput(config, ctx).routes():
-        app.router.add_route(route.method, f"/hooks/mm{route.path}", route.handler)
-    return await aiohttp_client(app)
+    config = {
+        "tokens": [SLASH_TOKEN, HOOK_TOKEN],
+        "reply_output": "mm_out",
+        "ignore_users": [BOT_USER],
+    }
+    return await serve_input(MattermostInput, "mm", config)
 
 
 async def send(

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from pytest_aiohttp import AiohttpClient, AiohttpServer
+from pytest_aiohttp import AiohttpServer
 from structlog.testing import capture_logs
 
 from bridge.config import ConfigError
@@ -39,7 +39,7 @@ from bridge.plugins.slack import (
 from bridge.plugins.slack.text import command_text, decode
 from bridge.registry import Registry
 from bridge.settings import load_settings
-from bridge.testing import RecordingSubmit
+from bridge.testing import RecordingSubmit, ServeInput
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -131,20 +131,10 @@ Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-async def client(
-    aiohttp_client: AiohttpClient, http_session: aiohttp.ClientSession, recorder: RecordingSubmit
-) -> Client:
+async def client(serve_input: ServeInput) -> Client:
     """A Slack input mounted at /hooks/slack in a real aiohttp app."""
-    config = SlackInputConfig.model_validate(
-        {"signing_secret": SECRET, "reply_output": "slack_out"}
-    )
-    ctx = PluginContext(
-        name="slack", http=http_session, log=structlog.get_logger(), submit=recorder
-    )
-    app = web.Application()
-    for route in SlackInput(config, ctx).routes():
-        app.router.add_route(route.method, f"/hooks/slack{route.path}", route.handler)
-    return await aiohttp_client(app)
+    config = {"signing_secret": SECRET, "reply_output": "slack_out"}
+    return await serve_input(SlackInput, "slack", config)
 
 
 async def send(client: Client, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
