@@ -29,7 +29,7 @@ from bridge.events import Conversation
 from bridge.logging import SCRUBBER, register_secrets
 from bridge.metrics import Metrics
 from bridge.outbox import JobRecord
-from bridge.pipeline import Pipeline
+from bridge.pipeline import STORM, Pipeline
 from bridge.plugin import Input, Output, PluginContext
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config
@@ -293,9 +293,11 @@ class Daemon:
     def _estimate(self, output: str, text: str) -> int:
         return segment_count(text, self.client.config.signature.text)
 
-    def _wake(self, outputs: Iterable[str]) -> None:
-        self.dispatcher.wake(outputs)
-        self._storm_wake.set()
+    def _wake(self, touched: Iterable[str]) -> None:
+        names = set(touched)
+        self.dispatcher.wake(names)
+        if STORM in names:
+            self._storm_wake.set()
 
     def _observe(self, action: Action, outcome: str, seconds: float) -> None:
         self.metrics.gateway_duration.labels(action.value, outcome).observe(seconds)
@@ -336,13 +338,11 @@ class Daemon:
     async def _storm_loop(self) -> None:
         """Flush grouped alerts and held-back summaries when they come due."""
         while True:
+            # Cleared first, so a wake-up that comes during the flush is not lost. Only storm
+            # state wakes this loop (STORM), not every send, so it cannot wake itself in a spin.
+            self._storm_wake.clear()
             try:
                 await self.pipeline.flush_due()
-                # Fix: clear only after the flush. flush_due() wakes the outputs through
-                # _wake(), which sets _storm_wake too, so clearing before it made this loop
-                # spin without pause, even idle. A submit after this point still wakes it; one
-                # committed before it is seen by next_storm_due below.
-                self._storm_wake.clear()
                 due = await self.store.read(self.pipeline.next_storm_due)
             except Exception:  # keep flushing later rather than silently stop for good
                 self.log.exception("storm_flush_failed")

@@ -154,17 +154,20 @@ class Dispatcher:
         wakeup = self._wakeups[name]
         while not self._stopping:
             wakeup.clear()
-            records = await self.store.write(partial(self._claim, name, self.clock()))
+            records, due = await self.store.write(partial(self._claim, name, self.clock()))
             if records:
                 await self._deliver(name, records)
                 continue
-            due = await self.store.read(lambda conn: outbox.next_due(conn, name))
             timeout = None if due is None else max(due - self.clock(), 0.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), timeout)
 
-    def _claim(self, name: str, now: float, conn: sqlite3.Connection) -> list[JobRecord]:
-        return outbox.claim(conn, name, now, self.batch_size)
+    def _claim(
+        self, name: str, now: float, conn: sqlite3.Connection
+    ) -> tuple[list[JobRecord], float | None]:
+        """Due jobs, or (when there are none) when the next one is due: one transaction."""
+        records = outbox.claim(conn, name, now, self.batch_size)
+        return records, None if records else outbox.next_due(conn, name)
 
     async def _deliver(self, name: str, records: Sequence[JobRecord]) -> None:
         output = self.outputs[name]

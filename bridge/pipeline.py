@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from bridge.chatops import ChatOps
 
 Clock = Callable[[], float]
+# Put in `touched` when storm state (a group member, a held message) was written: the storm loop
+# then looks again; plain sends leave it asleep.
+STORM = "storm:"
 Estimator = Callable[[str, str], int]  # (output, text) -> segments
 
 
@@ -171,6 +174,7 @@ class Pipeline:
                     now,
                     action.group_wait.total_seconds(),
                 )
+                touched.add(STORM)
                 jobs += 1  # decided now, sent as part of the group's summary
                 continue
             jobs += (
@@ -255,6 +259,7 @@ class Pipeline:
         if reason:
             names = [_alert_name(event) for event in events]
             holding.hold(conn, action.output, number, rule, names, reason, now)
+            touched.add(STORM)
             self.metrics.suppressed.labels(rule, reason).inc(len(names))
             self.log.warning(
                 "sms_held", reason=reason, rule=rule, to=mask_number(number), alerts=len(names)

@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from bridge.daemon import Daemon
 from bridge.events import Event, EventKind, Status
 from bridge.holding import HeldSummary
+from bridge.pipeline import STORM
 from bridge.plugins.c123.simulator import (
     DEFAULT_ACCOUNT,
     DEFAULT_AUTHKEY,
@@ -419,7 +420,7 @@ async def test_an_idle_storm_loop_rests(tmp_path: Path, simulator: Simulator) ->
             await flush_due()
 
         daemon.pipeline.flush_due = counted  # type: ignore[method-assign]
-        daemon._wake([])  # what a submit does: one look at what became due
+        daemon._wake([STORM])  # what a submit that grouped or held an alert does
         # Nothing to await here: the point is that nothing happens. A spinning loop makes
         # thousands of calls in this time.
         await asyncio.sleep(0.3)
