@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal
@@ -13,7 +13,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from bridge.config import ConfigPath, format_path
 from bridge.events import Event, EventKind, Status
-from bridge.matchers import Matcher, Window, equality_matchers, escape_value
+from bridge.matchers import Matcher, MatchOp, Window, equality_matchers, escape_value
 from bridge.rule_config import (
     CONVERSATION,
     ContactConfig,
@@ -248,12 +248,41 @@ def _build_rule(
     )
 
 
+def _label_index(
+    rules: Sequence[_Rule],
+) -> tuple[str | None, tuple[int, ...], dict[str, tuple[int, ...]]]:
+    """Index rules by the label most of them require to equal a value (`team: db`, say).
+
+    With many rules keyed on one label, an event is tested only against the rules that want its
+    value and the rules that do not require the label at all.
+    """
+    counts: dict[str, int] = {}
+    for rule in rules:
+        for name in {m.name for m in rule.matchers if m.op is MatchOp.EQUAL}:
+            counts[name] = counts.get(name, 0) + 1
+    if not counts or max(counts.values()) < 8:
+        return None, (), {}  # too few rules to be worth it
+    label = max(sorted(counts), key=lambda name: counts[name])
+    unindexed: list[int] = []
+    by_value: dict[str, list[int]] = {}
+    for position, rule in enumerate(rules):
+        required = {m.value for m in rule.matchers if m.name == label and m.op is MatchOp.EQUAL}
+        if len(required) == 1:
+            by_value.setdefault(required.pop(), []).append(position)
+        elif required:
+            continue  # two different required values: it can never match
+        else:
+            unindexed.append(position)
+    return label, tuple(unindexed), {k: tuple(v) for k, v in by_value.items()}
+
+
 class RuleSet:
     """Compiled rules: pure, so `smsbridge route` can show what an event would cause, and why."""
 
     def __init__(self, rules: Sequence[_Rule]) -> None:
         self._rules = tuple(rules)
         self._by_name = {rule.name: rule for rule in self._rules}
+        self._index_label, self._unindexed, self._by_value = _label_index(self._rules)
 
     @classmethod
     def build(
@@ -307,7 +336,7 @@ class RuleSet:
         """
         decisions: list[Decision] = []
         outside: list[str] = []
-        for rule in self._rules:
+        for rule in self._candidates(event):
             if not rule.matches_apart_from_window(event):
                 continue
             if rule.window is not None and not rule.window.contains(now):
@@ -317,6 +346,15 @@ class RuleSet:
             if not rule.continue_:
                 break
         return decisions, outside
+
+    def _candidates(self, event: Event) -> Iterable[_Rule]:
+        """The rules that can match, in order: those whose required value of the index label
+        differs from the event's are skipped without testing (a shortcut, same result)."""
+        if self._index_label is None:
+            return self._rules
+        value = event.labels.get(self._index_label, "")
+        positions = sorted((*self._unindexed, *self._by_value.get(value, ())))
+        return (self._rules[i] for i in positions)
 
     def explain(self, event: Event, now: datetime) -> list[tuple[str, str | None]]:
         """Every rule with why it did not match the event (None: it matched), for dry runs."""

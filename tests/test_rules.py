@@ -7,6 +7,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.events import Conversation, Event, EventKind, Status
 from bridge.rule_config import RulesConfig
@@ -396,3 +398,57 @@ def test_smallest_cap() -> None:
         None,
     )
     assert rules.names == ("a", "b", "c", "d")
+
+
+rule_shapes = st.fixed_dictionaries(
+    {
+        # Mostly keyed on team, so the index is in use; sometimes not, so it is bypassed too.
+        "labels": st.sampled_from(
+            [{"team": "db"}, {"team": "web"}, {"team": "ops"}, {"team": ""}, {}]
+        ),
+        "matchers": st.lists(
+            st.sampled_from(['team!="db"', 'team=~"w.*"', 'sev="page"', 'team="ops"']),
+            max_size=2,
+        ),
+        "continue": st.booleans(),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(rule_shapes, min_size=8, max_size=14),
+    st.dictionaries(
+        st.sampled_from(["team", "sev"]), st.sampled_from(["", "db", "web", "ops", "page"])
+    ),
+)
+def test_label_index_gives_the_same_decisions_as_trying_every_rule(
+    shapes: list[dict[str, Any]], labels: dict[str, str]
+) -> None:
+    """With enough rules keyed on one label, the index changes the speed, never the result."""
+    rules = [
+        {
+            "name": f"r{i}",
+            "match": {"labels": shape["labels"], "matchers": shape["matchers"]},
+            "sms": {"to": ["15102110086"]},
+            "continue": shape["continue"],
+        }
+        for i, shape in enumerate(shapes)
+    ]
+    ruleset = build(*rules)
+    event = alert(**labels)
+    expected: list[str] = []
+    for (name, why), shape in zip(ruleset.explain(event, NOW), shapes, strict=True):
+        if why is None:
+            expected.append(name)
+            if not shape["continue"]:
+                break
+    assert matched(ruleset, event) == expected
+
+
+def test_many_rules_on_one_label_are_indexed() -> None:
+    """Ten rules each wanting a team are indexed by team; an event is tried on its own."""
+    ruleset = build(*(sms_rule(f"t{n}", {"labels": {"team": f"t{n}"}}) for n in range(10)))
+    assert ruleset._index_label == "team"
+    assert [rule.name for rule in ruleset._candidates(alert(team="t7"))] == ["t7"]
+    assert matched(ruleset, alert(team="t7")) == ["t7"]
