@@ -200,12 +200,6 @@ class RulesConfig(ConfigModel):
     groups: Groups = Field(default_factory=dict)
     rules: Rules = Field(default_factory=list)
 
-    def problems(
-        self, outputs: Collection[str], inputs: Collection[str]
-    ) -> list[tuple[ConfigPath, str]]:
-        """Cross-reference problems, as `check_references` finds them."""
-        return check_references(self.contacts, self.groups, self.rules, outputs, inputs)
-
 
 @dataclass(frozen=True, slots=True)
 class Recipient:

@@ -13,7 +13,14 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from bridge.config import ConfigPath, format_path
 from bridge.events import Event, EventKind, Status
-from bridge.matchers import Matcher, MatchOp, Window, equality_matchers, escape_value
+from bridge.matchers import (
+    Matcher,
+    MatchOp,
+    Window,
+    equality_matchers,
+    escape_value,
+    matches_all,
+)
 from bridge.rule_config import (
     CONVERSATION,
     ContactConfig,
@@ -104,11 +111,6 @@ class Decision:
     now: datetime
     templates: _Templates = field(repr=False, compare=False)
 
-    @property
-    def sends_sms(self) -> bool:
-        """Whether an SMS goes out for this event (resolved alerts need send_resolved)."""
-        return self.sms is not None and self.sms.wants(self.event)
-
     def rendered(self, action: Action | None = None) -> Rendered:
         """The text for this event, and why the fallback was used if it was (for the caller to log).
 
@@ -159,7 +161,7 @@ class _Rule:
             (self.kinds is None or event.kind in self.kinds)
             and (self.sources is None or event.source in self.sources)
             and (self.status == "any" or event.status.value == self.status)
-            and all(matcher.matches(event.labels) for matcher in self.matchers)
+            and matches_all(self.matchers, event.labels)
         )
 
     def mismatch(self, event: Event, now: datetime) -> str | None:

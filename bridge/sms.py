@@ -39,11 +39,6 @@ def normalize_number(raw: str) -> str:
     return number
 
 
-def normalize_numbers(raw: list[str] | tuple[str, ...]) -> list[str]:
-    """Normalise every number and drop repeats, keeping first-seen order."""
-    return list(dict.fromkeys(normalize_number(item) for item in raw))
-
-
 def mask_number(number: str) -> str:
     """Mask a number the way the provider's documents do: 151****0086."""
     if len(number) >= 11:

@@ -370,12 +370,6 @@ def test_duplicate_rule_names() -> None:
     ]
 
 
-def test_problems_method_matches_the_function() -> None:
-    """RulesConfig.problems is check_references over its own sections."""
-    config = rules_config(contacts=CONTACTS, rules=[rule(sms={"to": ["alcie"]})])
-    assert config.problems(OUTPUTS, INPUTS) == problems(config)
-
-
 def test_rule_alias_and_strictness() -> None:
     """`continue` is the key for continue_, and unknown keys in a rule are errors."""
     assert RuleConfig.model_validate(rule(**{"continue": True})).continue_ is True

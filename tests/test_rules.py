@@ -281,9 +281,10 @@ def test_send_resolved() -> None:
     """A resolved alert still matches, but sends only when send_resolved is on."""
     rules = build(sms_rule("quiet", send_resolved=False) | {"continue": True}, sms_rule("loud"))
     quiet, loud = rules.evaluate(alert(Status.RESOLVED), NOW)
-    assert (quiet.sends_sms, loud.sends_sms) == (False, True)
+    assert [d.sms is not None and d.sms.wants(d.event) for d in (quiet, loud)] == [False, True]
     [firing] = rules.evaluate(alert(), NOW)[:1]
-    assert firing.sends_sms
+    assert firing.sms is not None
+    assert firing.sms.wants(firing.event)
 
 
 def test_render_default_and_custom() -> None:

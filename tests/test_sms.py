@@ -15,7 +15,6 @@ from bridge.sms import (
     mask_number,
     mask_text,
     normalize_number,
-    normalize_numbers,
     segment_count,
     sms_length,
 )
@@ -59,14 +58,6 @@ def test_normalising_is_idempotent(number: str, prefix: str) -> None:
     """Any mainland number with any accepted prefix normalises to itself, and stays so."""
     assert normalize_number(prefix + number) == number
     assert normalize_number(normalize_number(prefix + number)) == number
-
-
-def test_duplicates_are_dropped_in_order() -> None:
-    """The same phone written two ways is sent to once, in first-seen order."""
-    assert normalize_numbers(["15102110087", "+8615102110086", "15102110086"]) == [
-        "15102110087",
-        "15102110086",
-    ]
 
 
 @given(mobiles)
