@@ -179,10 +179,13 @@ class C123Client:
 
     # --- sends -------------------------------------------------------------------------------
 
-    def outgoing(self, number: str, text: str) -> OutgoingSms:
-        """One message with its segment count and cost estimate under this account's signature."""
+    def outgoing(self, number: str, text: str, field: str = "message") -> OutgoingSms:
+        """One message checked (raises InvalidRequestError naming `field`), with its segment
+        count and cost estimate under this account's signature."""
+        (normalised,) = check_numbers([number], 1, 1, f"{field}.number")
+        check_content(text, f"{field}.text", self.limits)
         segments = segment_count(text, self.config.signature.text)
-        return OutgoingSms(number, text, segments, self.config.segment_price * segments)
+        return OutgoingSms(normalised, text, segments, self.config.segment_price * segments)
 
     async def send_once(
         self, numbers: Sequence[str], text: str, *, at: datetime | None = None
@@ -224,11 +227,15 @@ class C123Client:
 
     def plan(self, pairs: Sequence[tuple[str, str]]) -> list[PlannedCall]:
         """Validate (number, text) pairs and split them into the fewest calls."""
-        messages = []
-        for index, (number, text) in enumerate(pairs):
-            (normalised,) = check_numbers([number], 1, 1, f"messages[{index}].number")
-            check_content(text, f"messages[{index}].text", self.limits)
-            messages.append(self.outgoing(normalised, text))
+        return self.plan_checked(
+            [
+                self.outgoing(number, text, f"messages[{i}]")
+                for i, (number, text) in enumerate(pairs)
+            ]
+        )
+
+    def plan_checked(self, messages: Sequence[OutgoingSms]) -> list[PlannedCall]:
+        """Split messages `outgoing` made into the fewest calls."""
         return plan_calls(messages, self.limits)
 
     async def send_planned(self, call: PlannedCall, *, at: datetime | None = None) -> SendResult:

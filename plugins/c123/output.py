@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from bridge.plugin import Job, Outcome, OutcomeKind, Output, PluginContext
 from bridge.plugins.c123.client import C123Client
@@ -16,12 +17,19 @@ from bridge.plugins.c123.errors import (
     RateLimitedError,
     UnknownResultCodeError,
 )
-from bridge.plugins.c123.models import PlannedCall, SendResult
+from bridge.plugins.c123.models import OutgoingSms, PlannedCall, SendResult
 
 # The gateway publishes no rate; -1 is usually a burst, so a short pause is the right first step.
 RATE_LIMIT_PAUSE = 5.0
 # A low balance needs a person to top up: check again now and then, not in a tight loop.
 BALANCE_HOLD = 300.0
+
+
+@dataclass(slots=True)
+class _Checked:
+    messages: list[OutgoingSms] = field(default_factory=list)
+    by_pair: dict[tuple[str, str], list[Job]] = field(default_factory=dict)
+    invalid: list[tuple[Job, InvalidRequestError]] = field(default_factory=list)
 
 
 def classify(error: C123Error) -> tuple[OutcomeKind, float | None, bool]:
@@ -56,45 +64,45 @@ class C123Output(Output):
 
     def split(self, jobs: Sequence[Job]) -> list[list[Job]]:
         """One unit per gateway call the jobs need (invalid ones go alone, to fail alone)."""
-        units: list[list[Job]] = []
-        by_pair: dict[tuple[str, str], list[Job]] = {}
-        pairs = []
-        for job in jobs:
-            try:
-                (call,) = self.client.plan([(job.recipient, job.text)])
-            except InvalidRequestError:
-                units.append([job])
-                continue
-            message = call.messages[0]
-            by_pair.setdefault((message.number, message.text), []).append(job)
-            pairs.append((message.number, message.text))
-        for call in self.client.plan(pairs) if pairs else []:
-            unit = [job for m in call.messages for job in by_pair.pop((m.number, m.text), [])]
+        checked = self._check(jobs)
+        units: list[list[Job]] = [[job] for job, _ in checked.invalid]
+        for call in self.client.plan_checked(checked.messages):
+            unit = [
+                job for m in call.messages for job in checked.by_pair.pop((m.number, m.text), [])
+            ]
             if unit:
                 units.append(unit)
         return units
 
     async def deliver(self, jobs: Sequence[Job]) -> list[Outcome]:
-        outcomes: dict[int, Outcome] = {}
-        by_pair: dict[tuple[str, str], list[Job]] = {}
-        valid = []
-        for job in jobs:
-            try:
-                (call,) = self.client.plan([(job.recipient, job.text)])
-            except InvalidRequestError as exc:
-                outcomes[job.id] = Outcome(job.id, OutcomeKind.FAILED, str(exc), code="invalid")
-                continue
-            message = call.messages[0]
-            by_pair.setdefault((message.number, message.text), []).append(job)
-            valid.append((message.number, message.text))
-        for call in self.client.plan(valid) if valid else []:
+        checked = self._check(jobs)
+        outcomes: dict[int, Outcome] = {
+            job.id: Outcome(job.id, OutcomeKind.FAILED, str(exc), code="invalid")
+            for job, exc in checked.invalid
+        }
+        for call in self.client.plan_checked(checked.messages):
             try:
                 result = await self.client.send_planned(call)
             except C123Error as exc:
-                self._record_failure(call, exc, by_pair, outcomes)
+                self._record_failure(call, exc, checked.by_pair, outcomes)
                 continue
-            self._record_success(call, result, by_pair, outcomes)
+            self._record_success(call, result, checked.by_pair, outcomes)
         return [outcomes[job.id] for job in jobs]
+
+    def _check(self, jobs: Sequence[Job]) -> _Checked:
+        """Each job checked once: the messages to plan, the jobs behind each, the invalid."""
+        checked = _Checked()
+        for job in jobs:
+            try:
+                message = self.client.outgoing(job.recipient, job.text)
+            except InvalidRequestError as exc:
+                checked.invalid.append((job, exc))
+                continue
+            pair = (message.number, message.text)
+            if pair not in checked.by_pair:
+                checked.messages.append(message)
+            checked.by_pair.setdefault(pair, []).append(job)
+        return checked
 
     def _record_success(
         self,

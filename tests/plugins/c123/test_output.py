@@ -73,6 +73,17 @@ async def test_invalid_number_fails_alone(rig: tuple[Simulator, C123Output]) -> 
     assert len(sim.state.messages) == 1
 
 
+async def test_jobs_for_the_same_message_share_one_send(
+    rig: tuple[Simulator, C123Output],
+) -> None:
+    """Two jobs that normalise to the same number and text are one SMS; both learn its msgid."""
+    sim, output = rig
+    outcomes = await output.deliver(jobs(("+8615102110086", "x"), ("15102110086", "x")))
+    assert [o.kind for o in outcomes] == [OutcomeKind.SENT, OutcomeKind.SENT]
+    assert len(sim.state.messages) == 1
+    assert outcomes[0].ref == outcomes[1].ref == sim.state.messages[0].msgid
+
+
 @pytest.mark.parametrize(
     ("code", "kind", "after", "hold"),
     [
