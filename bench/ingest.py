@@ -8,6 +8,8 @@ What runs where, all on 127.0.0.1:
   its log (JSON lines) written to a file there rather than a pipe this process would drain;
 - the baseline is a separate `python -c` subprocess: a bare aiohttp handler that does
   `await request.json()` and answers `{"ok": true}`, nothing else;
+- a second daemon whose rules match no alert shows the floor under the daemon's figure: what
+  accepting alone costs (auth, parsing, the de-duplication record committed, one log line);
 - this process is the load generator (aiohttp client) and also hosts the c123 simulator the
   daemon sends to, so the simulator's clock and the generator's are the same clock.
 Unless --no-pin, this process keeps the first CPU and the servers get the others, and the
@@ -186,12 +188,17 @@ def tail(log: Path) -> str:
     return log.read_text(errors="replace")[-2000:]
 
 
-def daemon_config(workdir: Path, gateway: str, teams: int) -> str:
-    """One rule per team, each alert to its team's contact; the text is the alert's name."""
+def daemon_config(workdir: Path, gateway: str, teams: int, *, matching: bool = True) -> str:
+    """One rule per team, each alert to its team's contact; the text is the alert's name.
+
+    Not `matching`: the rules key on team values no alert has, so a request costs only what
+    accepting it does (auth, parsing, the de-duplication record committed, the answer).
+    """
     contacts = "\n".join(f'  team{n}: "139{n:08d}"' for n in range(teams))
+    team = "t" if matching else "nobody"
     rules = "\n".join(
         f"""  - name: team{n}
-    match: {{labels: {{team: t{n}}}}}
+    match: {{labels: {{team: {team}{n}}}}}
     sms: {{to: [team{n}], repeat_interval: 0s, group_wait: 0s,
           template: "{{{{ labels.alertname }}}}"}}"""
         for n in range(teams)
@@ -217,15 +224,15 @@ rules:
 """
 
 
-def write_config(workdir: Path, gateway: str, teams: int) -> Path:
+def write_config(workdir: Path, gateway: str, teams: int, *, matching: bool = True) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "smsbridge.yaml"
-    config.write_text(daemon_config(workdir, gateway, teams))
+    config.write_text(daemon_config(workdir, gateway, teams, matching=matching))
     return config
 
 
-async def start_daemon(workdir: Path, gateway: str, plan: Plan) -> Server:
-    config = write_config(workdir, gateway, plan.teams)
+async def start_daemon(workdir: Path, gateway: str, plan: Plan, *, matching: bool = True) -> Server:
+    config = write_config(workdir, gateway, plan.teams, matching=matching)
     argv = [SMSBRIDGE, "run", "-c", str(config)]
     return await start_server("daemon", argv, workdir / "daemon.log", plan.server_cpus)
 
@@ -409,16 +416,24 @@ async def drained(sim: Simulator, total: int, times: list[float]) -> None:
 
 
 async def throughput(
-    sim: Simulator, daemon: Server, bare: Server, source: AlertSource, plan: Plan
+    sim: Simulator,
+    daemon: Server,
+    bare: Server,
+    source: AlertSource,
+    plan: Plan,
+    *,
+    sends: bool = True,
 ) -> dict[str, Any]:
     """Webhooks a second at 1 and at 10 alerts a request, bare and daemon in turn.
 
     The daemon's rounds end once every alert reached the gateway, so no round inherits the
     previous one's sending; that wait is not in its time but its CPU is in its cost.
+    A daemon whose rules match nothing (`sends=False`) is measured at 1 alert a request only.
     """
     results: dict[str, Any] = {}
     expected = len(sim.state.messages)
-    for per_request, requests in ((1, plan.requests), (10, plan.requests_10)):
+    shapes = ((1, plan.requests), (10, plan.requests_10)) if sends else ((1, plan.requests),)
+    for per_request, requests in shapes:
         warm = max(plan.warmup // per_request, plan.concurrency)
         with daemon.paused():
             await blast(f"{bare.url}/hooks/am", source.bodies(warm, per_request), plan.concurrency)
@@ -426,8 +441,9 @@ async def throughput(
             await blast(
                 f"{daemon.url}/hooks/am", source.bodies(warm, per_request), plan.concurrency
             )
-            expected += warm * per_request  # every alert the daemon takes is one message
-            await wait_sent(sim, expected)
+            if sends:
+                expected += warm * per_request  # every alert the daemon takes is one message
+                await wait_sent(sim, expected)
         sides = {"bare": Timed(), "daemon": Timed()}
         drains = []
         for round_ in range(plan.rounds):
@@ -436,7 +452,7 @@ async def throughput(
             for server, idle in (order, order[::-1]):
                 bodies = source.bodies(requests, per_request)
                 settle = None
-                if server is daemon:
+                if server is daemon and sends:
                     expected += requests * per_request
                     settle = functools.partial(drained, sim, expected, drains)
                 with idle.paused():
@@ -629,6 +645,13 @@ async def main(plan: Plan) -> dict[str, Any]:
                     after = proc_status(daemon.pid)
                 finally:
                     await daemon.stop()
+                # The floor under the figure above: what accepting alone costs.
+                floor = await start_daemon(work / "accept-only", sim.url, plan, matching=False)
+                try:
+                    accept = await throughput(sim, floor, bare, source, plan, sends=False)
+                finally:
+                    await floor.stop()
+            result["throughput"]["accept_only"] = accept["1_alert_per_request"]
             result["throughput"]["target_ratio"] = 0.5
             result["throughput"]["daemon_rss_after_mb"] = after
             result["latency"] = await latency(work / "latency", source, plan, bare)
@@ -656,18 +679,22 @@ def table(result: dict[str, Any]) -> str:
     for name, part in result["throughput"].items():
         if not isinstance(part, dict) or "ratio" not in part:
             continue
+        floor = name == "accept_only"
         rows.append(
             (
-                f"webhooks/s, {name.replace('_', ' ')}",
+                "webhooks/s, no rule matching (accept only)"
+                if floor
+                else f"webhooks/s, {name.replace('_', ' ')}",
                 f"daemon {part['daemon']['req_per_s']} / bare {part['bare']['req_per_s']}"
                 f" = {part['ratio']}x ({part['daemon_alerts_per_s']} alerts/s)",
-                "≥ 0.5x",
+                "the floor: no target" if floor else "≥ 0.5x",
             )
         )
         rows.append(
             (
                 "  server cpu µs per request",
-                f"daemon {part['daemon']['server_cpu_us_per_request']} (sending included)"
+                f"daemon {part['daemon']['server_cpu_us_per_request']}"
+                f"{'' if floor else ' (sending included)'}"
                 f" / bare {part['bare']['server_cpu_us_per_request']}",
                 "",
             )
