@@ -15,6 +15,8 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from bridge.sms import mask_text
 
 REDACTED = "<redacted>"
+_SEQUENCES = (list, tuple)
+_SCRUBBED = (str, dict, list, tuple)  # what can hold text; anything else is left as it is
 
 
 class Scrubber:
@@ -42,14 +44,19 @@ class Scrubber:
             return self.scrub(value)
         if isinstance(value, dict):
             return {key: self._value(item) for key, item in value.items()}
-        if isinstance(value, list | tuple):
+        if isinstance(value, _SEQUENCES):
             return type(value)(self._value(item) for item in value)
         return value
 
     def __call__(
         self, logger: WrappedLogger, method: str, event: MutableMapping[str, Any]
     ) -> EventDict:
-        return {key: self._value(value) for key, value in event.items()}
+        # In place: structlog hands every processor a dict of its own. Numbers and flags,
+        # most of a line, pass untouched; this runs for every line the daemon writes.
+        for key, value in event.items():
+            if isinstance(value, _SCRUBBED):
+                event[key] = self._value(value)
+        return event
 
 
 SCRUBBER = Scrubber()
