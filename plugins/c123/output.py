@@ -27,6 +27,8 @@ BALANCE_HOLD = 300.0
 
 @dataclass(slots=True)
 class _Checked:
+    """Jobs checked once: the messages to plan, the jobs behind each (number, text), the invalid."""
+
     messages: list[OutgoingSms] = field(default_factory=list)
     by_pair: dict[tuple[str, str], list[Job]] = field(default_factory=dict)
     invalid: list[tuple[Job, InvalidRequestError]] = field(default_factory=list)
@@ -90,7 +92,7 @@ class C123Output(Output):
         return [outcomes[job.id] for job in jobs]
 
     def _check(self, jobs: Sequence[Job]) -> _Checked:
-        """Each job checked once: the messages to plan, the jobs behind each, the invalid."""
+        """Check every job once; jobs that come to the same message share it."""
         checked = _Checked()
         for job in jobs:
             try:
