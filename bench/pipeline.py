@@ -29,10 +29,10 @@ from typing import Any
 import structlog
 from ingest import QUICK, AlertSource, Server, start_server, write_config
 
-from bridge.daemon import Daemon
 from bridge.logging import configure_logging
 from bridge.plugins.alertmanager.payload import Payload
-from bridge.settings import SMS_OUTPUT, load_settings
+from bridge.runtime.daemon import Daemon
+from bridge.runtime.settings import SMS_OUTPUT, load_settings
 
 CONCURRENCY = 32
 WARMUP = 500

@@ -15,7 +15,7 @@ from bridge.commands.common import EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_USAG
 from bridge.config import ConfigError
 from bridge.logging import configure_logging
 from bridge.plugins.c123.errors import C123Error, InvalidRequestError
-from bridge.systemd import Notifier
+from bridge.runtime.systemd import Notifier
 
 
 def build_parser() -> argparse.ArgumentParser:

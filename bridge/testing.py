@@ -36,9 +36,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from bridge.config import ConfigModel
-from bridge.daemon import Daemon
 from bridge.events import Event
-from bridge.plugin import (
+from bridge.plugin.base import (
     Accepted,
     Input,
     Job,
@@ -48,9 +47,10 @@ from bridge.plugin import (
     PluginContext,
     StoreUnavailableError,
 )
+from bridge.plugin.registry import Registry
 from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
-from bridge.registry import Registry
-from bridge.settings import load_settings
+from bridge.runtime.daemon import Daemon
+from bridge.runtime.settings import load_settings
 
 T = TypeVar("T")
 

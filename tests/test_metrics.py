@@ -10,11 +10,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridge.daemon import Daemon
 from bridge.events import Event, EventKind
 from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.simulator import Fault, FaultKind, SimulatorSettings
-from bridge.settings import load_settings
+from bridge.runtime.daemon import Daemon
+from bridge.runtime.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "smsbridge-alerts.yml"

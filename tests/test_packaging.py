@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import bridge
-from bridge.plugin import Output
+from bridge.plugin.base import Output
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = ("smsbridge.inputs", "smsbridge.outputs")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bridge.config.models import Config
 from bridge.config.reference import END, START, key_paths, plugin_reference
-from bridge.registry import Registry
+from bridge.plugin.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -17,8 +17,8 @@ from pydantic import SecretStr
 
 from bridge.config import ConfigError, ConfigModel
 from bridge.events import Event, EventKind
-from bridge.inbound import answer, submit_and_answer
-from bridge.plugin import Input, Job, OutcomeKind, PluginContext
+from bridge.plugin.base import Input, Job, OutcomeKind, PluginContext
+from bridge.plugin.webhook import answer, submit_and_answer
 from bridge.plugins.c123 import C123Output
 from bridge.plugins.c123.config import C123Config
 from bridge.plugins.c123.simulator import DEFAULT_ACCOUNT, DEFAULT_AUTHKEY, Simulator

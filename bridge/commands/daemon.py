@@ -7,11 +7,11 @@ import asyncio
 from functools import partial
 from pathlib import Path
 
-from bridge import health
 from bridge.commands.common import EXIT_OK
-from bridge.daemon import Daemon
-from bridge.settings import load_settings
-from bridge.systemd import Notifier
+from bridge.runtime import health
+from bridge.runtime.daemon import Daemon
+from bridge.runtime.settings import load_settings
+from bridge.runtime.systemd import Notifier
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -12,12 +12,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bridge import outbox
 from bridge.commands.common import EXIT_OK, EXIT_USAGE
 from bridge.commands.output import emit_json, emit_lines
 from bridge.events import Event
-from bridge.rules import Decision
-from bridge.settings import Settings, load_settings
+from bridge.outbox import jobs as outbox
+from bridge.rules.ruleset import Decision
+from bridge.runtime.settings import Settings, load_settings
 from bridge.sms import mask_number, segment_count
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bridge.config import ConfigModel, Duration, FilePath, PositiveDuration
 from bridge.plugins.c123.config import C123Config
-from bridge.rule_config import Contacts, Groups, Rules
+from bridge.rules.config import Contacts, Groups, Rules
 
 DEFAULT_LISTEN = "127.0.0.1:9680"
 

@@ -152,7 +152,7 @@ def main() -> None:
     """Rewrite the generated part of README.md (given as the only argument) in place."""
     from pathlib import Path
 
-    from bridge.registry import Registry
+    from bridge.plugin.registry import Registry
 
     path = Path(sys.argv[1])
     text = path.read_text()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import ValidationError
 
-from bridge.httpauth import check_authorization
-from bridge.inbound import (
+from bridge.plugin.auth import check_authorization
+from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.webhook import (
     answer,
     check_content_type,
     parse_json,
@@ -15,7 +16,6 @@ from bridge.inbound import (
     submit_and_answer,
     validation_message,
 )
-from bridge.plugin import Input, PluginContext
 from bridge.plugins.alertmanager.config import AlertmanagerConfig
 from bridge.plugins.alertmanager.payload import Payload
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bridge.events import Event, EventKind, Status
-from bridge.inbound import sha256_hex
+from bridge.plugin.webhook import sha256_hex
 
 VERSION = "4"
 

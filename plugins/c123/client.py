@@ -14,6 +14,7 @@ import aiohttp
 import structlog
 from pydantic import SecretStr
 
+from bridge.plugin.ratelimit import Limiter
 from bridge.plugins.c123 import wire
 from bridge.plugins.c123.config import C123Config
 from bridge.plugins.c123.errors import (
@@ -49,7 +50,6 @@ from bridge.plugins.c123.validation import (
     check_schedule,
     render_param,
 )
-from bridge.ratelimit import Limiter
 from bridge.sms import segment_count
 
 Clock = Callable[[], datetime]

@@ -9,9 +9,10 @@ from typing import Any, NoReturn
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bridge.chat import command_event, command_text
 from bridge.events import Event
-from bridge.inbound import (
+from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.chat import command_event, command_text
+from bridge.plugin.webhook import (
     RequestRejectedError,
     answer,
     check_content_type,
@@ -22,7 +23,6 @@ from bridge.inbound import (
     submit_and_answer,
     validation_message,
 )
-from bridge.plugin import Input, PluginContext
 from bridge.plugins.dingtalk.config import DingTalkInputConfig
 from bridge.plugins.dingtalk.signing import check
 

@@ -9,11 +9,11 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from bridge.chat import ChatApiError, ChatOutput
-from bridge.plugin import PluginContext
+from bridge.plugin.base import PluginContext
+from bridge.plugin.chat import ChatApiError, ChatOutput
+from bridge.plugin.retry import retry_after
 from bridge.plugins.dingtalk.config import DingTalkOutputConfig, Robot
 from bridge.plugins.dingtalk.signing import signed_query
-from bridge.retry import retry_after
 
 MUTED_FOR = 600.0  # 130101: over 20 a minute mutes the robot for 10 minutes
 # errcodes in a 200 body that retrying can cure, and how long to wait first (None: backoff).

@@ -10,10 +10,11 @@ from typing import Any, NoReturn
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bridge.chat import command_event
-from bridge.chat import command_text as chat_command_text
 from bridge.events import Event
-from bridge.inbound import (
+from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.chat import command_event
+from bridge.plugin.chat import command_text as chat_command_text
+from bridge.plugin.webhook import (
     RequestRejectedError,
     answer,
     check_content_type,
@@ -25,7 +26,6 @@ from bridge.inbound import (
     submit_and_answer,
     validation_message,
 )
-from bridge.plugin import Input, PluginContext
 from bridge.plugins.feishu.config import FeishuInputConfig
 from bridge.plugins.feishu.crypto import DecryptError, check_event, decrypt
 

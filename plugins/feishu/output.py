@@ -10,11 +10,11 @@ from typing import Any
 
 import aiohttp
 
-from bridge.chat import ChatApiError, ChatOutput
-from bridge.plugin import PluginContext
+from bridge.plugin.base import PluginContext
+from bridge.plugin.chat import ChatApiError, ChatOutput
+from bridge.plugin.retry import retry_after
 from bridge.plugins.feishu.config import FeishuOutputConfig
 from bridge.plugins.feishu.crypto import webhook_sign
-from bridge.retry import retry_after
 
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"  # noqa: S105 - a path
 TOKEN_MARGIN = 300.0  # renew the tenant token this long before Feishu's `expire`

@@ -8,8 +8,8 @@ from typing import Annotated, Self
 from pydantic import Field, SecretStr, model_validator
 
 from bridge.config import ConfigModel, Duration, PositiveDuration
-from bridge.httpauth import BasicCredentials, not_empty, require_auth
-from bridge.inbound import DEFAULT_MAX_BODY
+from bridge.plugin.auth import BasicCredentials, not_empty, require_auth
+from bridge.plugin.webhook import DEFAULT_MAX_BODY
 
 HeaderName = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")]
 

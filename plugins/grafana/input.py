@@ -34,8 +34,9 @@ import time
 
 from aiohttp import web
 
-from bridge.httpauth import challenge, check_authorization
-from bridge.inbound import (
+from bridge.plugin.auth import challenge, check_authorization
+from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.webhook import (
     answer,
     check_content_type,
     parse_json,
@@ -44,7 +45,6 @@ from bridge.inbound import (
     secret_equal,
     submit_and_answer,
 )
-from bridge.plugin import Input, PluginContext
 from bridge.plugins.grafana.config import GrafanaAuth, GrafanaConfig, GrafanaHmac
 from bridge.plugins.grafana.payload import PayloadError, read_payload
 

@@ -9,8 +9,9 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from bridge.chat import command_event
-from bridge.inbound import (
+from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.chat import command_event
+from bridge.plugin.webhook import (
     JSON_TYPE,
     answer,
     parse_json,
@@ -20,7 +21,6 @@ from bridge.inbound import (
     sha256_hex,
     submit_and_answer,
 )
-from bridge.plugin import Input, PluginContext
 from bridge.plugins.mattermost.config import MattermostInputConfig
 
 FORM_TYPE = "application/x-www-form-urlencoded"

@@ -9,10 +9,10 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bridge.chat import ChatApiError, ChatOutput
-from bridge.plugin import PluginContext
+from bridge.plugin.base import PluginContext
+from bridge.plugin.chat import ChatApiError, ChatOutput
+from bridge.plugin.retry import retry_after
 from bridge.plugins.mattermost.config import MattermostOutputConfig
-from bridge.retry import retry_after
 
 INVALID_ROOT = "api.post.create_post.root_id.app_error"
 # Mattermost refuses @channel/@all/@here notifications from a post with this prop: an SMS

@@ -8,9 +8,10 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from bridge.chat import command_event
 from bridge.events import Event
-from bridge.inbound import (
+from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.chat import command_event
+from bridge.plugin.webhook import (
     JSON_TYPE,
     answer,
     parse_json,
@@ -19,7 +20,6 @@ from bridge.inbound import (
     sha256_hex,
     submit_and_answer,
 )
-from bridge.plugin import Input, PluginContext
 from bridge.plugins.slack.config import SlackInputConfig
 from bridge.plugins.slack.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, check
 from bridge.plugins.slack.text import command_text, decode

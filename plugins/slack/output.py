@@ -8,11 +8,11 @@ from typing import Any
 
 import aiohttp
 
-from bridge.chat import ChatApiError, ChatOutput
-from bridge.plugin import PluginContext
+from bridge.plugin.base import PluginContext
+from bridge.plugin.chat import ChatApiError, ChatOutput
+from bridge.plugin.retry import retry_after
 from bridge.plugins.slack.config import SlackOutputConfig
 from bridge.plugins.slack.text import escape
-from bridge.retry import retry_after
 
 _CODE = re.compile(r"[a-z0-9_]{1,64}")
 _MAX_ANSWER = 1024 * 1024  # bytes of an answer read; chat.postMessage answers a few KiB

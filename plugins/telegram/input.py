@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bridge.chat import command_event
-from bridge.inbound import (
+from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.chat import command_event
+from bridge.plugin.webhook import (
     answer,
     check_content_type,
     parse_json,
@@ -15,7 +16,6 @@ from bridge.inbound import (
     sha256_hex,
     submit_and_answer,
 )
-from bridge.plugin import Input, PluginContext
 from bridge.plugins.telegram.config import TelegramInputConfig
 from bridge.plugins.telegram.update import Command, find_command
 

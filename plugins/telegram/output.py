@@ -7,11 +7,11 @@ from typing import Any
 
 import aiohttp
 
-from bridge.chat import ChatApiError, ChatOutput
-from bridge.plugin import PluginContext
+from bridge.plugin.base import PluginContext
+from bridge.plugin.chat import ChatApiError, ChatOutput
+from bridge.plugin.retry import retry_after
 from bridge.plugins.telegram.config import TelegramOutputConfig
 from bridge.plugins.telegram.update import parse_thread
-from bridge.retry import retry_after
 
 _CHAT_ID = re.compile(r"-?\d+")
 _DESCRIPTION = 200  # characters of Telegram's error description kept in a reason

@@ -8,7 +8,8 @@ from typing import NoReturn
 
 from aiohttp import web
 
-from bridge.inbound import (
+from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.webhook import (
     RequestRejectedError,
     answer,
     check_content_type,
@@ -19,7 +20,6 @@ from bridge.inbound import (
     sha256_hex,
     submit_and_answer,
 )
-from bridge.plugin import Input, PluginContext
 from bridge.plugins.webhook.config import HmacAuth, WebhookConfig
 from bridge.plugins.webhook.mapping import MappingError, map_body
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from bridge.chat import ChatApiError, ChatOutput
-from bridge.plugin import Job, Outcome, OutcomeKind, PluginContext
+from bridge.plugin.base import Job, Outcome, OutcomeKind, PluginContext
+from bridge.plugin.chat import ChatApiError, ChatOutput
 from bridge.plugins.wecom.config import WecomAppOutputConfig
 from bridge.plugins.wecom.output import MAX_BYTES, split_bytes
 

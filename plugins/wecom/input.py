@@ -11,8 +11,9 @@ from aiohttp import web
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from bridge.chat import command_event, command_text
-from bridge.inbound import (
+from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.chat import command_event, command_text
+from bridge.plugin.webhook import (
     RequestRejectedError,
     answer,
     read_body,
@@ -20,7 +21,6 @@ from bridge.inbound import (
     sha256_hex,
     submit_and_answer,
 )
-from bridge.plugin import Input, PluginContext
 from bridge.plugins.wecom.config import WecomAppInputConfig
 from bridge.plugins.wecom.crypto import CallbackError, aes_key, open_callback
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import aiohttp
 
-from bridge.chat import ChatApiError, ChatOutput, split_text
-from bridge.plugin import Job, Outcome, OutcomeKind, PluginContext
+from bridge.plugin.base import Job, Outcome, OutcomeKind, PluginContext
+from bridge.plugin.chat import ChatApiError, ChatOutput, split_text
 from bridge.plugins.wecom.config import WecomOutputConfig
 
 MAX_BYTES = 2048  # msgtype text: content of at most 2048 bytes of UTF-8 (§3.5)

@@ -40,8 +40,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bridge.httpauth import check_authorization
-from bridge.inbound import (
+from bridge.plugin.auth import check_authorization
+from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.webhook import (
     answer,
     check_content_type,
     parse_json,
@@ -49,7 +50,6 @@ from bridge.inbound import (
     reject,
     submit_and_answer,
 )
-from bridge.plugin import Input, PluginContext
 from bridge.plugins.zabbix.config import ZabbixConfig
 from bridge.plugins.zabbix.payload import PayloadError, read_payload
 

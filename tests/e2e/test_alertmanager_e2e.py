@@ -19,9 +19,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bridge.daemon import Daemon
 from bridge.plugins.c123.simulator import SimulatorSettings
-from bridge.settings import load_settings
+from bridge.runtime.daemon import Daemon
+from bridge.runtime.settings import load_settings
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 pytestmark = pytest.mark.skipif(

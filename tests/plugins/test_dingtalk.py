@@ -28,9 +28,9 @@ from pydantic import ValidationError
 from pytest_aiohttp import AiohttpServer
 from structlog.testing import capture_logs
 
-from bridge.chat import command_text
 from bridge.events import EventKind
-from bridge.plugin import Job, OutcomeKind, PluginContext
+from bridge.plugin.base import Job, OutcomeKind, PluginContext
+from bridge.plugin.chat import command_text
 from bridge.plugins.dingtalk import (
     DingTalkInput,
     DingTalkInputConfig,

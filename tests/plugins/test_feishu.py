@@ -29,7 +29,7 @@ from pytest_aiohttp import AiohttpServer
 from structlog.testing import capture_logs
 
 from bridge.events import EventKind
-from bridge.plugin import Job, OutcomeKind, PluginContext
+from bridge.plugin.base import Job, OutcomeKind, PluginContext
 from bridge.plugins.feishu import (
     DecryptError,
     FeishuInput,

@@ -24,9 +24,9 @@ from pytest_aiohttp import AiohttpServer
 from structlog.testing import capture_logs
 
 from bridge import __version__
-from bridge.plugin import Job, OutcomeKind, PluginContext
+from bridge.plugin.base import Job, OutcomeKind, PluginContext
+from bridge.plugin.retry import retry_after
 from bridge.plugins.http_callback import HttpCallbackConfig, HttpCallbackOutput, sign, verify
-from bridge.retry import retry_after
 
 SECRET = "callback-secret-0123456789"
 

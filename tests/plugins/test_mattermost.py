@@ -23,9 +23,9 @@ from pytest_aiohttp import AiohttpServer
 from structlog.testing import capture_logs
 
 from bridge.config import ConfigError
-from bridge.daemon import Daemon
 from bridge.events import EventKind
-from bridge.plugin import Job, OutcomeKind, PluginContext
+from bridge.plugin.base import Job, OutcomeKind, PluginContext
+from bridge.plugin.registry import Registry
 from bridge.plugins.c123.simulator import SimulatorSettings
 from bridge.plugins.mattermost import (
     MattermostInput,
@@ -34,8 +34,8 @@ from bridge.plugins.mattermost import (
     MattermostOutputConfig,
 )
 from bridge.plugins.mattermost.input import command_text
-from bridge.registry import Registry
-from bridge.settings import load_settings
+from bridge.runtime.daemon import Daemon
+from bridge.runtime.settings import load_settings
 from bridge.testing import RecordingSubmit, ServeInput
 
 PAYLOADS = Path(__file__).parent / "payloads"

@@ -24,9 +24,9 @@ from pytest_aiohttp import AiohttpServer
 from structlog.testing import capture_logs
 
 from bridge.config import ConfigError
-from bridge.daemon import Daemon
 from bridge.events import EventKind
-from bridge.plugin import Job, OutcomeKind, PluginContext
+from bridge.plugin.base import Job, OutcomeKind, PluginContext
+from bridge.plugin.registry import Registry
 from bridge.plugins.c123.simulator import SimulatorSettings
 from bridge.plugins.slack import (
     SlackInput,
@@ -37,8 +37,8 @@ from bridge.plugins.slack import (
     sign,
 )
 from bridge.plugins.slack.text import command_text, decode
-from bridge.registry import Registry
-from bridge.settings import load_settings
+from bridge.runtime.daemon import Daemon
+from bridge.runtime.settings import load_settings
 from bridge.testing import RecordingSubmit, ServeInput
 
 PAYLOADS = Path(__file__).parent / "payloads"

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from bridge.events import Event, EventKind, Status
-from bridge.plugin import StoreUnavailableError
+from bridge.plugin.base import StoreUnavailableError
 from bridge.plugins.webhook import FieldsConfig, WebhookConfig, WebhookInput
 from bridge.plugins.webhook.mapping import MappingError, map_body
 from bridge.testing import RecordingSubmit, ServeInput

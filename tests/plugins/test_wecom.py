@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 from pytest_aiohttp import AiohttpServer
 
 from bridge.config import ConfigError
-from bridge.daemon import Daemon
 from bridge.events import Event, EventKind
-from bridge.plugin import Job, OutcomeKind, PluginContext
+from bridge.plugin.base import Job, OutcomeKind, PluginContext
+from bridge.plugin.registry import OUTPUTS, Registry
 from bridge.plugins.c123.simulator import SimulatorSettings
 from bridge.plugins.wecom import WecomOutput, WecomOutputConfig, split_bytes
-from bridge.registry import OUTPUTS, Registry
-from bridge.settings import load_settings
+from bridge.runtime.daemon import Daemon
+from bridge.runtime.settings import load_settings
 
 PAYLOADS = Path(__file__).parent / "payloads"
 KEY = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa"

@@ -28,9 +28,9 @@ from pytest_aiohttp import AiohttpServer
 from structlog.testing import capture_logs
 
 from bridge.config import ConfigError
-from bridge.daemon import Daemon
 from bridge.events import Conversation, EventKind
-from bridge.plugin import Job, OutcomeKind, PluginContext
+from bridge.plugin.base import Job, OutcomeKind, PluginContext
+from bridge.plugin.registry import INPUTS, OUTPUTS, Registry
 from bridge.plugins.c123.simulator import SimulatorSettings
 from bridge.plugins.wecom import (
     CallbackError,
@@ -41,8 +41,8 @@ from bridge.plugins.wecom import (
     decrypt,
 )
 from bridge.plugins.wecom.crypto import aes_key, open_callback
-from bridge.registry import INPUTS, OUTPUTS, Registry
-from bridge.settings import load_settings
+from bridge.runtime.daemon import Daemon
+from bridge.runtime.settings import load_settings
 from bridge.testing import RecordingSubmit, ServeInput
 
 PAYLOADS = Path(__file__).parent / "payloads"

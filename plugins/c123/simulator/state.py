@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import structlog
 
+from bridge.plugin.ratelimit import TokenBucket
 from bridge.plugins.c123.models import CARRIER_CODES, Action, DeliveryStatus
 from bridge.plugins.c123.simulator.config import Fault, InvalidInput, SimAccount, SimulatorSettings
 from bridge.plugins.c123.simulator.sends import BadParameters, is_bare_number, plan_send
@@ -30,7 +31,6 @@ from bridge.plugins.c123.simulator.wire import (
     SentRow,
 )
 from bridge.plugins.c123.validation import is_xml_text
-from bridge.ratelimit import TokenBucket
 from bridge.sms import mask_number, segment_count
 
 log = structlog.get_logger()

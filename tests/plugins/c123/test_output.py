@@ -10,7 +10,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from bridge.plugin import Job, OutcomeKind, PluginContext
+from bridge.plugin.base import Job, OutcomeKind, PluginContext
 from bridge.plugins.c123 import C123Config, C123Output
 from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.simulator import (

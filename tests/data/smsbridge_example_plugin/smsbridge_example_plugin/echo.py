@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_va
 
 from bridge.config import ConfigModel
 from bridge.events import Event, EventKind, Status
-from bridge.inbound import (
+from bridge.plugin import (
+    Input,
+    PluginContext,
     answer,
     check_content_type,
     parse_json,
@@ -20,7 +22,6 @@ from bridge.inbound import (
     submit_and_answer,
     validation_message,
 )
-from bridge.plugin import Input, PluginContext
 
 
 class EchoConfig(ConfigModel):

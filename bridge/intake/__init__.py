@@ -1,0 +1,1 @@
+"""From accepted events to durable jobs: rules applied, storm control, chat commands, replies."""

@@ -1,0 +1,405 @@
+"""From events to durable jobs: rules, de-duplication, grouping, caps and budget, in one commit."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import bridge.intake.conversations as conversations
+import bridge.intake.holding as holding
+from bridge.events import Event, EventKind, Intent, Status
+from bridge.intake.conversations import ConversationSettings
+from bridge.intake.storm import StormSettings, flush_due, next_due
+from bridge.metrics import Metrics
+from bridge.outbox import jobs as outbox
+from bridge.plugin.base import Accepted
+from bridge.rules.config import Directory
+from bridge.rules.ruleset import Decision, RuleSet, SmsAction
+from bridge.sms import mask_number
+from bridge.store import ledger
+from bridge.store.sqlite import Store
+
+if TYPE_CHECKING:
+    from bridge.intake.chatops import ChatOps
+
+Clock = Callable[[], float]
+# Put in `touched` when storm state (a group member, a held message) was written: the storm loop
+# then looks again; plain sends leave it asleep.
+STORM = "storm:"
+Estimator = Callable[[str, str], int]  # (output, text) -> segments
+
+
+def _alert_name(event: Event) -> str:
+    return event.labels.get("alertname") or event.text[:40] or event.kind.value
+
+
+class Pipeline:
+    """Turns events into jobs; every write happens inside the caller's store transaction."""
+
+    def __init__(
+        self,
+        store: Store,
+        rules: RuleSet,
+        *,
+        sms_outputs: Mapping[str, Estimator],
+        metrics: Metrics,
+        log: Any,
+        storm: StormSettings | None = None,
+        clock: Clock = time.time,
+        wake: Callable[[Iterable[str]], None] = lambda outputs: None,
+        chatops: ChatOps | None = None,
+        directory: Directory | None = None,
+        conversations: ConversationSettings | None = None,
+        price: Decimal = Decimal("0.10"),
+    ) -> None:
+        self.store = store
+        self.chatops = chatops
+        self.directory = directory or Directory({}, {})
+        self.conversations = conversations or ConversationSettings()
+        self.price = price
+        self.rules = rules
+        self.sms_outputs = sms_outputs
+        self.metrics = metrics
+        self.log = log
+        self.storm = storm or StormSettings()
+        self.clock = clock
+        self.wake = wake
+
+    # --- entry points ------------------------------------------------------------------------
+
+    async def submit(
+        self, events: Sequence[Event], *, dedupe_key: str = "", dedupe_window: float = 0.0
+    ) -> Accepted:
+        """Run the rules and commit what they decided; returns once it is on disk."""
+        now = self.clock()
+        when = datetime.fromtimestamp(now, UTC)
+        decided = [(event, self.decide(event, when)) for event in events]
+        # Commands may need the network (the balance); that happens before the commit.
+        commands = {
+            index: await self.chatops.prepare(event)
+            for index, event in enumerate(events)
+            if event.kind is EventKind.COMMAND and self.chatops is not None
+        }
+        touched: set[str] = set()
+
+        def work(conn: sqlite3.Connection) -> Accepted:
+            if dedupe_key and ledger.seen_within(conn, dedupe_key, now, dedupe_window):
+                return Accepted(events=len(events), intents=0, duplicate=True)
+            touched.clear()
+            jobs = 0
+            for index, (event, decisions) in enumerate(decided):
+                jobs += self.apply(conn, event, decisions, now, touched)
+                if index in commands and self.chatops is not None:
+                    event_id = outbox.add_event(conn, event)
+                    jobs += self.chatops.run(
+                        self, conn, event, commands[index], event_id, now, touched
+                    )
+            return Accepted(events=len(events), intents=jobs)
+
+        accepted = await self.store.write(work)
+        for event, decisions in decided:
+            self.metrics.events.labels(event.source, event.kind.value).inc()
+            for decision in decisions:
+                self.metrics.rule_matches.labels(decision.rule).inc()
+        if accepted.duplicate and events:
+            self.metrics.duplicates.labels(events[0].source).inc()
+        self.wake(touched)
+        return accepted
+
+    def decide(self, event: Event, when: datetime) -> list[Decision]:
+        """The rules' decisions; rules skipped only by their time window are counted."""
+        decisions, outside = self.rules.evaluate_windows(event, when)
+        for rule in outside:
+            self.metrics.suppressed.labels(rule, "window").inc()
+            self.log.info(
+                "event_outside_window",
+                rule=rule,
+                kind=event.kind.value,
+                alertname=event.labels.get("alertname", ""),
+            )
+        return decisions
+
+    def apply(
+        self,
+        conn: sqlite3.Connection,
+        event: Event,
+        decisions: Sequence[Decision],
+        now: float,
+        touched: set[str],
+    ) -> int:
+        """Write what the decisions about one event call for; returns the jobs queued."""
+        if not decisions:
+            return self._fallback(conn, event, now, touched)
+        event_id = outbox.add_event(conn, event)
+        jobs = 0
+        for decision in decisions:
+            if decision.sms is not None:
+                jobs += self._sms(conn, decision, decision.sms, event_id, now, touched)
+            if decision.post is not None:
+                jobs += self._post(conn, decision, event_id, now, touched)
+        return jobs
+
+    # --- SMS -----------------------------------------------------------------------------------
+
+    def _sms(
+        self,
+        conn: sqlite3.Connection,
+        decision: Decision,
+        action: SmsAction,
+        event_id: int,
+        now: float,
+        touched: set[str],
+    ) -> int:
+        event = decision.event
+        if not action.wants(event):
+            # Fix: a resolution that sends nothing (send_resolved: false) still ends the alert's
+            # episode; without this the next firing was suppressed as a repeat.
+            for recipient in action.recipients:
+                self._is_repeat(conn, decision, action, recipient.number, now)
+            return 0
+        text = decision.render("sms")
+        jobs = 0
+        for recipient in action.recipients:
+            if self._is_repeat(conn, decision, action, recipient.number, now):
+                continue
+            if action.group_wait > timedelta(0):
+                holding.add_group_member(
+                    conn,
+                    decision.rule,
+                    decision.group_key(),
+                    action.output,
+                    recipient.number,
+                    event_id,
+                    now,
+                    action.group_wait.total_seconds(),
+                )
+                touched.add(STORM)
+                jobs += 1  # decided now, sent as part of the group's summary
+                continue
+            jobs += (
+                1
+                if self.queue_sms(
+                    conn,
+                    decision.rule,
+                    action,
+                    recipient.number,
+                    text,
+                    [event],
+                    event_id,
+                    now,
+                    touched,
+                )
+                else 0
+            )
+        return jobs
+
+    def _is_repeat(
+        self,
+        conn: sqlite3.Connection,
+        decision: Decision,
+        action: SmsAction,
+        number: str,
+        now: float,
+    ) -> bool:
+        event = decision.event
+        window = action.repeat_interval.total_seconds()
+        if not window or not event.fingerprint:
+            return False
+        base = f"repeat|{decision.rule}|{event.fingerprint}|{number}|"
+        # A change of status is news: once resolved, the next firing is; once firing again, so
+        # is the next resolution. (Fix: only the firing key used to be forgotten, so a second
+        # episode's resolution within repeat_interval was suppressed as a repeat of the first.)
+        other = Status.FIRING if event.status is Status.RESOLVED else Status.RESOLVED
+        ledger.forget(conn, base + other.value)
+        if not action.wants(event):
+            return False  # nothing to send; only the episode's end is recorded above
+        if ledger.seen_within(conn, base + event.status.value, now, window):
+            self.metrics.suppressed.labels(decision.rule, "repeat").inc()
+            self.log.info(
+                "sms_suppressed",
+                reason="repeat",
+                rule=decision.rule,
+                to=mask_number(number),
+                fingerprint=event.fingerprint,
+            )
+            return True
+        return False
+
+    def queue_sms(
+        self,
+        conn: sqlite3.Connection,
+        rule: str,
+        action: SmsAction,
+        number: str,
+        text: str,
+        events: Sequence[Event],
+        event_id: int | None,
+        now: float,
+        touched: set[str],
+    ) -> int:
+        """Queue one SMS; returns its job id, or 0 when a cap or the budget held it back.
+
+        An SMS written from a chat thread, to a number with other open conversations, ends in
+        a reply code ("#2") so its replies can say which thread they answer. Pages keep their
+        text as the rule made it: their replies go to the newest alert.
+        """
+        code = 1
+        from_chat = events[-1].conversation is not None and events[-1].kind is EventKind.COMMAND
+        if from_chat and self.conversations.reply_codes:
+            code, open_count = conversations.next_code(conn, number, now)
+            if open_count:
+                text = f"{text} #{code}"
+        segments = (
+            self.sms_outputs[action.output](action.output, text)
+            if (action.output in self.sms_outputs)
+            else 0
+        )
+        reason = self._limit(conn, action, number, segments, now)
+        if reason:
+            names = [_alert_name(event) for event in events]
+            holding.hold(conn, action.output, number, rule, names, reason, now)
+            touched.add(STORM)
+            self.metrics.suppressed.labels(rule, reason).inc(len(names))
+            self.log.warning(
+                "sms_held", reason=reason, rule=rule, to=mask_number(number), alerts=len(names)
+            )
+            return 0
+        event = events[-1]
+        intent = Intent(
+            output=action.output,
+            recipient=number,
+            text=text,
+            rule=rule,
+            event=event,
+            conversation=event.conversation,
+            retry_ambiguous=action.retry_ambiguous,
+            payload={"alerts": len(events)},
+        )
+        job_id = outbox.add_job(conn, intent, event_id, now, segments=segments)
+        conversations.record_conversation(
+            conn, number, job_id, event_id, event.conversation, now, self.conversations.ttl, code
+        )
+        touched.add(action.output)
+        return job_id
+
+    def estimate(self, output: str, text: str) -> tuple[int, Decimal]:
+        """Segments and cost of one SMS on an SMS output."""
+        segments = self.sms_outputs[output](output, text) if output in self.sms_outputs else 0
+        return segments, self.price * segments
+
+    def post_answer(
+        self,
+        conn: sqlite3.Connection,
+        event: Event,
+        text: str,
+        event_id: int | None,
+        now: float,
+        touched: set[str],
+        rule: str = "answer",
+    ) -> int:
+        """Post a text into the event's own conversation (a chat thread); 0 if it has none."""
+        conversation = event.conversation
+        if conversation is None:
+            self.log.warning("answer_skipped", rule=rule, reason="event has no conversation")
+            return 0
+        intent = Intent(
+            output=conversation.output,
+            recipient=conversation.channel,
+            text=text,
+            rule=rule,
+            event=event,
+            conversation=conversation,
+            payload={"thread": conversation.thread, "rule": rule, "event": event.to_json()},
+        )
+        outbox.add_job(conn, intent, event_id, now)
+        touched.add(conversation.output)
+        return 1
+
+    def _fallback(
+        self, conn: sqlite3.Connection, event: Event, now: float, touched: set[str]
+    ) -> int:
+        """What happens without a matching rule: replies, and reports if configured, go home."""
+        if event.conversation is None:
+            return 0
+        who = self.directory.name_for(str(event.data.get("mobile", "")))
+        if event.kind is EventKind.REPLY:
+            text = f"{who}: {event.text}"
+            self.metrics.replies_forwarded.inc()
+        elif event.kind is EventKind.DELIVERY and self.conversations.report_deliveries:
+            status = event.data.get("status", "")
+            code = event.data.get("carrier_code", "")
+            text = f"{who}: delivered" if status == "delivered" else f"{who}: {status}: {code}"
+        else:
+            return 0
+        event_id = outbox.add_event(conn, event)
+        return self.post_answer(conn, event, text, event_id, now, touched, rule=event.kind.value)
+
+    def _limit(
+        self, conn: sqlite3.Connection, action: SmsAction, number: str, segments: int, now: float
+    ) -> str:
+        """Why this SMS may not go now ('' when it may)."""
+        if action.cap_per_hour:
+            recent = outbox.sends_since(conn, action.output, number, now - 3600)
+            # The last slot of the hour is kept for the summary of what was held back.
+            if recent >= max(action.cap_per_hour - 1, 1):
+                return "cap"
+        budget = self.storm.daily_segment_budget
+        if budget is not None and segments:
+            start = self.day_start(now)
+            used = outbox.segments_since(conn, self.sms_outputs, start)
+            if used + segments > budget:
+                return "budget"
+        return ""
+
+    def day_start(self, now: float) -> float:
+        """Midnight of `now`'s day in the budget's zone, as a timestamp."""
+        local = datetime.fromtimestamp(now, self.storm.budget_zone)
+        return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+    # --- posts ---------------------------------------------------------------------------------
+
+    def _post(
+        self,
+        conn: sqlite3.Connection,
+        decision: Decision,
+        event_id: int,
+        now: float,
+        touched: set[str],
+    ) -> int:
+        assert decision.post is not None
+        event = decision.event
+        conversation = event.conversation
+        output = decision.post.output or (conversation.output if conversation else None)
+        if output is None:
+            self.log.warning("post_skipped", rule=decision.rule, reason="event has no conversation")
+            return 0
+        intent = Intent(
+            output=output,
+            recipient=conversation.channel if conversation and not decision.post.output else "",
+            text=decision.render("post"),
+            rule=decision.rule,
+            event=event,
+            conversation=conversation,
+            payload={
+                "rule": decision.rule,
+                "event": event.to_json(),
+                "thread": conversation.thread if conversation else "",
+            },
+        )
+        outbox.add_job(conn, intent, event_id, now)
+        touched.add(output)
+        return 1
+
+    # --- storm control: groups and held summaries (bridge.intake.storm does the work) -----------
+
+    async def flush_due(self) -> None:
+        """Send the summary of every group whose wait is over, and due held-back summaries."""
+        await flush_due(self)
+
+    def next_storm_due(self, conn: sqlite3.Connection) -> float | None:
+        """When flush_due next has work: the earliest group flush or held summary."""
+        return next_due(self, conn)

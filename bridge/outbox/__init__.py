@@ -1,0 +1,1 @@
+"""Jobs waiting to go out, and the dispatcher that hands them to outputs."""

@@ -1,0 +1,281 @@
+"""Jobs and the events they are about: queue, claim, settle, count.
+
+Functions here take a sqlite3 connection and run inside a Store.write()/read() call, so a
+caller composes several of them into one atomic, group-committed transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from bridge.events import Conversation, Event, Intent
+from bridge.plugin.base import Job
+from bridge.store.schema import SCHEMA
+
+__all__ = ["SCHEMA"]  # re-exported: the store is opened with outbox.SCHEMA
+
+
+class JobState(StrEnum):
+    """Where a job stands; pending jobs with a future next_at are waiting to retry."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as stored, with what the dispatcher needs to decide its next step."""
+
+    id: int
+    output: str
+    recipient: str
+    text: str
+    payload: dict[str, Any]
+    rule: str
+    event_id: int | None
+    conversation: Conversation | None
+    retry_ambiguous: bool
+    state: JobState
+    attempts: int
+    created_at: float
+
+    def job(self) -> Job:
+        """The job as an output sees it."""
+        return Job(self.id, self.recipient, self.text, self.payload, self.attempts)
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    conversation = row["conversation"]
+    return JobRecord(
+        id=row["id"],
+        output=row["output"],
+        recipient=row["recipient"],
+        text=row["text"],
+        payload=json.loads(row["payload"]),
+        rule=row["rule"],
+        event_id=row["event_id"],
+        conversation=Conversation.from_json(json.loads(conversation)) if conversation else None,
+        retry_ambiguous=bool(row["retry_ambiguous"]),
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+    )
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+def add_event(conn: sqlite3.Connection, event: Event) -> int:
+    """Store an event's context (replies and reports carry it back later)."""
+    cursor = conn.execute(
+        "INSERT INTO events (body, received_at) VALUES (?, ?)",
+        (
+            json.dumps(event.to_json(), ensure_ascii=False, default=str),
+            event.received_at.timestamp(),
+        ),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def get_event(conn: sqlite3.Connection, event_id: int) -> Event | None:
+    row = conn.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()
+    return Event.from_json(json.loads(row["body"])) if row else None
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+
+def add_job(
+    conn: sqlite3.Connection,
+    intent: Intent,
+    event_id: int | None,
+    now: float,
+    *,
+    segments: int = 0,
+    not_before: float | None = None,
+) -> int:
+    """Queue one message (with its estimated segments); it is due at `not_before` (or now)."""
+    cursor = conn.execute(
+        """INSERT INTO jobs (output, recipient, text, payload, rule, event_id, conversation,
+                             retry_ambiguous, state, next_at, created_at, updated_at, segments)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)""",
+        (
+            intent.output,
+            intent.recipient,
+            intent.text,
+            json.dumps(dict(intent.payload), ensure_ascii=False, default=str),
+            intent.rule,
+            event_id,
+            json.dumps(intent.conversation.to_json()) if intent.conversation else None,
+            int(intent.retry_ambiguous),
+            now if not_before is None else not_before,
+            now,
+            now,
+            segments,
+        ),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def claim(conn: sqlite3.Connection, output: str, now: float, limit: int) -> list[JobRecord]:
+    """Mark up to `limit` due jobs of an output as sending and return them, oldest first."""
+    rows = conn.execute(
+        """UPDATE jobs SET state = 'sending', updated_at = ?
+           WHERE id IN (SELECT id FROM jobs WHERE state = 'pending' AND output = ?
+                        AND next_at <= ? ORDER BY next_at, id LIMIT ?)
+           RETURNING *""",
+        (now, output, now, limit),
+    ).fetchall()
+    return sorted((_record(row) for row in rows), key=lambda record: record.id)
+
+
+def next_due(conn: sqlite3.Connection, output: str) -> float | None:
+    """When the output's earliest pending job is due, or None when it has none."""
+    row = conn.execute(
+        "SELECT min(next_at) AS due FROM jobs WHERE state = 'pending' AND output = ?", (output,)
+    ).fetchone()
+    return None if row is None or row["due"] is None else float(row["due"])
+
+
+def mark_sent(
+    conn: sqlite3.Connection, job_id: int, now: float, ref: str, segments: int, cost: Decimal
+) -> None:
+    conn.execute(
+        """UPDATE jobs SET state = 'sent', updated_at = ?, attempts = attempts + 1, ref = ?,
+                  segments = ?, cost = ?, reason = '', code = '' WHERE id = ?""",
+        (now, ref, segments, str(cost), job_id),
+    )
+
+
+def mark_retry(
+    conn: sqlite3.Connection,
+    job_id: int,
+    now: float,
+    next_at: float,
+    reason: str,
+    code: str,
+    *,
+    attempt: bool = True,
+) -> None:
+    """Put a job back to wait until `next_at`; a hold (attempt=False) uses up no attempt."""
+    conn.execute(
+        """UPDATE jobs SET state = 'pending', updated_at = ?, attempts = attempts + ?,
+                  next_at = ?, reason = ?, code = ? WHERE id = ?""",
+        (now, int(attempt), next_at, reason, code, job_id),
+    )
+
+
+def mark_final(
+    conn: sqlite3.Connection, job_id: int, state: JobState, now: float, reason: str, code: str
+) -> None:
+    """Settle a job as failed or unknown, with a reason a person can read."""
+    conn.execute(
+        """UPDATE jobs SET state = ?, updated_at = ?, attempts = attempts + 1, reason = ?,
+                  code = ? WHERE id = ?""",
+        (state.value, now, reason, code, job_id),
+    )
+
+
+def in_flight(conn: sqlite3.Connection) -> list[JobRecord]:
+    """Jobs claimed by a process that stopped before recording their outcome."""
+    rows = conn.execute("SELECT * FROM jobs WHERE state = 'sending' ORDER BY id").fetchall()
+    return [_record(row) for row in rows]
+
+
+def release_held_for_balance(conn: sqlite3.Connection, now: float) -> int:
+    """Make jobs waiting for a top-up (-9, -11) due now; returns how many."""
+    cursor = conn.execute(
+        """UPDATE jobs SET next_at = ? WHERE state = 'pending' AND code IN ('-9', '-11')
+           AND next_at > ?""",
+        (now, now),
+    )
+    return cursor.rowcount
+
+
+def job_states(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many jobs are in each state."""
+    rows = conn.execute("SELECT state, count(*) AS n FROM jobs GROUP BY state").fetchall()
+    return {row["state"]: row["n"] for row in rows}
+
+
+def oldest_pending(conn: sqlite3.Connection) -> float | None:
+    """Creation time of the oldest job not yet settled."""
+    row = conn.execute(
+        "SELECT min(created_at) AS t FROM jobs WHERE state IN ('pending', 'sending')"
+    ).fetchone()
+    return None if row["t"] is None else float(row["t"])
+
+
+def sends_since(conn: sqlite3.Connection, output: str, recipient: str, since: float) -> int:
+    """Messages queued for a recipient since a time (all states but failed count)."""
+    row = conn.execute(
+        """SELECT count(*) AS n FROM jobs WHERE output = ? AND recipient = ? AND created_at >= ?
+           AND state != 'failed'""",
+        (output, recipient, since),
+    ).fetchone()
+    return int(row["n"])
+
+
+def first_send_since(
+    conn: sqlite3.Connection, output: str, recipient: str, since: float
+) -> float | None:
+    row = conn.execute(
+        """SELECT min(created_at) AS t FROM jobs WHERE output = ? AND recipient = ?
+           AND created_at >= ? AND state != 'failed'""",
+        (output, recipient, since),
+    ).fetchone()
+    return None if row["t"] is None else float(row["t"])
+
+
+def segments_since(conn: sqlite3.Connection, outputs: Iterable[str], since: float) -> int:
+    """Segments queued on SMS outputs since a time (estimated, or billed once sent)."""
+    names = list(outputs)
+    if not names:
+        return 0
+    marks = ",".join("?" * len(names))
+    row = conn.execute(
+        f"""SELECT coalesce(sum(segments), 0) AS n FROM jobs
+            WHERE output IN ({marks}) AND created_at >= ? AND state != 'failed'""",  # noqa: S608 - only placeholders are interpolated
+        (*names, since),
+    ).fetchone()
+    return int(row["n"])
+
+
+def sends_by_rule_since(conn: sqlite3.Connection, rule: str, since: float) -> int:
+    """Messages a rule (or a chat user's commands) queued since a time, failed ones excluded."""
+    row = conn.execute(
+        "SELECT count(*) AS n FROM jobs WHERE rule = ? AND created_at >= ? AND state != 'failed'",
+        (rule, since),
+    ).fetchone()
+    return int(row["n"])
+
+
+def job_summary(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row | None:
+    """A job's recipient, state, attempts, reason and delivery, for `sms status`."""
+    row: sqlite3.Row | None = conn.execute(
+        """SELECT output, recipient, state, attempts, reason, delivery, carrier_code
+           FROM jobs WHERE id = ?""",
+        (job_id,),
+    ).fetchone()
+    return row
+
+
+def record_delivery(
+    conn: sqlite3.Connection, ref: str, recipient: str, delivery: str, carrier_code: str
+) -> list[JobRecord]:
+    """Attach a delivery report to the jobs it belongs to (by msgid and number)."""
+    rows = conn.execute(
+        """UPDATE jobs SET delivery = ?, carrier_code = ? WHERE ref = ? AND recipient = ?
+           RETURNING *""",
+        (delivery, carrier_code, ref, recipient),
+    ).fetchall()
+    return [_record(row) for row in rows]

@@ -1,0 +1,1 @@
+"""Routing rules: matchers, templates, rule and directory config, and the pure RuleSet."""

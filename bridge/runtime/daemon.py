@@ -1,0 +1,436 @@
+"""The daemon's lifecycle: start everything in order, stop it in reverse, reload by swapping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AsyncExitStack
+from decimal import Decimal
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+
+import bridge.runtime.health as health
+from bridge.config import ConfigError
+from bridge.events import Conversation
+from bridge.intake.chatops import ChatOps
+from bridge.intake.conversations import ConversationSettings
+from bridge.intake.pipeline import STORM, Pipeline
+from bridge.intake.storm import StormSettings
+from bridge.logging import SCRUBBER, register_secrets
+from bridge.metrics import Metrics
+from bridge.outbox import jobs as outbox
+from bridge.outbox.dispatcher import Dispatcher, RetryPolicy
+from bridge.outbox.jobs import JobRecord
+from bridge.plugin.base import Input, Output, PluginContext
+from bridge.plugin.chat import ChatInputConfig
+from bridge.plugins.c123.client import C123Client
+from bridge.plugins.c123.config import C123Config
+from bridge.plugins.c123.models import Action
+from bridge.plugins.c123.output import C123Output
+from bridge.plugins.c123.poller import KEEP_RECORD_KEYS, GatewayPoller
+from bridge.rules.config import Directory
+from bridge.runtime.server import HookTable, build_app
+from bridge.runtime.settings import SMS_OUTPUT, Settings, load_settings
+from bridge.sms import segment_count
+from bridge.store import ledger, schema
+from bridge.store.sqlite import Store
+
+if TYPE_CHECKING:
+    from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
+
+
+class Daemon:
+    """smsbridge running: server, outbox, workers, pollers. Never touches signals or env."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        simulator_settings: SimulatorSettings | None = None,
+        log: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.simulator_settings = simulator_settings
+        self.log = log if log is not None else structlog.get_logger("smsbridge")
+        self.metrics = Metrics()
+        self.hooks = HookTable()
+        self.simulator: Simulator | None = None
+        self.port = 0
+        self._stack = AsyncExitStack()
+        self._storm_wake = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._inputs: dict[str, Input] = {}
+        self._outputs: dict[str, Output] = {}
+        self.commits_reported = 0
+
+    @property
+    def inputs(self) -> dict[str, Input]:
+        """The running inputs by instance name."""
+        return self._inputs
+
+    @property
+    def outputs(self) -> dict[str, Output]:
+        """The running outputs by instance name."""
+        return self._outputs
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.config.server.host}:{self.port}"
+
+    # --- start and stop ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start in dependency order; a failure unwinds exactly what had started."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+
+    async def _start(self) -> None:
+        config = self.settings.config
+        stack = self._stack
+        self.store = Store(config.store.path, schema=outbox.SCHEMA)
+        await self.store.open()
+        stack.push_async_callback(self.store.close)
+        await self.store.write(schema.migrate)
+        self.session = await stack.enter_async_context(aiohttp.ClientSession())
+        gateway = await self._gateway(config.gateway)
+        self.client = C123Client(gateway, self.session, log=self.log, observe=self._observe)
+        register_secrets(_secret_holders(self.settings))
+        SCRUBBER.add_secret(gateway.load_key().get_secret_value())
+        self.pipeline = Pipeline(
+            self.store,
+            self.settings.rules,
+            sms_outputs={SMS_OUTPUT: self._estimate},
+            metrics=self.metrics,
+            log=self.log,
+            storm=self._storm_settings(),
+            clock=self.clock,
+            wake=self._wake,
+            price=gateway.segment_price,
+        )
+        self._route_with(self.settings)
+        self._outputs = await self._start_outputs(self.settings)
+        self.dispatcher = Dispatcher(
+            self.store,
+            self._outputs,
+            metrics=self.metrics,
+            log=self.log,
+            clock=self.clock,
+            batch_size=config.dispatch.batch_size,
+            retry=RetryPolicy(
+                ceiling=config.dispatch.backoff_max.total_seconds(),
+                max_attempts=config.dispatch.max_attempts,
+            ),
+            on_failed=self._on_failed,
+        )
+        await self.dispatcher.recover()
+        self.dispatcher.start()
+        stack.push_async_callback(self._stop_dispatch)
+        self.poller = GatewayPoller(
+            self.client,
+            SMS_OUTPUT,
+            self.store,
+            self.pipeline,
+            metrics=self.metrics,
+            log=self.log,
+            low_balance=config.polling.low_balance,
+            clock=self.clock,
+            wake=self._wake,
+        )
+        await self.poller.recover()
+        storm = asyncio.create_task(self._storm_loop(), name="storm")
+        stack.push_async_callback(self._cancel, storm)
+        self._inputs = await self._start_inputs(self.settings)
+        stack.push_async_callback(self._stop_adapters, lambda: self._inputs)
+        self.hooks.install(self._inputs)
+        await self._serve()
+        self._schedule()
+        self.metrics.reload_success.set(1)
+        self.metrics.reload_time.set(self.clock())
+        _return_startup_memory()
+        self.log.info(
+            "daemon_started",
+            url=self.url,
+            inputs=sorted(self._inputs),
+            outputs=sorted(self._outputs),
+            rules=len(self.settings.rules.names),
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, let sends under way finish (bounded), close everything; loses nothing."""
+        await self._stack.aclose()
+        self.log.info("daemon_stopped")
+
+    async def _gateway(self, gateway: C123Config | None) -> C123Config:
+        if gateway is not None:
+            return gateway
+        options = self.settings.config.simulator
+        # Imported only when needed: a daemon on a real gateway does not carry the simulator.
+        from bridge.plugins.c123.connect import embedded_simulator
+        from bridge.plugins.c123.simulator import SimulatorSettings
+
+        settings = self.simulator_settings or SimulatorSettings(
+            report_delay=options.report_delay.total_seconds()
+        )
+        simulator, sim_config = await self._stack.enter_async_context(
+            embedded_simulator(settings, options.port)
+        )
+        self.simulator = simulator
+        self.log.warning(
+            "gateway_simulator_embedded",
+            url=simulator.url,
+            reason="no gateway configured: SMS go to a built-in simulator, not to phones",
+        )
+        return sim_config
+
+    async def _start_outputs(self, settings: Settings) -> dict[str, Output]:
+        outputs: dict[str, Output] = {
+            SMS_OUTPUT: C123Output(
+                self.client.config, self._context(SMS_OUTPUT, "c123"), self.client
+            )
+        }
+        for name, (cls, options) in settings.outputs.items():
+            plugin = cls(options, self._context(name, cls.type_name))
+            await plugin.start()
+            outputs[name] = plugin
+        return outputs
+
+    async def _start_inputs(self, settings: Settings) -> dict[str, Input]:
+        inputs: dict[str, Input] = {}
+        for name, (cls, options) in settings.inputs.items():
+            plugin = cls(options, self._context(name, cls.type_name))
+            await plugin.start()
+            inputs[name] = plugin
+        return inputs
+
+    def _context(self, name: str, type_name: str) -> PluginContext:
+        return PluginContext(
+            name=name,
+            http=self.session,
+            log=self.log.bind(plugin=type_name, instance=name),
+            submit=self.pipeline.submit,
+        )
+
+    async def _serve(self) -> None:
+        server = self.settings.config.server
+        app = build_app(
+            self.hooks,
+            self.metrics,
+            partial(health.readiness, self),
+            max_body=server.max_body,
+            before_scrape=partial(health.refresh_gauges, self),
+        )
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=server.shutdown_timeout.total_seconds()
+        )
+        await runner.setup()
+        self._stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, server.host, server.port)
+        await site.start()
+        self.port = int(runner.addresses[0][1]) if runner.addresses else server.port
+        # Stop taking requests first of all when stopping; the stack unwinds in reverse.
+        self._stack.push_async_callback(site.stop)
+
+    def _schedule(self) -> None:
+        polling = self.settings.config.polling
+        scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1})
+        jobs = (
+            (self.poller.poll_replies, polling.replies),
+            (self.poller.poll_reports, polling.reports),
+            (self.poller.poll_balance, polling.balance),
+        )
+        for function, every in jobs:
+            scheduler.add_job(
+                function, "interval", seconds=every.total_seconds(), next_run_time=_soon()
+            )
+        scheduler.add_job(self._expire, "interval", hours=1)
+        scheduler.start()
+        self._stack.push_async_callback(self._stop_scheduler, scheduler)
+
+    async def _stop_scheduler(self, scheduler: AsyncIOScheduler) -> None:
+        scheduler.pause()
+        # A poll under way has stored its raw answer first, but let it finish processing.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(
+                self.settings.config.server.shutdown_timeout.total_seconds()
+            ):
+                await self.poller.lock.acquire()
+                self.poller.lock.release()
+        scheduler.shutdown(wait=False)
+        await asyncio.sleep(0)
+
+    async def _stop_dispatch(self) -> None:
+        await self.dispatcher.stop(self.settings.config.server.shutdown_timeout.total_seconds())
+        await self._stop_adapters(lambda: self._outputs)
+
+    async def _stop_adapters(self, current: Callable[[], dict[str, Any]]) -> None:
+        for name, plugin in reversed(list(current().items())):
+            try:
+                await plugin.stop()
+            except Exception:
+                self.log.exception("adapter_stop_failed", instance=name)
+
+    @staticmethod
+    async def _cancel(task: asyncio.Task[None]) -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    # --- running ---------------------------------------------------------------------------
+
+    def _estimate(self, output: str, text: str) -> int:
+        return segment_count(text, self.client.config.signature.text)
+
+    def _wake(self, touched: Iterable[str]) -> None:
+        names = set(touched)
+        self.dispatcher.wake(names)
+        if STORM in names:
+            self._storm_wake.set()
+
+    def _observe(self, action: Action, outcome: str, seconds: float) -> None:
+        self.metrics.gateway_duration.labels(action.value, outcome).observe(seconds)
+
+    def _storm_settings(self) -> StormSettings:
+        config = self.settings.config
+        return StormSettings(
+            held_summary_after=config.storm.held_summary_after.total_seconds(),
+            daily_segment_budget=config.storm.daily_segment_budget,
+            budget_zone=self.settings.timezone,
+        )
+
+    def _route_with(self, settings: Settings) -> None:
+        """Give the pipeline the rules, contacts, command policies and reply routing of a config."""
+        config = settings.config
+        directory = Directory(config.contacts, config.groups)
+        policies = {
+            name: options.commands
+            for name, (_, options) in settings.inputs.items()
+            if isinstance(options, ChatInputConfig)
+        }
+        default = config.conversations.default
+        self.pipeline.rules = settings.rules
+        self.pipeline.directory = directory
+        self.pipeline.chatops = ChatOps(directory, policies, self._balance)
+        self.pipeline.conversations = ConversationSettings(
+            ttl=config.conversations.ttl.total_seconds(),
+            reply_codes=config.conversations.reply_codes,
+            default=Conversation(default.output, default.channel, default.thread)
+            if default
+            else None,
+            report_deliveries=config.conversations.report_deliveries,
+        )
+
+    async def _balance(self) -> Decimal:
+        return (await self.client.get_balance()).remain
+
+    async def _storm_loop(self) -> None:
+        """Flush grouped alerts and held-back summaries when they come due."""
+        while True:
+            # Cleared first, so a wake-up that comes during the flush is not lost. Only storm
+            # state wakes this loop (STORM), not every send, so it cannot wake itself in a spin.
+            self._storm_wake.clear()
+            try:
+                await self.pipeline.flush_due()
+                due = await self.store.read(self.pipeline.next_storm_due)
+            except Exception:  # keep flushing later rather than silently stop for good
+                self.log.exception("storm_flush_failed")
+                due = self.clock() + 5.0
+            timeout = None if due is None else max(due - self.clock(), 0.05)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._storm_wake.wait(), timeout)
+
+    async def _expire(self) -> None:
+        now = self.clock()
+        await self.store.write(lambda conn: ledger.expire(conn, now, KEEP_RECORD_KEYS))
+
+    def _on_failed(self, record: JobRecord, reason: str) -> None:
+        self.log.error("delivery_gave_up", output=record.output, job=record.id, reason=reason)
+
+    # --- reload ------------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Load and build the new config first, then swap; a bad one keeps the old running."""
+        async with self._reload_lock:
+            path = self.settings.path
+            try:
+                settings = await asyncio.to_thread(load_settings, path)
+            except ConfigError as exc:
+                self.metrics.reload_success.set(0)
+                self.log.error("reload_failed", problems=[i.render() for i in exc.issues])
+                return False
+            try:
+                outputs = await self._start_outputs(settings)
+                inputs = await self._start_inputs(settings)
+            except Exception:
+                self.metrics.reload_success.set(0)
+                self.log.exception("reload_failed", reason="an adapter failed to start")
+                return False
+            register_secrets(_secret_holders(settings))
+            old_inputs, old_outputs = self._inputs, self._outputs
+            self._route_with(settings)
+            self._inputs, self._outputs = inputs, outputs
+            self.hooks.install(inputs)
+            await self.dispatcher.replace_outputs(outputs)
+            unchanged = ("server", "store", "gateway", "polling")
+            changed = [
+                s
+                for s in unchanged
+                if getattr(settings.config, s) != getattr(self.settings.config, s)
+            ]
+            self.settings = settings
+            await self._stop_adapters(lambda: old_inputs)
+            await self._stop_adapters(
+                lambda: {k: v for k, v in old_outputs.items() if k != SMS_OUTPUT}
+            )
+            if changed:
+                self.log.warning(
+                    "restart_required",
+                    sections=changed,
+                    reason="these sections take effect on restart",
+                )
+            self.metrics.reload_success.set(1)
+            self.metrics.reload_time.set(self.clock())
+            self.log.info(
+                "reload_done",
+                inputs=sorted(inputs),
+                outputs=sorted(outputs),
+                rules=len(settings.rules.names),
+            )
+            return True
+
+
+def _soon() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def _secret_holders(settings: Settings) -> list[object]:
+    return [settings.config, *settings.inputs.values(), *settings.outputs.values()]
+
+
+def _return_startup_memory() -> None:
+    """Hand back to the OS what loading the config and building models used and freed.
+
+    glibc keeps freed heap pages; on a small host a daemon that idles for weeks should not.
+    """
+    gc.collect()
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(libc_name).malloc_trim(0)

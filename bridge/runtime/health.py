@@ -1,0 +1,59 @@
+"""What the daemon tells about itself: readiness, a status line, liveness, scrape-time gauges."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import TYPE_CHECKING
+
+from bridge.outbox import jobs as outbox
+from bridge.outbox.jobs import JobState
+from bridge.plugins.c123.models import Action
+
+if TYPE_CHECKING:
+    from bridge.runtime.daemon import Daemon
+
+
+async def refresh_gauges(daemon: Daemon) -> None:
+    """Outbox depth by state and the age of the oldest unsettled job."""
+    now = daemon.clock()
+
+    def read(conn: sqlite3.Connection) -> tuple[dict[str, int], float | None]:
+        return outbox.job_states(conn), outbox.oldest_pending(conn)
+
+    states, oldest = await daemon.store.read(read)
+    for state in JobState:
+        daemon.metrics.outbox_jobs.labels(state.value).set(states.get(state.value, 0))
+    daemon.metrics.outbox_oldest.set(max(now - oldest, 0.0) if oldest is not None else 0.0)
+    daemon.metrics.store_commits.inc(daemon.store.commits - daemon.commits_reported)
+    daemon.commits_reported = daemon.store.commits
+
+
+def status_line(daemon: Daemon) -> str:
+    """One line for `systemctl status`: where it listens and what it runs."""
+    gateway = "built-in simulator" if daemon.simulator else daemon.client.config.base_url
+    return (
+        f"serving on {daemon.url}: {len(daemon.inputs)} inputs, {len(daemon.outputs)} outputs, "
+        f"{len(daemon.settings.rules.names)} rules; gateway {gateway}"
+    )
+
+
+async def alive(daemon: Daemon) -> bool:
+    """True when the store answers within a second (a wedged writer stops the watchdog)."""
+    try:
+        async with asyncio.timeout(1.0):
+            await daemon.store.read(lambda conn: conn.execute("SELECT 1").fetchone())
+    except Exception:
+        return False
+    return True
+
+
+def readiness(daemon: Daemon) -> dict[str, str]:
+    """Check name -> what is wrong ('' when fine)."""
+    problems = {"store": "" if daemon.store.is_open else "the store is not open"}
+    balance = Action.GET_BALANCE.value
+    gateway = daemon.poller.problems.get(balance, "")
+    if not gateway and balance not in daemon.poller.answered:
+        gateway = "not reached yet"
+    problems["gateway"] = gateway
+    return problems

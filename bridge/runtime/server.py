@@ -1,0 +1,90 @@
+"""The HTTP face of the daemon: /hooks/<input>/..., /healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+from aiohttp import web
+from prometheus_client import generate_latest
+
+from bridge.metrics import Metrics
+from bridge.plugin.base import Input
+
+Readiness = Callable[[], dict[str, str]]  # check name -> problem ('' when fine)
+# The classic text format, which every Prometheus understands (Debian 12 ships 2.42).
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer every HTTP error with a JSON body that names the problem."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        message = {
+            404: f"no such path {request.path}",
+            405: f"method {request.method} not allowed on {request.path}",
+            413: "request body too large",
+        }.get(exc.status, exc.reason)
+        headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
+        return web.json_response({"error": message}, status=exc.status, headers=headers)
+
+
+class HookTable:
+    """The inputs' routes, swappable as a whole when the config is reloaded."""
+
+    def __init__(self) -> None:
+        self._routes: dict[tuple[str, str], dict[str, web.RouteDef]] = {}
+
+    def install(self, inputs: Mapping[str, Input]) -> None:
+        routes: dict[tuple[str, str], dict[str, web.RouteDef]] = {}
+        for name, plugin in inputs.items():
+            for route in plugin.routes():
+                routes.setdefault((name, route.path), {})[route.method] = route
+        self._routes = routes  # one assignment: requests see the old table or the new one
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        name, tail = request.match_info["name"], request.match_info["tail"]
+        methods = self._routes.get((name, tail))
+        if methods is None:
+            raise web.HTTPNotFound()
+        route = methods.get(request.method)
+        if route is None:
+            raise web.HTTPMethodNotAllowed(request.method, sorted(methods))
+        return await route.handler(request)
+
+
+def build_app(
+    hooks: HookTable,
+    metrics: Metrics,
+    ready: Readiness,
+    *,
+    max_body: int,
+    before_scrape: Callable[[], Awaitable[None]] | None = None,
+) -> web.Application:
+    """One application for every input, plus the health and metrics endpoints."""
+    app = web.Application(client_max_size=max_body, middlewares=[web.middleware(_json_errors)])
+    app.router.add_route("*", r"/hooks/{name}{tail:(/.*)?}", hooks.handle)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        problems = {name: why for name, why in ready().items() if why}
+        status = 200 if not problems else 503
+        return web.json_response({"ready": not problems, "problems": problems}, status=status)
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        if before_scrape is not None:
+            await before_scrape()  # gauges read from the store are fresh at every scrape
+        body = generate_latest(metrics.registry)
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = METRICS_CONTENT_TYPE
+        return response
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
+    return app

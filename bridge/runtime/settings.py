@@ -1,0 +1,201 @@
+"""Everything a config file decides, checked at once: sections, adapter options, rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from bridge.config import (
+    ConfigError,
+    Issue,
+    issue_at,
+    load_yaml,
+    read_config_file,
+    validate,
+    validate_at,
+)
+from bridge.config.loader import Document
+from bridge.config.models import Config, PluginInstance
+from bridge.plugin.base import Input, Output
+from bridge.plugin.registry import PluginLoadError, Registry
+from bridge.rules.config import Contacts, Groups, Rules, check_references
+from bridge.rules.ruleset import RuleError, RuleSet
+
+SMS_OUTPUT = "sms"  # the built-in output on the `gateway:` account (or the simulator)
+DEFAULT_SIGNATURE = "【smsbridge】"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A loaded, fully checked config: building the daemon from it cannot fail on config."""
+
+    config: Config
+    path: Path | None
+    inputs: dict[str, tuple[type[Input], BaseModel]] = field(default_factory=dict)
+    outputs: dict[str, tuple[type[Output], BaseModel]] = field(default_factory=dict)
+    rules: RuleSet = field(default_factory=lambda: RuleSet([]))
+
+    @property
+    def signature(self) -> str:
+        gateway = self.config.gateway
+        return gateway.signature.text if gateway else DEFAULT_SIGNATURE
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        gateway = self.config.gateway
+        return gateway.timezone if gateway else ZoneInfo("Asia/Shanghai")
+
+
+def _instance_model(config_class: type[BaseModel]) -> type[BaseModel]:
+    # The instance's options sit beside its `type:` key, which the plugin's model knows nothing of.
+    return create_model(f"{config_class.__name__}Instance", __base__=config_class, type=(str, ...))
+
+
+def _adapter_options(
+    document: Document,
+    section: str,
+    instances: Mapping[str, Any],
+    load: Any,
+    base_dir: Path | None,
+    issues: list[Issue],
+) -> dict[str, tuple[Any, BaseModel]]:
+    built: dict[str, tuple[Any, BaseModel]] = {}
+    for name, instance in instances.items():
+        try:
+            cls = load(instance.type)
+        except PluginLoadError as exc:
+            issues.append(issue_at(document, (section, name, "type"), str(exc)))
+            continue
+        try:
+            options = validate_at(
+                document, (section, name), _instance_model(cls.config_class), base_dir=base_dir
+            )
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            continue
+        plain = cls.config_class.model_validate(options.model_dump(exclude={"type"}))
+        built[name] = (cls, plain)
+    return built
+
+
+class _Routing(BaseModel):
+    """The sections cross-checked against each other, read even when others are broken."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    contacts: Contacts = Field(default_factory=dict)
+    groups: Groups = Field(default_factory=dict)
+    inputs: dict[str, PluginInstance] = Field(default_factory=dict)
+    outputs: dict[str, PluginInstance] = Field(default_factory=dict)
+    rules: Rules = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    issues: list[Issue]
+    inputs: dict[str, tuple[type[Input], BaseModel]]
+    outputs: dict[str, tuple[type[Output], BaseModel]]
+    rules: RuleSet
+
+
+def _check(
+    document: Document,
+    sections: Config | _Routing,
+    base_dir: Path,
+    registry: Registry,
+    zone: ZoneInfo,
+    signature: str,
+) -> _Checked:
+    """Adapter options, cross-references and rules: the checks beyond each section's shape."""
+    issues: list[Issue] = []
+    inputs = _adapter_options(
+        document, "inputs", sections.inputs, registry.input_type, base_dir, issues
+    )
+    outputs = _adapter_options(
+        document, "outputs", sections.outputs, registry.output_type, base_dir, issues
+    )
+    if SMS_OUTPUT in sections.outputs:
+        issues.append(
+            issue_at(
+                document,
+                ("outputs", SMS_OUTPUT),
+                "'sms' is the built-in output of the gateway: section; choose another name",
+            )
+        )
+    output_names = {SMS_OUTPUT, *sections.outputs}
+    for name, (_, options) in inputs.items():
+        target = getattr(options, "reply_output", None)
+        if isinstance(target, str) and target not in output_names:
+            issues.append(
+                issue_at(
+                    document,
+                    ("inputs", name, "reply_output"),
+                    f"unknown output {target!r}; defined outputs: "
+                    f"{', '.join(sorted(output_names))}",
+                )
+            )
+    default = getattr(getattr(sections, "conversations", None), "default", None)
+    if default is not None and default.output not in output_names:
+        issues.append(
+            issue_at(
+                document,
+                ("conversations", "default", "output"),
+                f"unknown output {default.output!r}; defined outputs: "
+                f"{', '.join(sorted(output_names))}",
+            )
+        )
+    for where, message in check_references(
+        sections.contacts, sections.groups, sections.rules, output_names, sections.inputs
+    ):
+        issues.append(issue_at(document, where, message))
+    rules = RuleSet([])
+    if not issues:
+        try:
+            rules = RuleSet.build(
+                sections.rules, sections.contacts, sections.groups, zone, signature
+            )
+        except RuleError as exc:
+            issues.append(issue_at(document, exc.path, exc.message))
+    return _Checked(issues, inputs, outputs, rules)
+
+
+def load_settings(
+    path: Path | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    registry: Registry | None = None,
+) -> Settings:
+    """Load and check a config file (None: defaults); raises ConfigError with every problem."""
+    if path is None:
+        return Settings(config=Config(), path=None)
+    text = read_config_file(path)
+    base_dir = path.absolute().parent
+    document = load_yaml(text, str(path), environ)
+    registry = registry or Registry.discover()
+    try:
+        config = validate(document, Config, base_dir=base_dir)
+    except ConfigError as broken:
+        # Report the cross-section problems too, when the sections they need did load.
+        try:
+            routing = validate(document, _Routing, base_dir=base_dir)
+        except ConfigError:
+            raise broken from None
+        default = Settings(config=Config(), path=path)
+        extra = _check(document, routing, base_dir, registry, default.timezone, default.signature)
+        raise ConfigError([*broken.issues, *extra.issues]) from None
+    settings = Settings(config=config, path=path)
+    checked = _check(document, config, base_dir, registry, settings.timezone, settings.signature)
+    if checked.issues:
+        raise ConfigError(checked.issues)
+    return Settings(
+        config=config,
+        path=path,
+        inputs=checked.inputs,
+        outputs=checked.outputs,
+        rules=checked.rules,
+    )

@@ -1,0 +1,168 @@
+"""SQLite in WAL mode behind one writer thread that commits concurrent writes together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bridge.plugin.base import StoreUnavailableError
+
+T = TypeVar("T")
+Work = Callable[[sqlite3.Connection], Any]
+
+# A batch bigger than this would hold back the first writer's answer for too long.
+MAX_BATCH = 512
+
+
+@dataclass(slots=True)
+class _Pending:
+    work: Work
+    future: asyncio.Future[Any]
+
+
+def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is on disk when it returns, so an acknowledged webhook survives power loss.
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class Store:
+    """One SQLite file: writes are queued and committed in batches (group commit).
+
+    Every `write()` runs its function inside its own savepoint of a shared transaction, so one
+    failing function rolls back alone; the batch commits once, and each caller's future
+    resolves only after that commit is durable.
+    """
+
+    def __init__(self, path: Path, *, schema: str = "", synchronous: str = "FULL") -> None:
+        self.path = path
+        self._schema = schema
+        self._synchronous = synchronous
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0  # batches committed, for metrics and tests
+
+    @property
+    def is_open(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def open(self) -> None:
+        """Create the file and schema if needed and start the writer."""
+        loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await loop.run_in_executor(
+            self._executor, _connect, self.path, self._synchronous
+        )
+        if self._schema:
+            await loop.run_in_executor(self._executor, self._writer.executescript, self._schema)
+        self._reader = await loop.run_in_executor(
+            self._reads, _connect, self.path, self._synchronous
+        )
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name="store-writer")
+
+    async def close(self) -> None:
+        """Finish queued writes, stop the writer and close the file."""
+        if self._task is not None and self._queue is not None:
+            await self._queue.join()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        loop = asyncio.get_running_loop()
+        for conn, executor in ((self._writer, self._executor), (self._reader, self._reads)):
+            if conn is not None:
+                await loop.run_in_executor(executor, conn.close)
+        self._writer = self._reader = None
+        self._executor.shutdown(wait=True)
+        self._reads.shutdown(wait=True)
+
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in a write transaction; returns once its effects are committed to disk.
+
+        Raises StoreUnavailableError when the store is closed or the commit failed, and
+        whatever `work` itself raised (its changes are rolled back, the batch's are not).
+        """
+        if self._queue is None or not self.is_open:
+            raise StoreUnavailableError("the store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(work, future))
+        return await future
+
+    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the read connection (it sees the last committed state)."""
+        if self._reader is None:
+            raise StoreUnavailableError("the store is not open")
+        reader = self._reader
+
+        def run() -> T:
+            with self._reader_lock:
+                return work(reader)
+
+        return await asyncio.get_running_loop().run_in_executor(self._reads, run)
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await loop.run_in_executor(self._executor, self._commit, batch)
+            except Exception as exc:  # the commit itself failed: nothing in the batch is stored
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(StoreUnavailableError(f"commit failed: {exc}"))
+            else:
+                self.commits += 1
+                for pending, (ok, value) in zip(batch, results, strict=True):
+                    if pending.future.done():
+                        continue
+                    if ok:
+                        pending.future.set_result(value)
+                    else:
+                        pending.future.set_exception(value)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    def _commit(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+        conn = self._writer
+        assert conn is not None
+        results: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for pending in batch:
+                conn.execute("SAVEPOINT work")
+                try:
+                    value = pending.work(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO work")
+                    conn.execute("RELEASE work")
+                    results.append((False, exc))
+                else:
+                    conn.execute("RELEASE work")
+                    results.append((True, value))
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        return results

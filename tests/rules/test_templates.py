@@ -1,0 +1,264 @@
+"""Tests for compiling templates, rendering them safely, the SMS filters and the defaults."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge.events import Event, EventKind, Status
+from bridge.rules.templates import (
+    DEFAULT_GROUP_TEMPLATE,
+    DEFAULT_POST_TEMPLATE,
+    DEFAULT_TEMPLATE,
+    TemplateError,
+    age,
+    compile_template,
+    event_context,
+    format_age,
+    group_context,
+    join_more,
+    make_environment,
+    mask,
+    oneline,
+    render,
+    shorten,
+    truncate_segments,
+)
+from bridge.sms import segment_count
+
+NOW = datetime(2024, 5, 1, 1, 30, tzinfo=UTC)
+SIGNATURE = "【smsbridge】"
+
+
+def text_of(source: str, /, **context: object) -> str:
+    """Render `source` with the default environment and return the text (or the fallback)."""
+    return render(compile_template(source, make_environment()), context, "FALLBACK").text
+
+
+def alert(status: Status = Status.FIRING, **labels: str) -> Event:
+    """An alert event with the given labels."""
+    return Event(EventKind.ALERT, "am", labels=labels, status=status)
+
+
+# --- compiling -------------------------------------------------------------------------------
+
+
+def test_syntax_error_names_the_line_inside_the_template() -> None:
+    """A syntax error says the line within the template and Jinja's message."""
+    with pytest.raises(TemplateError) as info:
+        compile_template("[{{ status }}]\n{{ labels.x }\n")
+    assert str(info.value) == "template error on line 2: unexpected '}'"
+
+
+def test_unknown_filter_is_a_compile_error() -> None:
+    """A filter that does not exist is found when compiling, not at 3 a.m."""
+    with pytest.raises(TemplateError) as info:
+        compile_template("{{ text|nope }}")
+    assert str(info.value) == "template error on line 1: No filter named 'nope'."
+
+
+def test_default_templates_compile() -> None:
+    """The three default templates are valid."""
+    for source in (DEFAULT_TEMPLATE, DEFAULT_GROUP_TEMPLATE, DEFAULT_POST_TEMPLATE):
+        compile_template(source)
+
+
+# --- rendering never raises ----------------------------------------------------------------
+
+
+def test_missing_values_render_empty() -> None:
+    """Missing labels, nested keys and filters applied to them render as empty text."""
+    source = "a{{ labels.nope }}b{{ data.x.y.z|upper }}c{{ labels.nope|shorten(3) }}d"
+    assert text_of(source, labels={}, data={}) == "abcd"
+
+
+def test_runtime_error_falls_back_with_a_reason() -> None:
+    """An error while rendering returns the fallback text and says why, instead of raising."""
+    template = compile_template("{{ labels.count + 1 }}", make_environment())
+    result = render(template, {"labels": {}}, "[FIRING] HighLatency")
+    assert result.text == "[FIRING] HighLatency"
+    assert result.error is not None
+    assert "UndefinedError" in result.error
+
+
+def test_sandbox_violation_falls_back() -> None:
+    """Templates cannot change event data: the sandbox refuses, and rendering falls back."""
+    data = {"hosts": ["db1"]}
+    template = compile_template("{{ data.hosts.append('db2') }}", make_environment())
+    result = render(template, {"data": data}, "fallback")
+    assert (result.text, data) == ("fallback", {"hosts": ["db1"]})
+    assert result.error is not None
+    assert "SecurityError" in result.error
+
+
+def test_render_error_masks_numbers() -> None:
+    """The reason handed to the caller's log never carries a full phone number."""
+    template = compile_template("{{ 1 // 0 }}{{ x }}", make_environment())
+    result = render(template, {"x": "15102110086"}, "fb")
+    assert result.error == "ZeroDivisionError: integer division or modulo by zero"
+    template = compile_template("{{ x.nope() }}", make_environment())
+    result = render(template, {"x": "call 15102110086"}, "fb")
+    assert result.error is not None
+    assert "15102110086" not in result.error
+
+
+def test_empty_text_falls_back() -> None:
+    """A template that renders nothing but whitespace gives the fallback, never an empty SMS."""
+    result = render(compile_template("  {{ labels.nope }}\n"), {"labels": {}}, "fb")
+    assert (result.text, result.error) == ("fb", "the template rendered an empty text")
+
+
+# --- filters ---------------------------------------------------------------------------------
+
+
+def test_truncate_segments_keeps_text_that_fits() -> None:
+    """A text that fits is returned unchanged, signature counted."""
+    text = "x" * (70 - len(SIGNATURE))
+    assert truncate_segments(text, 1, SIGNATURE) == text
+
+
+def test_truncate_segments_cuts_with_an_ellipsis() -> None:
+    """A long text is cut to fit, with the signature, and ends with an ellipsis."""
+    cut = truncate_segments("word " * 100, 2, SIGNATURE)
+    assert cut.startswith("word word ")
+    assert cut.endswith("…")
+    assert not cut.endswith(" …")
+    assert segment_count(cut, SIGNATURE) == 2
+    assert len(cut) + len(SIGNATURE) <= 134
+
+
+def test_truncate_segments_never_splits_an_emoji() -> None:
+    """Characters outside the BMP count twice and are never cut in half."""
+    cut = truncate_segments("🔥" * 100, 1)
+    assert cut == "🔥" * 34 + "…"
+
+
+def test_truncate_segments_filter_uses_the_signature() -> None:
+    """In a template, `truncate_segments(n)` counts the environment's signature."""
+    env = make_environment(signature=SIGNATURE)
+    text = render(env.from_string("{{ text|truncate_segments(1) }}"), {"text": "y" * 200}, "")
+    assert segment_count(text.text, SIGNATURE) == 1
+    assert len(text.text) == 70 - len(SIGNATURE)
+
+
+@given(
+    text=st.text(),
+    segments=st.integers(min_value=1, max_value=10),
+    signature=st.text(max_size=20),
+)
+def test_truncate_segments_always_fits(text: str, segments: int, signature: str) -> None:
+    """Whatever the text, the result and the signature fit the segments asked for."""
+    cut = truncate_segments(text, segments, signature)
+    assert segment_count(cut, signature) <= segments
+    assert cut == text or cut.endswith("…")
+
+
+@pytest.mark.parametrize(
+    ("items", "limit", "expected"),
+    [
+        (["db1", "db2", "db3", "db4", "db5"], 2, "db1, db2 (+3)"),
+        (["db1", "db2"], 2, "db1, db2"),
+        (["db1"], 0, "(+1)"),
+        ([], 3, ""),
+        ("db1", 2, "db1"),
+    ],
+)
+def test_join_more(items: list[str] | str, limit: int, expected: str) -> None:
+    """The first items are listed, the rest counted; a single string counts as one item."""
+    assert join_more(items, limit) == expected
+
+
+@given(items=st.lists(st.text()), limit=st.integers(min_value=0, max_value=8), sep=st.text())
+def test_join_more_mentions_or_counts_every_item(items: list[str], limit: int, sep: str) -> None:
+    """Every item is either shown in order or counted in the (+K) suffix."""
+    shown = items[:limit]
+    rest = len(items) - len(shown)
+    suffix = f"(+{rest})" if rest else ""
+    joined = sep.join(shown)
+    expected = f"{joined} {suffix}" if joined and suffix else joined or suffix
+    assert join_more(items, limit, sep) == expected
+
+
+def test_shorten_oneline_mask() -> None:
+    """Long values are cut, whitespace flattened, and phone numbers masked."""
+    assert shorten("db-primary-replica-7.prod.example.com", 12) == "db-primary-…"
+    assert shorten("db1", 12) == "db1"
+    assert oneline("  disk\n full \t on db1 ") == "disk full on db1"
+    assert mask("call +8615102110086 now") == "call 151****0086 now"
+
+
+def test_age_and_localtime() -> None:
+    """`age` gives a compact duration; `localtime` shows a moment in the rules' zone."""
+    assert age("2024-05-01T00:25:00.000000001Z", NOW) == "1h5m"
+    assert age("not a time", NOW) == ""
+    assert format_age(timedelta(days=2, hours=3, minutes=4)) == "2d3h"
+    assert format_age(timedelta(seconds=-5)) == "0s"
+    env = make_environment(zone=ZoneInfo("Asia/Shanghai"))
+    rendered = render(
+        env.from_string("{{ now|localtime }} {{ now|localtime('%H:%M', 'UTC') }}"), {"now": NOW}, ""
+    )
+    assert rendered.text == "05-01 09:30 01:30"
+
+
+# --- default templates ----------------------------------------------------------------------
+
+
+def test_default_template_for_an_alert() -> None:
+    """An alert shows status, name, instance and its summary."""
+    event = Event(
+        EventKind.ALERT,
+        "am",
+        labels={"alertname": "HighLatency", "instance": "db1"},
+        data={"annotations": {"summary": "p99 above\n2s"}},
+    )
+    source = DEFAULT_TEMPLATE
+    assert text_of(source, **event_context(event, NOW)) == "[FIRING] HighLatency db1: p99 above 2s"
+
+
+def test_default_template_without_labels() -> None:
+    """An alert with no labels at all still renders its status and text."""
+    event = Event(EventKind.ALERT, "grafana", text="Disk full", status=Status.RESOLVED)
+    assert text_of(DEFAULT_TEMPLATE, **event_context(event, NOW)) == "[RESOLVED] Disk full"
+
+
+def test_default_template_for_a_command() -> None:
+    """A chat command or a reply is not an alert, so no status is shown."""
+    event = Event(EventKind.COMMAND, "slack", text="please call back")
+    assert text_of(DEFAULT_TEMPLATE, **event_context(event, NOW)) == "please call back"
+
+
+def test_default_group_template_exact_shape() -> None:
+    """Five firing alerts on five instances give `[FIRING:5] HighLatency db1, db2 (+3)`."""
+    events = [alert(alertname="HighLatency", instance=f"db{i}") for i in range(1, 6)]
+    context = group_context(events, ["alertname"], NOW)
+    assert text_of(DEFAULT_GROUP_TEMPLATE, **context) == "[FIRING:5] HighLatency db1, db2 (+3)"
+
+
+def test_default_group_template_mixed_and_resolved() -> None:
+    """Resolved alerts in a firing group are counted; an all-resolved group says RESOLVED."""
+    events = [
+        alert(alertname="HighLatency", instance="db1"),
+        alert(Status.RESOLVED, alertname="HighLatency", instance="db2"),
+        alert(alertname="HighLatency", instance="db1"),
+    ]
+    context = group_context(events, ["alertname"], NOW)
+    assert text_of(DEFAULT_GROUP_TEMPLATE, **context) == "[FIRING:2] HighLatency db1; 1 resolved"
+    resolved = [alert(Status.RESOLVED, alertname="DiskFull")]
+    context = group_context(resolved, ["alertname"], NOW)
+    assert text_of(DEFAULT_GROUP_TEMPLATE, **context) == "[RESOLVED:1] DiskFull"
+
+
+def test_group_context_labels() -> None:
+    """Group labels are the group_by values; common labels are those every alert shares."""
+    events = [
+        alert(alertname="A", env="prod", instance="db1"),
+        alert(alertname="A", env="prod", instance="db2"),
+    ]
+    context = group_context(events, ["alertname", "cluster"], NOW)
+    assert context["group_labels"] == {"alertname": "A", "cluster": ""}
+    assert context["common_labels"] == {"alertname": "A", "env": "prod"}
+    assert (context["count"], context["firing"], context["resolved"]) == (2, 2, 0)

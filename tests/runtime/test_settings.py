@@ -1,0 +1,145 @@
+"""Loading a whole config: sections, adapter options, references and rules, all at once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bridge.config import ConfigError
+from bridge.config.models import ServerConfig, SimulatorConfig, StoreConfig
+from bridge.runtime.daemon import Daemon
+from bridge.runtime.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def problems(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    return info.value.render().replace(str(path), "config.yaml")
+
+
+def test_example_config_is_valid() -> None:
+    """config.example.yaml loads as it is."""
+    settings = load_settings(ROOT / "config.example.yaml")
+    assert settings.config.gateway is None
+    assert sorted(settings.inputs) == ["am", "hook"]
+    assert settings.rules.names == ("page-critical", "replies-to-oncall", "low-balance")
+
+
+def test_example_config_runs_against_the_simulator(tmp_path: Path) -> None:
+    """The example starts a daemon on the built-in simulator, takes an alert, and is ready."""
+    settings = load_settings(ROOT / "config.example.yaml")
+    config = settings.config.model_copy(
+        update={
+            "server": ServerConfig(listen="127.0.0.1:0"),
+            "store": StoreConfig(path=tmp_path / "outbox.sqlite3"),
+            "simulator": SimulatorConfig(port=0),
+        }
+    )
+
+    async def scenario() -> tuple[int, dict[str, object], int]:
+        daemon = Daemon(settings.__class__(**{**settings.__dict__, "config": config}))
+        await daemon.start()
+        try:
+            await daemon.poller.poll_balance()
+            alert = {
+                "version": "4",
+                "groupKey": "g",
+                "status": "firing",
+                "receiver": "r",
+                "groupLabels": {},
+                "commonLabels": {},
+                "commonAnnotations": {},
+                "externalURL": "",
+                "truncatedAlerts": 0,
+                "alerts": [
+                    {
+                        "status": "firing",
+                        "labels": {"alertname": "X", "severity": "critical"},
+                        "annotations": {},
+                        "startsAt": "2026-11-25T00:00:00Z",
+                        "fingerprint": "f",
+                    }
+                ],
+            }
+            headers = {"Authorization": "Bearer demo-token-change-me"}
+            async with aiohttp.ClientSession() as http:
+                async with http.post(daemon.url + "/hooks/am", json=alert, headers=headers) as r:
+                    accepted = r.status, await r.json()
+                async with http.get(daemon.url + "/readyz") as r:
+                    ready = r.status
+            return accepted[0], accepted[1], ready
+        finally:
+            await daemon.stop()
+
+    status, body, ready = asyncio.run(scenario())
+    assert (status, body) == (200, {"accepted": 1, "intents": 2, "duplicate": False})
+    assert ready == 200
+
+
+def test_unknown_type_and_bad_options(tmp_path: Path) -> None:
+    """An unknown adapter type lists the installed ones; a bad option is named with its line."""
+    text = problems(
+        tmp_path,
+        """
+inputs:
+  am:
+    type: alertmanagr
+  hook:
+    type: webhook
+    allow_unauthenticated: true
+    kind: alarm
+outputs:
+  sms:
+    type: http_callback
+    url: http://x
+""",
+    )
+    assert (
+        "config.yaml:4:11: inputs.am.type: unknown input type 'alertmanagr'; installed "
+        "types: alertmanager, dingtalk, feishu, grafana, mattermost, slack, telegram, "
+        "webhook, wecom, zabbix" in text
+    )
+    assert "config.yaml:8:11: inputs.hook.kind:" in text
+    assert "config.yaml:11:5: outputs.sms: 'sms' is the built-in output" in text
+
+
+def test_shape_and_reference_problems_together(tmp_path: Path) -> None:
+    """A misspelt key elsewhere does not hide a rule's unknown contact: both are reported."""
+    text = problems(
+        tmp_path,
+        """
+server:
+  listn: 1
+contacts:
+  alice: "15102110086"
+rules:
+  - name: r
+    sms: {to: [alise]}
+""",
+    )
+    assert text.startswith("error: config.yaml has 2 problems")
+    assert "config.yaml:3:3: server.listn: unknown key; did you mean 'listen'?" in text
+    assert "rules[0].sms.to[0]: unknown contact or group 'alise'; did you mean 'alice'?" in text
+
+
+def test_secrets_are_not_printed(tmp_path: Path) -> None:
+    """A malformed secret is reported without its value."""
+    text = problems(
+        tmp_path,
+        """
+outputs:
+  cb:
+    type: http_callback
+    url: notaurl
+    secret: TopSecretValue123
+""",
+    )
+    assert "outputs.cb.url" in text
+    assert "TopSecretValue123" not in text

@@ -1,0 +1,76 @@
+"""The SQLite store: group commit, per-write rollback, durability."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bridge.plugin.base import StoreUnavailableError
+from bridge.store.sqlite import Store
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS t (x INTEGER NOT NULL);"
+
+
+def insert(value: int):  # type: ignore[no-untyped-def]
+    def work(conn: sqlite3.Connection) -> int:
+        conn.execute("INSERT INTO t (x) VALUES (?)", (value,))
+        return value
+
+    return work
+
+
+def count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM t").fetchone()[0])
+
+
+async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
+    """Many concurrent writers are committed in far fewer transactions than writes."""
+    store = Store(tmp_path / "s.db", schema=SCHEMA)
+    await store.open()
+    results = await asyncio.gather(*(store.write(insert(i)) for i in range(200)))
+    assert results == list(range(200))
+    assert store.commits < 50
+    assert await store.read(count) == 200
+    await store.close()
+
+
+async def test_a_failing_write_rolls_back_alone(tmp_path: Path) -> None:
+    """One write raising does not undo the writes batched with it."""
+    store = Store(tmp_path / "s.db", schema=SCHEMA)
+    await store.open()
+
+    def bad(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (x) VALUES (999)")
+        raise ValueError("boom")
+
+    outcomes = await asyncio.gather(
+        store.write(insert(1)), store.write(bad), store.write(insert(2)), return_exceptions=True
+    )
+    assert outcomes[0] == 1
+    assert isinstance(outcomes[1], ValueError)
+    assert outcomes[2] == 2
+    assert await store.read(lambda c: sorted(r[0] for r in c.execute("SELECT x FROM t"))) == [1, 2]
+    await store.close()
+
+
+async def test_committed_writes_survive_reopening(tmp_path: Path) -> None:
+    """What write() returned for is in the file when it is opened again."""
+    path = tmp_path / "s.db"
+    store = Store(path, schema=SCHEMA)
+    await store.open()
+    await store.write(insert(7))
+    await store.close()
+    again = Store(path, schema=SCHEMA)
+    await again.open()
+    assert await again.read(count) == 1
+    await again.close()
+
+
+async def test_closed_store_refuses_writes(tmp_path: Path) -> None:
+    """Writing to a store that is not open raises StoreUnavailableError (inputs answer 5xx)."""
+    store = Store(tmp_path / "s.db", schema=SCHEMA)
+    with pytest.raises(StoreUnavailableError):
+        await store.write(insert(1))
