@@ -81,7 +81,7 @@ async def push(daemon: Daemon, batch: list[Submission], total: int) -> None:
 
     async def worker() -> None:
         for events, key in todo:
-            await daemon.pipeline.submit(events, dedupe_key=key, dedupe_window=14400)
+            await daemon.processor.run_events(events, dedupe_key=key, dedupe_window=14400)
 
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     # The count lives in a metric, which has nothing to await; a short poll costs little.

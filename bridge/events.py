@@ -108,3 +108,63 @@ class Intent:
     conversation: Conversation | None = None  # where replies to this SMS should go
     retry_ambiguous: bool = True  # resend when the gateway may or may not have sent it
     payload: Mapping[str, Any] = field(default_factory=dict)  # output-specific extras
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRecord:
+    """An SMS a phone sent back, as a reply source hands it to the core."""
+
+    mobile: str
+    text: str
+    time: str  # ISO 8601 when known, else the gateway's raw value
+    raw_time: str  # the gateway's own value: part of the record's identity
+    ref: str = ""  # the gateway's id of the SMS it answers, when it says
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "mobile": self.mobile,
+            "text": self.text,
+            "time": self.time,
+            "raw_time": self.raw_time,
+            "ref": self.ref,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReplyRecord:
+        return cls(
+            mobile=str(data["mobile"]),
+            text=str(data["text"]),
+            time=str(data.get("time", "")),
+            raw_time=str(data.get("raw_time", "")),
+            ref=str(data.get("ref", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecord:
+    """A delivery report for an SMS we sent, matched to it by (ref, mobile)."""
+
+    ref: str  # the gateway's id of the message (msgid)
+    mobile: str
+    status: str  # delivered / failed / unknown
+    carrier_code: str = ""  # the carrier's own code (DELIVRD, UNDELIV, ...)
+    description: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "ref": self.ref,
+            "mobile": self.mobile,
+            "status": self.status,
+            "carrier_code": self.carrier_code,
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReportRecord:
+        return cls(
+            ref=str(data["ref"]),
+            mobile=str(data["mobile"]),
+            status=str(data["status"]),
+            carrier_code=str(data.get("carrier_code", "")),
+            description=str(data.get("description", "")),
+        )

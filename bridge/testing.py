@@ -39,11 +39,13 @@ from bridge.config import ConfigModel
 from bridge.events import Event
 from bridge.plugin.base import (
     Accepted,
+    Delivery,
     Input,
     Job,
     Outcome,
     OutcomeKind,
     Output,
+    Parsed,
     PluginContext,
     StoreUnavailableError,
 )
@@ -113,7 +115,7 @@ class CaptureConfig(ConfigModel):
     """A capturing output takes no options."""
 
 
-class CapturingOutput(Output):
+class CapturingOutput(Output[CaptureConfig]):
     """An output that records every job and answers with scripted outcomes (default: sent).
 
     `script` is consumed one OutcomeKind per delivered job; when it runs out, jobs are sent.
@@ -167,22 +169,33 @@ class CapturingOutput(Output):
 
 @dataclass
 class RecordingSubmit:
-    """A `submit` for an input under test: keeps each call, or fails, or reports a duplicate."""
+    """A `submit` for an input under test: keeps each delivery, or fails, or reports a duplicate.
+
+    When it knows the input's `parse` (serve_input tells it), it also checks the contract a
+    replay relies on: parsing the stored body again gives the same events.
+    """
 
     calls: list[tuple[list[Event], str, float]] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
     fail: bool = False  # raise StoreUnavailableError, as when the store is down
     error: BaseException | None = None  # or raise this (say, a bug in the core)
     duplicate: bool = False  # answer as for a delivery seen before
+    parse: Callable[[bytes], Parsed] | None = None
 
-    async def __call__(
-        self, events: Sequence[Event], *, dedupe_key: str = "", dedupe_window: float = 0.0
-    ) -> Accepted:
+    async def __call__(self, delivery: Delivery) -> Accepted:
         if self.error is not None:
             raise self.error
         if self.fail:
             raise StoreUnavailableError("database is locked")
-        self.calls.append((list(events), dedupe_key, dedupe_window))
-        return Accepted(events=len(events), intents=len(events), duplicate=self.duplicate)
+        events = list(delivery.parsed.events)
+        if self.parse is not None:
+            replayed = self.parse(delivery.body)
+            assert _comparable(replayed.events) == _comparable(events), (
+                "parse(stored body) does not give the events the input submitted"
+            )
+        self.deliveries.append(delivery)
+        self.calls.append((events, delivery.dedupe_key, delivery.dedupe_window))
+        return Accepted(len(events), duplicate=self.duplicate, rejected=delivery.parsed.rejected)
 
     @property
     def events(self) -> list[Event]:
@@ -195,7 +208,11 @@ class RecordingSubmit:
         return self.calls[-1][1]
 
 
-def input_app(plugin: Input) -> web.Application:
+def _comparable(events: Sequence[Event]) -> list[dict[str, Any]]:
+    return [{**event.to_json(), "received_at": None} for event in events]
+
+
+def input_app(plugin: Input[Any]) -> web.Application:
     """An aiohttp app serving `plugin`'s routes under /hooks/<its instance name>."""
     app = web.Application()
     for route in plugin.routes():
@@ -216,7 +233,7 @@ def recorder() -> RecordingSubmit:
     return RecordingSubmit()
 
 
-ServeInput = Callable[[type[Input], str, Mapping[str, Any]], Awaitable[Any]]
+ServeInput = Callable[[type[Input[Any]], str, Mapping[str, Any]], Awaitable[Any]]
 
 
 @pytest.fixture
@@ -225,14 +242,16 @@ def serve_input(
 ) -> ServeInput:
     """Build an input from a config mapping, serve it at /hooks/<name>, return a test client.
 
-    Its `submit` is the `recorder` fixture, so a test sees exactly what the input handed on.
+    Its `submit` is the `recorder` fixture, so a test sees exactly what the input handed on,
+    and every delivery is checked to parse back to the same events from its stored body.
     """
 
-    async def serve(cls: type[Input], name: str, config: Mapping[str, Any]) -> Any:
+    async def serve(cls: type[Input[Any]], name: str, config: Mapping[str, Any]) -> Any:
         ctx = PluginContext(
             name=name, http=http_session, log=structlog.get_logger(), submit=recorder
         )
         plugin = cls(cls.config_class.model_validate(dict(config)), ctx)
+        recorder.parse = plugin.parse
         return await aiohttp_client(input_app(plugin))
 
     return serve
@@ -258,10 +277,10 @@ def capture_output() -> CapturingOutput:
     return CapturingOutput()
 
 
-def capture_type(target: CapturingOutput) -> type[Output]:
+def capture_type(target: CapturingOutput) -> type[Output[Any]]:
     """An output type whose instances hand every job to `target` (type name `capture`)."""
 
-    class Capture(Output):
+    class Capture(Output[CaptureConfig]):
         type_name = "capture"
         config_class = CaptureConfig
 
@@ -278,15 +297,15 @@ def capture_type(target: CapturingOutput) -> type[Output]:
 class RegistryWithTypes(Registry):
     """The installed adapter types, plus classes given directly (not yet behind entry points)."""
 
-    extra_inputs: Mapping[str, type[Input]] = field(default_factory=dict)
-    extra_outputs: Mapping[str, type[Output]] = field(default_factory=dict)
+    extra_inputs: Mapping[str, type[Input[Any]]] = field(default_factory=dict)
+    extra_outputs: Mapping[str, type[Output[Any]]] = field(default_factory=dict)
 
     @classmethod
-    def with_types(cls, types: Iterable[type[Input] | type[Output]]) -> RegistryWithTypes:
+    def with_types(cls, types: Iterable[type[Input[Any]] | type[Output[Any]]]) -> RegistryWithTypes:
         """Discover the installed types, and add `types` by their `type_name`."""
         found = Registry.discover()
-        inputs: dict[str, type[Input]] = {}
-        outputs: dict[str, type[Output]] = {}
+        inputs: dict[str, type[Input[Any]]] = {}
+        outputs: dict[str, type[Output[Any]]] = {}
         for plugin in types:
             if issubclass(plugin, Input):
                 inputs[plugin.type_name] = plugin
@@ -296,12 +315,12 @@ class RegistryWithTypes(Registry):
                 raise TypeError(f"{plugin!r} is neither an Input nor an Output")
         return cls(found.inputs, found.outputs, inputs, outputs)
 
-    def input_type(self, name: str) -> type[Input]:
+    def input_type(self, name: str) -> type[Input[Any]]:
         if name in self.extra_inputs:
             return self.extra_inputs[name]
         return Registry.input_type(self, name)
 
-    def output_type(self, name: str) -> type[Output]:
+    def output_type(self, name: str) -> type[Output[Any]]:
         if name in self.extra_outputs:
             return self.extra_outputs[name]
         return Registry.output_type(self, name)
@@ -351,7 +370,7 @@ class DaemonFactory(Protocol):
         self,
         config: str,
         *,
-        types: Iterable[type[Input] | type[Output]] = (),
+        types: Iterable[type[Input[Any]] | type[Output[Any]]] = (),
         environ: Mapping[str, str] | None = None,
     ) -> Awaitable[Daemon]: ...
 
@@ -373,7 +392,7 @@ async def smsbridge_daemon(
     async def start(
         config: str,
         *,
-        types: Iterable[type[Input] | type[Output]] = (),
+        types: Iterable[type[Input[Any]] | type[Output[Any]]] = (),
         environ: Mapping[str, str] | None = None,
     ) -> Daemon:
         path = daemon_config(config, tmp_path / f"smsbridge-{next(counter)}")

@@ -44,7 +44,7 @@ rules:
     sim = daemon.simulator
     assert sim is not None
     sim.state.add_fault(Fault(FaultKind.HTTP500, action=Action.SEND_ONCE))
-    await daemon.pipeline.submit(
+    await daemon.processor.run_events(
         [
             Event(
                 kind=EventKind.ALERT, source="am", labels={"alertname": f"A{n}"}, fingerprint=str(n)
@@ -55,8 +55,11 @@ rules:
     await sim.state.wait_for(lambda s: len(s.messages) >= 1 and not s.faults)
     sim.state.inject_reply("15102110086", "ok")
     await daemon.poller.poll_replies()
+    await daemon.processor.drain()
     await daemon.poller.poll_reports()
+    await daemon.processor.drain()
     await daemon.poller.poll_balance()
+    await daemon.processor.drain()
     async with aiohttp.ClientSession() as http, http.get(daemon.url + "/metrics") as response:
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = await response.text()

@@ -17,8 +17,8 @@ from pydantic import SecretStr
 
 from bridge.config import ConfigError, ConfigModel
 from bridge.events import Event, EventKind
-from bridge.plugin.base import Input, Job, OutcomeKind, PluginContext
-from bridge.plugin.webhook import answer, submit_and_answer
+from bridge.plugin.base import Job, OutcomeKind, Parsed, PluginContext
+from bridge.plugin.webhook import HttpInput
 from bridge.plugins.c123 import C123Output
 from bridge.plugins.c123.config import C123Config
 from bridge.plugins.c123.simulator import DEFAULT_ACCOUNT, DEFAULT_AUTHKEY, Simulator
@@ -72,7 +72,7 @@ async def test_daemon_routes_a_webhook_to_sms_and_capture(
         {"labels": {"alertname": "DiskFull", "team": "chat"}, "message": "97% on /var"},
         BEARER,
     )
-    assert (status, body) == (200, {"accepted": 1, "intents": 1, "duplicate": False})
+    assert (status, body) == (200, {"accepted": 1, "duplicate": False, "rejected": []})
     await capture_output.wait_for(1)
     assert capture_output.delivered[0].text == "DiskFull: 97% on /var"
     assert capture_output.delivered[0].payload["rule"] == "to-chat"
@@ -140,26 +140,23 @@ class PingConfig(ConfigModel):
     word: str = "ping"
 
 
-class PingInput(Input):
+class PingInput(HttpInput[PingConfig]):
     """An input not behind any entry point: every POST is one alert saying the word."""
 
     type_name = "ping"
     config_class = PingConfig
-    config: PingConfig
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("", self._handle)]
+    async def receive(self, request: web.Request) -> web.Response:
+        return await self.accept(await request.read())
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    def parse(self, body: bytes) -> Parsed:
         event = Event(
             kind=EventKind.ALERT,
             source=self.ctx.name,
             labels={"alertname": "Ping"},
             text=self.config.word,
         )
-        return await answer(
-            self.ctx, submit_and_answer(self.ctx, [event], dedupe_key="", dedupe_window=0)
-        )
+        return Parsed([event])
 
 
 async def test_types_adds_classes_before_they_have_entry_points(

@@ -7,17 +7,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from bridge.events import Event
+from bridge.intake.pipeline import Pipeline
 from bridge.outbox import jobs as outbox
 from bridge.plugin.chat import CommandPolicy
 from bridge.rules.config import Directory, UnresolvedError
 from bridge.rules.ruleset import Recipient, SmsAction
 from bridge.sms import InvalidNumberError, mask_number, mask_text
-
-if TYPE_CHECKING:
-    from bridge.intake.pipeline import Pipeline
 
 HELP = (
     "sms <number|contact|group> <text> — send an SMS; replies appear in this thread\n"

@@ -4,27 +4,24 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import bridge.intake.conversations as conversations
 import bridge.intake.holding as holding
 from bridge.events import Event, EventKind, Intent, Status
 from bridge.intake.conversations import ConversationSettings
-from bridge.intake.storm import StormSettings, flush_due, next_due
 from bridge.metrics import Metrics
 from bridge.outbox import jobs as outbox
-from bridge.plugin.base import Accepted
 from bridge.rules.config import Directory
 from bridge.rules.ruleset import Decision, RuleSet, SmsAction
 from bridge.sms import mask_number
 from bridge.store import ledger
 from bridge.store.sqlite import Store
-
-if TYPE_CHECKING:
-    from bridge.intake.chatops import ChatOps
 
 Clock = Callable[[], float]
 # Put in `touched` when storm state (a group member, a held message) was written: the storm loop
@@ -35,6 +32,44 @@ Estimator = Callable[[str, str], int]  # (output, text) -> segments
 
 def _alert_name(event: Event) -> str:
     return event.labels.get("alertname") or event.text[:40] or event.kind.value
+
+
+@dataclass(frozen=True, slots=True)
+class StormSettings:
+    """Limits that keep a storm of alerts from becoming a storm of SMS."""
+
+    held_summary_after: float = 300.0  # seconds a held message waits for its summary
+    daily_segment_budget: int | None = None  # segments a day across every SMS output
+    budget_zone: Any = UTC  # the day of the budget starts at midnight here
+
+
+class DeferredLog:
+    """Log lines decided inside a transaction, written after it commits (never inside the write).
+
+    The writer thread holds the store's one write lock while a transaction runs; rendering and
+    writing a log line there would make every webhook's commit wait for it.
+    """
+
+    def __init__(self) -> None:
+        self._lines: deque[tuple[str, str, dict[str, Any]]] = deque()
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._lines.append(("info", event, fields))
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._lines.append(("warning", event, fields))
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._lines.append(("error", event, fields))
+
+    def clear(self) -> None:
+        """Forget lines of a transaction that rolled back."""
+        self._lines.clear()
+
+    def flush(self, log: Any) -> None:
+        while self._lines:
+            level, event, fields = self._lines.popleft()
+            getattr(log, level)(event, **fields)
 
 
 class Pipeline:
@@ -51,13 +86,11 @@ class Pipeline:
         storm: StormSettings | None = None,
         clock: Clock = time.time,
         wake: Callable[[Iterable[str]], None] = lambda outputs: None,
-        chatops: ChatOps | None = None,
         directory: Directory | None = None,
         conversations: ConversationSettings | None = None,
         price: Decimal = Decimal("0.10"),
     ) -> None:
         self.store = store
-        self.chatops = chatops
         self.directory = directory or Directory({}, {})
         self.conversations = conversations or ConversationSettings()
         self.price = price
@@ -65,50 +98,12 @@ class Pipeline:
         self.sms_outputs = sms_outputs
         self.metrics = metrics
         self.log = log
+        self.notes = DeferredLog()  # what happens inside a transaction is logged after it
         self.storm = storm or StormSettings()
         self.clock = clock
         self.wake = wake
 
-    # --- entry points ------------------------------------------------------------------------
-
-    async def submit(
-        self, events: Sequence[Event], *, dedupe_key: str = "", dedupe_window: float = 0.0
-    ) -> Accepted:
-        """Run the rules and commit what they decided; returns once it is on disk."""
-        now = self.clock()
-        when = datetime.fromtimestamp(now, UTC)
-        decided = [(event, self.decide(event, when)) for event in events]
-        # Commands may need the network (the balance); that happens before the commit.
-        commands = {
-            index: await self.chatops.prepare(event)
-            for index, event in enumerate(events)
-            if event.kind is EventKind.COMMAND and self.chatops is not None
-        }
-        touched: set[str] = set()
-
-        def work(conn: sqlite3.Connection) -> Accepted:
-            if dedupe_key and ledger.seen_within(conn, dedupe_key, now, dedupe_window):
-                return Accepted(events=len(events), intents=0, duplicate=True)
-            touched.clear()
-            jobs = 0
-            for index, (event, decisions) in enumerate(decided):
-                jobs += self.apply(conn, event, decisions, now, touched)
-                if index in commands and self.chatops is not None:
-                    event_id = outbox.add_event(conn, event)
-                    jobs += self.chatops.run(
-                        self, conn, event, commands[index], event_id, now, touched
-                    )
-            return Accepted(events=len(events), intents=jobs)
-
-        accepted = await self.store.write(work)
-        for event, decisions in decided:
-            self.metrics.events.labels(event.source, event.kind.value).inc()
-            for decision in decisions:
-                self.metrics.rule_matches.labels(decision.rule).inc()
-        if accepted.duplicate and events:
-            self.metrics.duplicates.labels(events[0].source).inc()
-        self.wake(touched)
-        return accepted
+    # --- deciding (pure, outside any transaction) and applying (inside one) ---------------
 
     def decide(self, event: Event, when: datetime) -> list[Decision]:
         """The rules' decisions; rules skipped only by their time window are counted."""
@@ -219,7 +214,7 @@ class Pipeline:
             return False  # nothing to send; only the episode's end is recorded above
         if ledger.seen_within(conn, base + event.status.value, now, window):
             self.metrics.suppressed.labels(decision.rule, "repeat").inc()
-            self.log.info(
+            self.notes.info(
                 "sms_suppressed",
                 reason="repeat",
                 rule=decision.rule,
@@ -264,7 +259,7 @@ class Pipeline:
             holding.hold(conn, action.output, number, rule, names, reason, now)
             touched.add(STORM)
             self.metrics.suppressed.labels(rule, reason).inc(len(names))
-            self.log.warning(
+            self.notes.warning(
                 "sms_held", reason=reason, rule=rule, to=mask_number(number), alerts=len(names)
             )
             return 0
@@ -286,6 +281,14 @@ class Pipeline:
         touched.add(action.output)
         return job_id
 
+    def add_event(self, conn: sqlite3.Connection, event: Event) -> int:
+        """Store an event's context (replies and reports carry it back later)."""
+        return outbox.add_event(conn, event)
+
+    def flush_log(self, log: Any) -> None:
+        """Write the log lines of committed transactions."""
+        self.notes.flush(log)
+
     def estimate(self, output: str, text: str) -> tuple[int, Decimal]:
         """Segments and cost of one SMS on an SMS output."""
         segments = self.sms_outputs[output](output, text) if output in self.sms_outputs else 0
@@ -304,7 +307,7 @@ class Pipeline:
         """Post a text into the event's own conversation (a chat thread); 0 if it has none."""
         conversation = event.conversation
         if conversation is None:
-            self.log.warning("answer_skipped", rule=rule, reason="event has no conversation")
+            self.notes.warning("answer_skipped", rule=rule, reason="event has no conversation")
             return 0
         intent = Intent(
             output=conversation.output,
@@ -328,7 +331,6 @@ class Pipeline:
         who = self.directory.name_for(str(event.data.get("mobile", "")))
         if event.kind is EventKind.REPLY:
             text = f"{who}: {event.text}"
-            self.metrics.replies_forwarded.inc()
         elif event.kind is EventKind.DELIVERY and self.conversations.report_deliveries:
             status = event.data.get("status", "")
             code = event.data.get("carrier_code", "")
@@ -375,7 +377,9 @@ class Pipeline:
         conversation = event.conversation
         output = decision.post.output or (conversation.output if conversation else None)
         if output is None:
-            self.log.warning("post_skipped", rule=decision.rule, reason="event has no conversation")
+            self.notes.warning(
+                "post_skipped", rule=decision.rule, reason="event has no conversation"
+            )
             return 0
         intent = Intent(
             output=output,
@@ -393,13 +397,3 @@ class Pipeline:
         outbox.add_job(conn, intent, event_id, now)
         touched.add(output)
         return 1
-
-    # --- storm control: groups and held summaries (bridge.intake.storm does the work) -----------
-
-    async def flush_due(self) -> None:
-        """Send the summary of every group whose wait is over, and due held-back summaries."""
-        await flush_due(self)
-
-    def next_storm_due(self, conn: sqlite3.Connection) -> float | None:
-        """When flush_due next has work: the earliest group flush or held summary."""
-        return next_due(self, conn)

@@ -1,30 +1,15 @@
-"""Storm control: its settings, flushing grouped alerts, and "held back" summaries."""
+"""Storm control: flushing grouped alerts, and "held back" summaries."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC
-from typing import TYPE_CHECKING, Any
 
 import bridge.intake.holding as holding
 from bridge.events import Event, EventKind, Intent
+from bridge.intake.pipeline import Pipeline
 from bridge.outbox import jobs as outbox
 from bridge.sms import mask_number
-
-if TYPE_CHECKING:
-    import sqlite3
-
-    from bridge.intake.pipeline import Pipeline
-
-
-@dataclass(frozen=True, slots=True)
-class StormSettings:
-    """Limits that keep a storm of alerts from becoming a storm of SMS."""
-
-    held_summary_after: float = 300.0  # seconds a held message waits for its summary
-    daily_segment_budget: int | None = None  # segments a day across every SMS output
-    budget_zone: Any = UTC  # the day of the budget starts at midnight here
 
 
 def _expand(held: holding.HeldSummary) -> Iterable[str]:
@@ -82,6 +67,7 @@ async def flush_due(pipeline: Pipeline) -> None:
             _flush_held(pipeline, conn, output, number, now, touched)
 
     await pipeline.store.write(work)
+    pipeline.flush_log(pipeline.log)
     pipeline.wake(touched)
 
 
@@ -95,7 +81,7 @@ def _flush_group(
     events = [e for e in (outbox.get_event(conn, i) for i in group.event_ids) if e]
     action = pipeline.rules.sms_action(group.rule)
     if action is None or not events:
-        pipeline.log.warning("group_dropped_rule_gone", rule=group.rule, alerts=len(events))
+        pipeline.notes.warning("group_dropped_rule_gone", rule=group.rule, alerts=len(events))
         return
     text = pipeline.rules.render_group(group.rule, events)
     pipeline.queue_sms(
@@ -147,7 +133,7 @@ def _flush_held(
     )
     outbox.add_job(conn, intent, None, now, segments=segments)
     touched.add(output)
-    pipeline.log.warning(
+    pipeline.notes.warning(
         "sms_held_summary", to=mask_number(number), alerts=sum(held.counts.values())
     )
 

@@ -54,7 +54,7 @@ class Dispatcher:
     def __init__(
         self,
         store: Store,
-        outputs: Mapping[str, Output],
+        outputs: Mapping[str, Output[Any]],
         *,
         metrics: Metrics,
         log: Any,
@@ -100,7 +100,7 @@ class Dispatcher:
         for name in self.outputs:
             self._tasks[name] = asyncio.create_task(self._worker(name), name=f"dispatch-{name}")
 
-    async def replace_outputs(self, outputs: Mapping[str, Output]) -> None:
+    async def replace_outputs(self, outputs: Mapping[str, Output[Any]]) -> None:
         """Swap in a reloaded set of outputs: new names get workers, removed names lose theirs.
 
         A worker of a kept name picks up the new instance on its next batch.
@@ -189,7 +189,7 @@ class Dispatcher:
                 return
 
     async def _deliver_unit(
-        self, name: str, output: Output, records: Sequence[JobRecord]
+        self, name: str, output: Output[Any], records: Sequence[JobRecord]
     ) -> Outcome | None:
         """Deliver one unit and record its outcomes; returns a hold outcome if there was one."""
         try:

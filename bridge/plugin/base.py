@@ -7,13 +7,15 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import aiohttp
 from aiohttp import web
 from pydantic import BaseModel
 
-from bridge.events import Event
+from bridge.events import Event, ReplyRecord, ReportRecord
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
 class StoreUnavailableError(Exception):
@@ -21,31 +23,89 @@ class StoreUnavailableError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Accepted:
-    """What submit() did with a request's events, once they are durably stored."""
+class Rejected:
+    """One item of a delivery that could not be used, and why (the others are accepted)."""
 
-    events: int  # events taken
-    intents: int  # messages decided by the rules (sent later by the outbox)
-    duplicate: bool = False  # the same delivery was seen before and was not processed again
+    index: int  # its position in the delivery (an alert of a group, an object of a list)
+    error: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What an input's pure `parse` made of a stored body: the events, and the items it refused."""
+
+    events: Sequence[Event]
+    rejected: Sequence[Rejected] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One verified request, as an input hands it to the inbox.
+
+    `body` is stored once, exactly as the input's `parse` reads it, so a restart can replay it;
+    `parsed` is what that parse made of it now (the processor uses it instead of parsing again).
+    `dedupe_key` names the delivery (e.g. Slack's event id): a second delivery with the same key
+    within `dedupe_window` seconds is acknowledged as a duplicate and not processed again.
+    """
+
+    body: bytes
+    parsed: Parsed
+    dedupe_key: str = ""
+    dedupe_window: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What the inbox did with a delivery, once it is durably stored (rules run afterwards)."""
+
+    accepted: int  # events taken
+    duplicate: bool = False  # the same delivery was seen before and was not stored again
+    rejected: Sequence[Rejected] = ()  # items that could not be used
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer body every webhook input gives."""
+        return {
+            "accepted": self.accepted,
+            "duplicate": self.duplicate,
+            "rejected": [item.to_json() for item in self.rejected],
+        }
 
 
 class Submit(Protocol):
-    """Hands events to the core: rules run, intents are committed, then this returns.
+    """Hands a delivery to the core's inbox; returns once it is durably stored.
 
-    `dedupe_key` names the delivery (e.g. Alertmanager's groupKey + status + fingerprints);
-    a second delivery with the same key within `dedupe_window` seconds is acknowledged and
-    ignored. Raises StoreUnavailableError when nothing could be stored.
+    Raises StoreUnavailableError when it could not be stored (the input answers 503).
     """
 
-    def __call__(
-        self, events: Sequence[Event], *, dedupe_key: str = "", dedupe_window: float = 0.0
-    ) -> Awaitable[Accepted]: ...
+    def __call__(self, delivery: Delivery) -> Awaitable[Accepted]: ...
 
 
-async def _no_submit(
-    events: Sequence[Event], *, dedupe_key: str = "", dedupe_window: float = 0.0
-) -> Accepted:
-    raise StoreUnavailableError("this adapter was built without a pipeline to submit to")
+async def _no_submit(delivery: Delivery) -> Accepted:
+    raise StoreUnavailableError("this adapter was built without an inbox to submit to")
+
+
+class RecordSink(Protocol):
+    """Where a reply source hands what it polled: the core keeps it durably, then acts on it.
+
+    Each call returns once the raw answer and its records are committed, so a reply source
+    may forget them afterwards (reads of a destructive API must never be lost).
+    """
+
+    async def received(
+        self,
+        source: str,
+        action: str,
+        raw: bytes,
+        replies: Sequence[ReplyRecord] = (),
+        reports: Sequence[ReportRecord] = (),
+    ) -> None: ...
+
+    async def balance(
+        self, source: str, raw: bytes, remain: Decimal, low: Decimal | None = None
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,21 +153,24 @@ class Outcome:
     code: str = ""  # the machine-readable cause, e.g. a gateway result code
 
 
-class Output(ABC):
-    """Delivers batches of jobs; each batch returns exactly one outcome per job."""
+class Output(ABC, Generic[ConfigT]):
+    """Delivers batches of jobs; each batch returns exactly one outcome per job.
+
+    Generic in its config model: `class MyOutput(Output[MyConfig])` types `self.config`.
+    """
 
     type_name: ClassVar[str]
     config_class: ClassVar[type[BaseModel]]
 
-    def __init__(self, config: BaseModel, ctx: PluginContext) -> None:
+    def __init__(self, config: ConfigT, ctx: PluginContext) -> None:
         self.config = config
         self.ctx = ctx
         self.log = ctx.log
 
-    async def start(self) -> None:  # noqa: B027 - an optional hook, most outputs need none
+    async def start(self) -> None:
         """Open what the output needs; raising here fails start-up (or the reload)."""
 
-    async def stop(self) -> None:  # noqa: B027 - an optional hook, most outputs need none
+    async def stop(self) -> None:
         """Release what start() opened; must not raise."""
 
     def split(self, jobs: Sequence[Job]) -> list[list[Job]]:
@@ -123,28 +186,37 @@ class Output(ABC):
         """Deliver the jobs; never raise for one job's failure, return its outcome instead."""
 
 
-class Input(ABC):
-    """Receives events over HTTP under /hooks/<instance>/ and submits them to the core.
+class Input(ABC, Generic[ConfigT]):
+    """Receives deliveries over HTTP under /hooks/<instance>/ and hands them to the inbox.
 
-    A handler answers 2xx only after `ctx.submit` returned (the events are durably stored),
-    5xx when it raised StoreUnavailableError (so the sender retries), and 4xx with a JSON body
-    `{"error": "..."}` naming what is wrong for bad input or failed authentication.
+    A handler authenticates and validates a request, then submits a `Delivery`: the verified
+    body and what `parse` made of it. It answers 2xx only after `ctx.submit` returned (the body
+    is durably stored; rules run afterwards), 503 when it raised StoreUnavailableError (so the
+    sender retries), and 4xx with a JSON body `{"error": "..."}` when the request as a whole is
+    unusable (not JSON, wrong shape, failed authentication). Generic in its config model.
     """
 
     type_name: ClassVar[str]
     config_class: ClassVar[type[BaseModel]]
 
-    def __init__(self, config: BaseModel, ctx: PluginContext) -> None:
+    def __init__(self, config: ConfigT, ctx: PluginContext) -> None:
         self.config = config
         self.ctx = ctx
         self.log = ctx.log
 
-    async def start(self) -> None:  # noqa: B027 - an optional hook, most inputs need none
+    async def start(self) -> None:
         """Open what the input needs; raising here fails start-up (or the reload)."""
 
-    async def stop(self) -> None:  # noqa: B027 - an optional hook, most inputs need none
+    async def stop(self) -> None:
         """Release what start() opened; must not raise."""
 
     @abstractmethod
     def routes(self) -> list[web.RouteDef]:
         """Routes relative to /hooks/<instance>; the path "" is /hooks/<instance> itself."""
+
+    @abstractmethod
+    def parse(self, body: bytes) -> Parsed:
+        """The events in a stored body: pure (no I/O, no clock), so a replay gives the same.
+
+        Raises ValueError when the body is unusable; per-item problems go in `rejected`.
+        """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import aiohttp
 from pydantic import Field
@@ -82,6 +82,9 @@ def command_text(text: str) -> str | None:
     return (match.group("rest") or "").strip()
 
 
+ChatConfigT = TypeVar("ChatConfigT", bound=ChatOutputConfig)
+
+
 class ChatApiError(Exception):
     """A platform API refused a post; says whether retrying can help and when."""
 
@@ -124,7 +127,7 @@ def split_text(text: str, limit: int, *, split: bool = True) -> list[str]:
     return [f"{part} ({n}/{len(parts)})" for n, part in enumerate(parts, 1)]
 
 
-class ChatOutput(Output):
+class ChatOutput(Output[ChatConfigT]):
     """Posts jobs to a chat platform: one post per job (or per part), paced, errors classified.
 
     A job's recipient is the channel ('' for the configured default) and `payload["thread"]`
@@ -133,9 +136,8 @@ class ChatOutput(Output):
 
     max_chars: ClassVar[int] = 4000  # the platform's limit for one message
 
-    def __init__(self, config: ChatOutputConfig, ctx: PluginContext) -> None:
+    def __init__(self, config: ChatConfigT, ctx: PluginContext) -> None:
         super().__init__(config, ctx)
-        self.chat_config = config
         self._limiter = Limiter(config.rate_limit, burst=max(1, int(config.rate_limit)))
 
     @abstractmethod
@@ -146,9 +148,9 @@ class ChatOutput(Output):
         return [await self._deliver_one(job) for job in jobs]
 
     async def _deliver_one(self, job: Job) -> Outcome:
-        channel = job.recipient or self.chat_config.channel
+        channel = job.recipient or self.config.channel
         thread = str(job.payload.get("thread", "") or "")
-        parts = split_text(job.text, self.max_chars, split=self.chat_config.split_long)
+        parts = split_text(job.text, self.max_chars, split=self.config.split_long)
         refs = []
         # A retry after a part failed posts the whole text again: a repeated part beats a
         # missing one, and multi-part answers are rare.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from bridge.plugin.base import Input, Output
 
@@ -32,13 +33,13 @@ class Registry:
 
         return cls(inputs=group(INPUTS), outputs=group(OUTPUTS))
 
-    def input_type(self, name: str) -> type[Input]:
+    def input_type(self, name: str) -> type[Input[Any]]:
         cls = self._load(self.inputs, name, "input")
         if not (isinstance(cls, type) and issubclass(cls, Input)):
             raise PluginLoadError(f"input type {name!r} is not a smsbridge Input")
         return cls
 
-    def output_type(self, name: str) -> type[Output]:
+    def output_type(self, name: str) -> type[Output[Any]]:
         cls = self._load(self.outputs, name, "output")
         if not (isinstance(cls, type) and issubclass(cls, Output)):
             raise PluginLoadError(f"output type {name!r} is not a smsbridge Output")

@@ -1,4 +1,4 @@
-"""What every JSON webhook input shares: bounded reads, parsing, readable errors, and submit."""
+"""What every webhook input shares: bounded reads, JSON parsing, readable errors, the handler."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import re
+from abc import abstractmethod
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -13,8 +14,14 @@ from aiohttp import web
 from pydantic import SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
-from bridge.events import Event
-from bridge.plugin.base import PluginContext, StoreUnavailableError
+from bridge.plugin.base import (
+    ConfigT,
+    Delivery,
+    Input,
+    Parsed,
+    PluginContext,
+    StoreUnavailableError,
+)
 
 DEFAULT_MAX_BODY = 1024 * 1024  # Alertmanager without max_alerts can send large groups
 JSON_TYPE = "application/json"
@@ -98,9 +105,15 @@ def _no_constant(name: str) -> NoReturn:
 
 
 def parse_json(body: bytes) -> Any:
-    """The parsed body, or a 400 saying what is wrong with it and where."""
+    """The parsed body, or a 400 saying what is wrong with it and where.
+
+    Lone surrogates (`"\\ud800"`, valid JSON but not text) become U+FFFD: one bad character in
+    a label must not cost the alerts beside it, nor crash whatever encodes the text later.
+    """
     try:
-        return json.loads(body, parse_constant=_no_constant)
+        document = json.loads(body, parse_constant=_no_constant)
+        # Walk the document only when the text holds a \uD800-\uDFFF escape at all.
+        return _clean(document) if _SURROGATE_ESCAPE.search(body) else document
     except json.JSONDecodeError as exc:
         reject(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
     except UnicodeDecodeError:
@@ -109,6 +122,33 @@ def parse_json(body: bytes) -> Any:
         reject(400, f"malformed JSON: {exc}")
     except RecursionError:
         reject(400, "malformed JSON: nested too deeply")
+
+
+def load_json(body: bytes) -> Any:
+    """`parse_json` for a stored body: the same document, or ValueError when it is unusable."""
+    try:
+        return parse_json(body)
+    except RequestRejectedError as exc:
+        raise ValueError(exc.message) from None
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` with any lone surrogate replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(key): _clean(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    return value
 
 
 def format_loc(loc: Sequence[int | str]) -> str:
@@ -139,39 +179,40 @@ def _describe(error: ErrorDetails) -> str:
     return error["msg"][:120]
 
 
-def validation_message(exc: ValidationError) -> str:
-    """pydantic's errors as one line: the first problem, and how many more there are."""
+def validation_message(exc: ValidationError, at: Sequence[int | str] = ()) -> str:
+    """pydantic's errors as one line: the first problem, and how many more there are.
+
+    `at` is where the validated part sits in the body (`("alerts", 3)`), for the location.
+    """
     errors = exc.errors(include_url=False)
     first = errors[0]
-    message = f"{format_loc(first['loc'])}: {_describe(first)}"
+    message = f"{format_loc((*at, *first['loc']))}: {_describe(first)}"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return message
 
 
-async def submit_and_answer(
-    ctx: PluginContext, events: Sequence[Event], *, dedupe_key: str, dedupe_window: float
-) -> web.Response:
-    """Submit, then answer 200 only because the events are stored; 503 if they could not be."""
-    if not events:
-        return web.json_response({"accepted": 0, "intents": 0, "duplicate": False})
+async def submit_and_answer(ctx: PluginContext, delivery: Delivery) -> web.Response:
+    """Store the delivery, then answer 200 because it is stored; 503 if it could not be.
+
+    Rules run after this answer, so it counts what was accepted, not what will be sent.
+    Nothing usable (every item rejected) is a 422 naming the first problem.
+    """
+    parsed = delivery.parsed
+    if not parsed.events:
+        if parsed.rejected:
+            first = parsed.rejected[0]
+            reject(422, f"item {first.index}: {first.error}")
+        return web.json_response({"accepted": 0, "duplicate": False, "rejected": []})
     try:
-        accepted = await ctx.submit(events, dedupe_key=dedupe_key, dedupe_window=dedupe_window)
+        accepted = await ctx.submit(delivery)
     except StoreUnavailableError:
         # The sender (Alertmanager included) retries 5xx, so nothing is lost by refusing now.
-        ctx.log.warning("store_unavailable", events=len(events))
+        ctx.log.warning("store_unavailable", events=len(parsed.events))
         return web.json_response(
             {"error": "the events could not be stored; try again later"}, status=503
         )
-    ctx.log.info(
-        "events_received",
-        events=accepted.events,
-        intents=accepted.intents,
-        duplicate=accepted.duplicate,
-    )
-    return web.json_response(
-        {"accepted": accepted.events, "intents": accepted.intents, "duplicate": accepted.duplicate}
-    )
+    return web.json_response(accepted.to_json())
 
 
 async def answer(ctx: PluginContext, receive: Awaitable[web.Response]) -> web.Response:
@@ -181,3 +222,43 @@ async def answer(ctx: PluginContext, receive: Awaitable[web.Response]) -> web.Re
     except RequestRejectedError as exc:
         ctx.log.info("request_rejected", status=exc.status, error=exc.message)
         return exc.response()
+
+
+class HttpInput(Input[ConfigT]):
+    """An input served by one POST handler at /hooks/<name>: the wrapper every webhook shares.
+
+    Subclasses write `receive` (authenticate, read, verify) and `parse` (pure), and end with
+    `await self.accept(body, ...)`; rejections become JSON answers here.
+    """
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("", self.handle)]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        return await answer(self.ctx, self.receive(request))
+
+    @abstractmethod
+    async def receive(self, request: web.Request) -> web.Response:
+        """Authenticate and read one request; return `await self.accept(...)` or reject."""
+
+    def parse_or_reject(self, body: bytes) -> Parsed:
+        """`parse` on the request path: an unusable body is a 422 naming the problem."""
+        try:
+            return self.parse(body)
+        except ValueError as exc:
+            reject(422, str(exc))
+
+    async def accept(
+        self,
+        body: bytes,
+        parsed: Parsed | None = None,
+        *,
+        dedupe_key: str = "",
+        dedupe_window: float = 0.0,
+    ) -> web.Response:
+        """Store the verified body in the inbox and answer; `parsed` saves parsing it again."""
+        if parsed is None:
+            parsed = self.parse_or_reject(body)
+        return await submit_and_answer(
+            self.ctx, Delivery(body, parsed, dedupe_key=dedupe_key, dedupe_window=dedupe_window)
+        )

@@ -110,12 +110,27 @@ class Decision:
     post: PostAction | None
     now: datetime
     templates: _Templates = field(repr=False, compare=False)
+    _texts: dict[str, Rendered] = field(default_factory=dict, repr=False, compare=False)
+
+    def prerender(self) -> None:
+        """Render every text this decision will need now, so a later `render` only looks it up."""
+        if self.sms is not None:
+            self.rendered("sms")
+        if self.post is not None:
+            self.rendered("post")
 
     def rendered(self, action: Action | None = None) -> Rendered:
         """The text for this event, and why the fallback was used if it was (for the caller to log).
 
         `action` defaults to the SMS when the rule has one; an SMS is always cut to max_segments.
         """
+        key = action or ("sms" if self.sms is not None else "post")
+        cached = self._texts.get(key)
+        if cached is None:
+            cached = self._texts[key] = self._render(action)
+        return cached
+
+    def _render(self, action: Action | None) -> Rendered:
         if action == "post" or (action is None and self.sms is None):
             template = self.templates.post
             if template is None:

@@ -19,25 +19,27 @@ import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
+import bridge.intake.storm as storm
 import bridge.runtime.health as health
 from bridge.config import ConfigError
 from bridge.events import Conversation
 from bridge.intake.chatops import ChatOps
 from bridge.intake.conversations import ConversationSettings
-from bridge.intake.pipeline import STORM, Pipeline
-from bridge.intake.storm import StormSettings
+from bridge.intake.pipeline import STORM, Pipeline, StormSettings
+from bridge.intake.processor import Processor
+from bridge.intake.replies import RecordIntake
 from bridge.logging import SCRUBBER, register_secrets
 from bridge.metrics import Metrics
 from bridge.outbox import jobs as outbox
 from bridge.outbox.dispatcher import Dispatcher, RetryPolicy
 from bridge.outbox.jobs import JobRecord
-from bridge.plugin.base import Input, Output, PluginContext
+from bridge.plugin.base import Delivery, Input, Output, Parsed, PluginContext
 from bridge.plugin.chat import ChatInputConfig
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config
 from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.output import C123Output
-from bridge.plugins.c123.poller import KEEP_RECORD_KEYS, GatewayPoller
+from bridge.plugins.c123.poller import GatewayPoller
 from bridge.rules.config import Directory
 from bridge.runtime.server import HookTable, build_app
 from bridge.runtime.settings import SMS_OUTPUT, Settings, load_settings
@@ -47,6 +49,10 @@ from bridge.store.sqlite import Store
 
 if TYPE_CHECKING:
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
+
+
+# Keys of polled records are kept this long, in case the gateway hands a record out again.
+KEEP_RECORD_KEYS = 7 * 86400.0
 
 
 class Daemon:
@@ -71,17 +77,17 @@ class Daemon:
         self._stack = AsyncExitStack()
         self._storm_wake = asyncio.Event()
         self._reload_lock = asyncio.Lock()
-        self._inputs: dict[str, Input] = {}
-        self._outputs: dict[str, Output] = {}
+        self._inputs: dict[str, Input[Any]] = {}
+        self._outputs: dict[str, Output[Any]] = {}
         self.commits_reported = 0
 
     @property
-    def inputs(self) -> dict[str, Input]:
+    def inputs(self) -> dict[str, Input[Any]]:
         """The running inputs by instance name."""
         return self._inputs
 
     @property
-    def outputs(self) -> dict[str, Output]:
+    def outputs(self) -> dict[str, Output[Any]]:
         """The running outputs by instance name."""
         return self._outputs
 
@@ -140,18 +146,31 @@ class Daemon:
         await self.dispatcher.recover()
         self.dispatcher.start()
         stack.push_async_callback(self._stop_dispatch)
+        self.records = RecordIntake(
+            self.store, self.pipeline, metrics=self.metrics, clock=self.clock
+        )
+        self.processor = Processor(
+            self.store,
+            self.pipeline,
+            self.records,
+            parser=self._parser,
+            metrics=self.metrics,
+            log=self.log,
+            clock=self.clock,
+        )
+        self.processor.chatops = self._chatops(self.settings)
+        self.records.stored = self.processor.wake
         self.poller = GatewayPoller(
             self.client,
             SMS_OUTPUT,
-            self.store,
-            self.pipeline,
-            metrics=self.metrics,
+            self.records,
             log=self.log,
             low_balance=config.polling.low_balance,
-            clock=self.clock,
-            wake=self._wake,
+            on_poll=self._polled,
         )
-        await self.poller.recover()
+        await self._replay_raw_polls()
+        processor = asyncio.create_task(self.processor.run(), name="processor")
+        stack.push_async_callback(self._cancel, processor)
         storm = asyncio.create_task(self._storm_loop(), name="storm")
         stack.push_async_callback(self._cancel, storm)
         self._inputs = await self._start_inputs(self.settings)
@@ -197,8 +216,8 @@ class Daemon:
         )
         return sim_config
 
-    async def _start_outputs(self, settings: Settings) -> dict[str, Output]:
-        outputs: dict[str, Output] = {
+    async def _start_outputs(self, settings: Settings) -> dict[str, Output[Any]]:
+        outputs: dict[str, Output[Any]] = {
             SMS_OUTPUT: C123Output(
                 self.client.config, self._context(SMS_OUTPUT, "c123"), self.client
             )
@@ -209,20 +228,38 @@ class Daemon:
             outputs[name] = plugin
         return outputs
 
-    async def _start_inputs(self, settings: Settings) -> dict[str, Input]:
-        inputs: dict[str, Input] = {}
+    async def _start_inputs(self, settings: Settings) -> dict[str, Input[Any]]:
+        inputs: dict[str, Input[Any]] = {}
         for name, (cls, options) in settings.inputs.items():
             plugin = cls(options, self._context(name, cls.type_name))
             await plugin.start()
             inputs[name] = plugin
         return inputs
 
+    async def _submit(self, name: str, delivery: Delivery) -> Any:
+        return await self.processor.submit(name, delivery)
+
+    def _parser(self, name: str) -> Callable[[bytes], Parsed] | None:
+        """The parse of the input instance called `name` now (a reload may have removed it)."""
+        plugin = self._inputs.get(name)
+        return None if plugin is None else plugin.parse
+
+    def _polled(self, action: str) -> None:
+        self.metrics.last_poll.labels(action).set(self.clock())
+
+    async def _replay_raw_polls(self) -> None:
+        """Hand over poll answers an earlier version stored but did not process."""
+        for raw_id, _, action, body in await self.store.read(ledger.unprocessed_raw):
+            await self.poller.replay(action, body)
+            now = self.clock()
+            await self.store.write(partial(ledger.mark_processed, raw_id=raw_id, now=now))
+
     def _context(self, name: str, type_name: str) -> PluginContext:
         return PluginContext(
             name=name,
             http=self.session,
             log=self.log.bind(plugin=type_name, instance=name),
-            submit=self.pipeline.submit,
+            submit=partial(self._submit, name),
         )
 
     async def _serve(self) -> None:
@@ -313,18 +350,12 @@ class Daemon:
         )
 
     def _route_with(self, settings: Settings) -> None:
-        """Give the pipeline the rules, contacts, command policies and reply routing of a config."""
+        """Give the pipeline the rules, contacts and reply routing of a config."""
         config = settings.config
         directory = Directory(config.contacts, config.groups)
-        policies = {
-            name: options.commands
-            for name, (_, options) in settings.inputs.items()
-            if isinstance(options, ChatInputConfig)
-        }
         default = config.conversations.default
         self.pipeline.rules = settings.rules
         self.pipeline.directory = directory
-        self.pipeline.chatops = ChatOps(directory, policies, self._balance)
         self.pipeline.conversations = ConversationSettings(
             ttl=config.conversations.ttl.total_seconds(),
             reply_codes=config.conversations.reply_codes,
@@ -333,6 +364,16 @@ class Daemon:
             else None,
             report_deliveries=config.conversations.report_deliveries,
         )
+
+    def _chatops(self, settings: Settings) -> ChatOps:
+        """Chat commands with the contacts and per-input command policies of a config."""
+        config = settings.config
+        policies = {
+            name: options.commands
+            for name, (_, options) in settings.inputs.items()
+            if isinstance(options, ChatInputConfig)
+        }
+        return ChatOps(Directory(config.contacts, config.groups), policies, self._balance)
 
     async def _balance(self) -> Decimal:
         return (await self.client.get_balance()).remain
@@ -344,8 +385,8 @@ class Daemon:
             # state wakes this loop (STORM), not every send, so it cannot wake itself in a spin.
             self._storm_wake.clear()
             try:
-                await self.pipeline.flush_due()
-                due = await self.store.read(self.pipeline.next_storm_due)
+                await storm.flush_due(self.pipeline)
+                due = await self.store.read(partial(storm.next_due, self.pipeline))
             except Exception:  # keep flushing later rather than silently stop for good
                 self.log.exception("storm_flush_failed")
                 due = self.clock() + 5.0
@@ -382,6 +423,7 @@ class Daemon:
             register_secrets(_secret_holders(settings))
             old_inputs, old_outputs = self._inputs, self._outputs
             self._route_with(settings)
+            self.processor.chatops = self._chatops(settings)
             self._inputs, self._outputs = inputs, outputs
             self.hooks.install(inputs)
             await self.dispatcher.replace_outputs(outputs)

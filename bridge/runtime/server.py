@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import generate_latest
@@ -38,7 +39,7 @@ class HookTable:
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str], dict[str, web.RouteDef]] = {}
 
-    def install(self, inputs: Mapping[str, Input]) -> None:
+    def install(self, inputs: Mapping[str, Input[Any]]) -> None:
         routes: dict[tuple[str, str], dict[str, web.RouteDef]] = {}
         for name, plugin in inputs.items():
             for route in plugin.routes():

@@ -36,8 +36,8 @@ class Settings:
 
     config: Config
     path: Path | None
-    inputs: dict[str, tuple[type[Input], BaseModel]] = field(default_factory=dict)
-    outputs: dict[str, tuple[type[Output], BaseModel]] = field(default_factory=dict)
+    inputs: dict[str, tuple[type[Input[Any]], BaseModel]] = field(default_factory=dict)
+    outputs: dict[str, tuple[type[Output[Any]], BaseModel]] = field(default_factory=dict)
     rules: RuleSet = field(default_factory=lambda: RuleSet([]))
 
     @property
@@ -98,8 +98,8 @@ class _Routing(BaseModel):
 @dataclass(frozen=True)
 class _Checked:
     issues: list[Issue]
-    inputs: dict[str, tuple[type[Input], BaseModel]]
-    outputs: dict[str, tuple[type[Output], BaseModel]]
+    inputs: dict[str, tuple[type[Input[Any]], BaseModel]]
+    outputs: dict[str, tuple[type[Output[Any]], BaseModel]]
     rules: RuleSet
 
 

@@ -87,6 +87,16 @@ CREATE TABLE IF NOT EXISTS seen_records (
     key TEXT PRIMARY KEY,
     seen_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS inbox (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'input',
+    body BLOB NOT NULL,
+    received_at REAL NOT NULL,
+    processed_at REAL,
+    error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS inbox_unprocessed ON inbox(id) WHERE processed_at IS NULL;
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL

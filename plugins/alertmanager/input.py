@@ -6,64 +6,63 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bridge.plugin.auth import check_authorization
-from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.base import Parsed
 from bridge.plugin.webhook import (
-    answer,
+    HttpInput,
     check_content_type,
-    parse_json,
+    load_json,
     read_body,
     reject,
-    submit_and_answer,
     validation_message,
 )
 from bridge.plugins.alertmanager.config import AlertmanagerConfig
 from bridge.plugins.alertmanager.payload import Payload
 
 
-class AlertmanagerInput(Input):
+def _payload(body: bytes) -> Payload:
+    raw = load_json(body)
+    if not isinstance(raw, dict):
+        raise ValueError("the body: expected an object")
+    try:
+        return Payload.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(validation_message(exc)) from None
+
+
+class AlertmanagerInput(HttpInput[AlertmanagerConfig]):
     """Receives Alertmanager notifications at /hooks/<name>.
 
-    Answers: 200 once the events are stored; 503 when they could not be (Alertmanager retries
-    5xx); 400 malformed JSON; 401 no credentials; 403 wrong credentials; 413 body too large;
-    415 not application/json; 422 not a version-4 payload. Alertmanager does not retry 4xx.
+    Answers: 200 once the body is stored, listing alerts that could not be used (the others are
+    accepted); 503 when it could not be stored (Alertmanager retries 5xx); 400 malformed JSON;
+    401 no credentials; 403 wrong credentials; 413 body too large; 415 not application/json;
+    422 not a version-4 payload. Alertmanager does not retry 4xx.
     """
 
     type_name = "alertmanager"
     config_class = AlertmanagerConfig
-    config: AlertmanagerConfig
 
-    def __init__(self, config: AlertmanagerConfig, ctx: PluginContext) -> None:
-        super().__init__(config, ctx)
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("", self._handle)]
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        return await answer(self.ctx, self._receive(request))
-
-    async def _receive(self, request: web.Request) -> web.Response:
-        self._authenticate(request)
+    async def receive(self, request: web.Request) -> web.Response:
+        auth = self.config.auth
+        if auth is not None:
+            check_authorization(request, self.log, bearer=auth.bearer, basic=auth.basic)
         check_content_type(request)
-        raw = parse_json(await read_body(request, self.config.max_body))
-        if not isinstance(raw, dict):
-            reject(422, "the body: expected an object")
+        body = await read_body(request, self.config.max_body)
         try:
-            payload = Payload.model_validate(raw)
-        except ValidationError as exc:
-            reject(422, validation_message(exc))
+            payload = _payload(body)
+        except ValueError as exc:
+            reject(400 if str(exc).startswith("malformed JSON") else 422, str(exc))
         if payload.truncated_alerts:
             # Alertmanager's max_alerts cut the group; those alerts never reach us.
             self.log.warning(
                 "alerts_truncated", group_key=payload.group_key, dropped=payload.truncated_alerts
             )
-        return await submit_and_answer(
-            self.ctx,
-            payload.events(raw, self.ctx.name),
-            dedupe_key=payload.dedupe_key(self.ctx.name),
+        parsed, dedupe_key = payload.parse(self.ctx.name)
+        return await self.accept(
+            body,
+            parsed,
+            dedupe_key=dedupe_key,
             dedupe_window=self.config.dedupe_window.total_seconds(),
         )
 
-    def _authenticate(self, request: web.Request) -> None:
-        auth = self.config.auth
-        if auth is not None:
-            check_authorization(request, self.log, bearer=auth.bearer, basic=auth.basic)
+    def parse(self, body: bytes) -> Parsed:
+        return _payload(body).parse(self.ctx.name)[0]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bridge.events import Event, EventKind, Status
-from bridge.plugin.webhook import sha256_hex
+from bridge.plugin.base import Parsed, Rejected
+from bridge.plugin.webhook import sha256_hex, validation_message
 
 VERSION = "4"
 
@@ -47,7 +48,9 @@ class Payload(_Model):
     common_labels: dict[str, str] = Field({}, alias="commonLabels")
     common_annotations: dict[str, str] = Field({}, alias="commonAnnotations")
     external_url: str = Field("", alias="externalURL")
-    alerts: list[Alert]
+    # Each alert is validated on its own (`split`): one bad alert must not refuse the group,
+    # since Alertmanager never retries a 4xx and the good alerts would be lost with it.
+    alerts: list[Any]
 
     @field_validator("version")
     @classmethod
@@ -56,17 +59,32 @@ class Payload(_Model):
             raise ValueError(f"unsupported version {value[:20]!r}; expected {VERSION!r}")
         return value
 
-    def dedupe_key(self, source: str) -> str:
+    def split(self) -> tuple[list[tuple[Alert, dict[str, Any]]], list[Rejected]]:
+        """The alerts that validate (with their raw dicts), and why each other one does not."""
+        good: list[tuple[Alert, dict[str, Any]]] = []
+        rejected: list[Rejected] = []
+        for index, raw in enumerate(self.alerts):
+            try:
+                good.append((Alert.model_validate(raw), raw))
+            except ValidationError as exc:
+                rejected.append(Rejected(index, validation_message(exc, at=("alerts", index))))
+        return good, rejected
+
+    def dedupe_key(self, source: str, alerts: list[Alert]) -> str:
         """Names this delivery, so retries and HA peers' copies are taken once.
 
         startsAt is part of it: an alert that resolves and fires again inside the window is a
         new page, while a repeat_interval re-notification of the same firing is not.
         """
-        alerts = sorted((alert.key(), alert.status, alert.starts_at) for alert in self.alerts)
-        return sha256_hex("alertmanager", source, self.group_key, self.status, alerts)
+        keys = sorted((alert.key(), alert.status, alert.starts_at) for alert in alerts)
+        return sha256_hex("alertmanager", source, self.group_key, self.status, keys)
 
-    def events(self, raw: dict[str, Any], source: str) -> list[Event]:
-        """One Event per alert; `raw` is the parsed body, whose dicts keep any unknown fields."""
+    def parse(self, source: str) -> tuple[Parsed, str]:
+        """One Event per usable alert, and the delivery's dedupe key.
+
+        The raw dicts keep any fields newer Alertmanagers add.
+        """
+        good, rejected = self.split()
         group = {
             "groupKey": self.group_key,
             "status": self.status,
@@ -77,7 +95,7 @@ class Payload(_Model):
             "externalURL": self.external_url,
             "truncatedAlerts": self.truncated_alerts,
         }
-        return [
+        events = [
             Event(
                 kind=EventKind.ALERT,
                 source=source,
@@ -87,5 +105,6 @@ class Payload(_Model):
                 fingerprint=alert.key(),
                 status=Status(alert.status),
             )
-            for alert, raw_alert in zip(self.alerts, raw["alerts"], strict=True)
+            for alert, raw_alert in good
         ]
+        return Parsed(events, rejected), self.dedupe_key(source, [alert for alert, _ in good])

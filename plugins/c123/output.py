@@ -54,7 +54,7 @@ def _code(error: C123Error) -> str:
     return type(error).__name__
 
 
-class C123Output(Output):
+class C123Output(Output[C123Config]):
     """Sends SMS through one c123 account."""
 
     type_name = "c123"

@@ -10,17 +10,17 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.events import Event
-from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.base import Parsed, PluginContext
 from bridge.plugin.chat import command_event, command_text
 from bridge.plugin.webhook import (
+    HttpInput,
     RequestRejectedError,
-    answer,
     check_content_type,
+    load_json,
     parse_json,
     read_body,
     reject,
     sha256_hex,
-    submit_and_answer,
     validation_message,
 )
 from bridge.plugins.dingtalk.config import DingTalkInputConfig
@@ -66,7 +66,16 @@ class Callback(_Model):
     text: _Text = _Text()
 
 
-class DingTalkInput(Input):
+def _callback(raw: Any) -> Callback:
+    if not isinstance(raw, dict):
+        raise ValueError("the body: expected an object")
+    try:
+        return Callback.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(validation_message(exc)) from None
+
+
+class DingTalkInput(HttpInput[DingTalkInputConfig]):
     """Receives an enterprise robot's callbacks at /hooks/<name>.
 
     DingTalk's `sign` header covers the timestamp only, not the body, so a captured pair could
@@ -82,7 +91,6 @@ class DingTalkInput(Input):
 
     type_name = PLATFORM
     config_class = DingTalkInputConfig
-    config: DingTalkInputConfig
 
     def __init__(
         self,
@@ -96,13 +104,7 @@ class DingTalkInput(Input):
         self._window = config.replay_window.total_seconds()
         self._seen: dict[str, str] = {}  # accepted timestamp header -> the msgId it signed
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("", self._handle)]
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        return await answer(self.ctx, self._receive(request))
-
-    async def _receive(self, request: web.Request) -> web.Response:
+    async def receive(self, request: web.Request) -> web.Response:
         now = self._clock()
         timestamp = request.headers.get("timestamp", "").strip()
         reason = check(
@@ -115,21 +117,25 @@ class DingTalkInput(Input):
         if reason:
             self._refuse(request, reason)
         check_content_type(request)
-        raw = parse_json(await read_body(request, self.config.max_body))
-        if not isinstance(raw, dict):
-            reject(422, "the body: expected an object")
+        body = await read_body(request, self.config.max_body)
+        raw = parse_json(body)
         try:
-            callback = Callback.model_validate(raw)
-        except ValidationError as exc:
-            reject(422, validation_message(exc))
+            callback = _callback(raw)
+        except ValueError as exc:
+            reject(422, str(exc))
         self._remember(request, timestamp, callback.msg_id, now)
         event = self._event(callback, raw)
-        return await submit_and_answer(
-            self.ctx,
-            [event] if event is not None else [],
+        return await self.accept(
+            body,
+            Parsed([event] if event is not None else []),
             dedupe_key=sha256_hex(PLATFORM, self.ctx.name, callback.msg_id),
             dedupe_window=DEDUPE_WINDOW,
         )
+
+    def parse(self, body: bytes) -> Parsed:
+        raw = load_json(body)
+        event = self._event(_callback(raw), raw)
+        return Parsed([event] if event is not None else [])
 
     def _remember(self, request: web.Request, timestamp: str, msg_id: str, now: float) -> None:
         """Refuse a signature seen with another msgId; a redelivery of the same one may pass."""

@@ -56,7 +56,7 @@ def mention(thread: str) -> str:
     return staff_id if bar else ""
 
 
-class DingTalkOutput(ChatOutput):
+class DingTalkOutput(ChatOutput[DingTalkOutputConfig]):
     """Posts `msgtype: text` messages to a group through its custom robot.
 
     DingTalk robots have no threads: an answer or an SMS reply is a new message in the group
@@ -68,7 +68,6 @@ class DingTalkOutput(ChatOutput):
 
     type_name = "dingtalk"
     config_class = DingTalkOutputConfig
-    config: DingTalkOutputConfig
     # protocols.md gives no text limit; DingTalk's error table caps `content` at 5000. Room is
     # left for the "@<staff id> " mention put in front (DingTalk user ids are ≤ 64 characters).
     max_chars = 5000 - 66

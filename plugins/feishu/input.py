@@ -11,19 +11,19 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.events import Event
-from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.base import Parsed, PluginContext
 from bridge.plugin.chat import command_event
 from bridge.plugin.chat import command_text as chat_command_text
 from bridge.plugin.webhook import (
+    HttpInput,
     RequestRejectedError,
-    answer,
     check_content_type,
+    load_json,
     parse_json,
     read_body,
     reject,
     secret_equal,
     sha256_hex,
-    submit_and_answer,
     validation_message,
 )
 from bridge.plugins.feishu.config import FeishuInputConfig
@@ -119,7 +119,14 @@ def _without_token(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "header": header}
 
 
-class FeishuInput(Input):
+def _header(document: dict[str, Any]) -> Header:
+    try:
+        return Header.model_validate(document.get("header"))
+    except ValidationError as exc:
+        reject(422, f"header: {validation_message(exc)}")
+
+
+class FeishuInput(HttpInput[FeishuInputConfig]):
     """Receives an app's event subscription at /hooks/<name>.
 
     Every body is `{"encrypt": ...}`. Events carry X-Lark-Request-Timestamp, -Nonce and
@@ -134,7 +141,6 @@ class FeishuInput(Input):
 
     type_name = PLATFORM
     config_class = FeishuInputConfig
-    config: FeishuInputConfig
 
     def __init__(
         self,
@@ -146,17 +152,11 @@ class FeishuInput(Input):
         super().__init__(config, ctx)
         self._clock = clock
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("", self._handle)]
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        return await answer(self.ctx, self._receive(request))
-
-    async def _receive(self, request: web.Request) -> web.Response:
+    async def receive(self, request: web.Request) -> web.Response:
         check_content_type(request)
         body = await read_body(request, self.config.max_body)
         signed = self._check_signature(request, body)
-        document = self._decrypted(request, parse_json(body))
+        plain, document = self._decrypted(request, parse_json(body))
         header = document.get("header")
         token = header.get("token") if isinstance(header, dict) else document.get("token")
         if not isinstance(token, str) or not secret_equal(token, self.config.verification_token):
@@ -166,7 +166,7 @@ class FeishuInput(Input):
             return web.json_response({"challenge": str(document.get("challenge", ""))})
         if not signed:
             self._refuse(request, "unsigned")
-        return await self._event(document)
+        return await self._event(plain, document)
 
     def _check_signature(self, request: web.Request, body: bytes) -> bool:
         """True when signed and valid, False when unsigned; a bad signature is a 401."""
@@ -190,7 +190,7 @@ class FeishuInput(Input):
             self._refuse(request, reason)
         return True
 
-    def _decrypted(self, request: web.Request, envelope: Any) -> dict[str, Any]:
+    def _decrypted(self, request: web.Request, envelope: Any) -> tuple[bytes, dict[str, Any]]:
         encrypted = envelope.get("encrypt") if isinstance(envelope, dict) else None
         if not isinstance(encrypted, str):
             self._refuse(request, "not_encrypted")
@@ -201,20 +201,28 @@ class FeishuInput(Input):
         document = parse_json(plain)
         if not isinstance(document, dict):
             reject(422, "the decrypted body: expected an object")
-        return document
+        return plain, document
 
-    async def _event(self, document: dict[str, Any]) -> web.Response:
-        try:
-            header = Header.model_validate(document.get("header"))
-        except ValidationError as exc:
-            reject(422, f"header: {validation_message(exc)}")
+    async def _event(self, plain: bytes, document: dict[str, Any]) -> web.Response:
+        """Store the decrypted event (what `parse` reads back) and answer."""
+        header = _header(document)
         event = self._command(header, document)
-        return await submit_and_answer(
-            self.ctx,
-            [event] if event is not None else [],
+        return await self.accept(
+            plain,
+            Parsed([event] if event is not None else []),
             dedupe_key=sha256_hex(PLATFORM, self.ctx.name, header.event_id),
             dedupe_window=DEDUPE_WINDOW,
         )
+
+    def parse(self, body: bytes) -> Parsed:
+        document = load_json(body)
+        if not isinstance(document, dict):
+            raise ValueError("the decrypted body: expected an object")
+        try:
+            event = self._command(_header(document), document)
+        except RequestRejectedError as exc:
+            raise ValueError(exc.message) from None
+        return Parsed([event] if event is not None else [])
 
     def _command(self, header: Header, document: dict[str, Any]) -> Event | None:
         """The command event, or None (logged) for anything that is not an `sms` command."""

@@ -58,7 +58,7 @@ def _wait(response: aiohttp.ClientResponse) -> float | None:
     )
 
 
-class FeishuOutput(ChatOutput):
+class FeishuOutput(ChatOutput[FeishuOutputConfig]):
     """Posts `text` messages to Feishu / Lark.
 
     As an app (app_id/app_secret): a thread gets `POST /open-apis/im/v1/messages/{id}/reply`
@@ -71,7 +71,6 @@ class FeishuOutput(ChatOutput):
 
     type_name = "feishu"
     config_class = FeishuOutputConfig
-    config: FeishuOutputConfig
     # The bot webhook takes at most 20 KB of JSON; at ≤4 bytes a character, 4000 fit with room.
     max_chars = 4000
 

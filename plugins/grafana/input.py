@@ -35,15 +35,15 @@ import time
 from aiohttp import web
 
 from bridge.plugin.auth import challenge, check_authorization
-from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.base import Parsed
 from bridge.plugin.webhook import (
-    answer,
+    HttpInput,
     check_content_type,
+    load_json,
     parse_json,
     read_body,
     reject,
     secret_equal,
-    submit_and_answer,
 )
 from bridge.plugins.grafana.config import GrafanaAuth, GrafanaConfig, GrafanaHmac
 from bridge.plugins.grafana.payload import PayloadError, read_payload
@@ -55,7 +55,7 @@ def grafana_signature(secret: str, body: bytes, timestamp: str | None = None) ->
     return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-class GrafanaInput(Input):
+class GrafanaInput(HttpInput[GrafanaConfig]):
     """Receives Grafana notifications at /hooks/<name> (POST, or PUT if the contact point says so).
 
     Answers: 200 once the events are stored; 503 when they could not be; 400 malformed JSON;
@@ -65,18 +65,11 @@ class GrafanaInput(Input):
 
     type_name = "grafana"
     config_class = GrafanaConfig
-    config: GrafanaConfig
-
-    def __init__(self, config: GrafanaConfig, ctx: PluginContext) -> None:
-        super().__init__(config, ctx)
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("", self._handle), web.put("", self._handle)]
+        return [web.post("", self.handle), web.put("", self.handle)]
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        return await answer(self.ctx, self._receive(request))
-
-    async def _receive(self, request: web.Request) -> web.Response:
+    async def receive(self, request: web.Request) -> web.Response:
         auth = self.config.auth
         signing = auth.hmac if auth is not None else None
         if auth is not None:
@@ -98,12 +91,19 @@ class GrafanaInput(Input):
             self.log.warning(
                 "alerts_truncated", group_key=payload.group_key, dropped=payload.truncated_alerts
             )
-        return await submit_and_answer(
-            self.ctx,
-            payload.events(raw, self.ctx.name),
+        return await self.accept(
+            body,
+            Parsed(payload.events(raw, self.ctx.name)),
             dedupe_key=payload.dedupe_key(self.ctx.name),
             dedupe_window=self.config.dedupe_window.total_seconds(),
         )
+
+    def parse(self, body: bytes) -> Parsed:
+        raw = load_json(body)
+        try:
+            return Parsed(read_payload(raw).events(raw, self.ctx.name))
+        except PayloadError as exc:
+            raise ValueError(str(exc)) from None
 
     # --- Authorization: Bearer / Basic --------------------------------------------------------
 

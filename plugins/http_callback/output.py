@@ -48,12 +48,11 @@ def document(job: Job) -> dict[str, Any]:
     return {"text": job.text, "recipient": job.recipient, "job_id": job.id, **extra}
 
 
-class HttpCallbackOutput(Output):
+class HttpCallbackOutput(Output[HttpCallbackConfig]):
     """POSTs each job, signed, to one URL."""
 
     type_name = "http_callback"
     config_class = HttpCallbackConfig
-    config: HttpCallbackConfig
 
     def __init__(self, config: HttpCallbackConfig, ctx: PluginContext) -> None:
         super().__init__(config, ctx)

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from bridge.plugin.base import Input, PluginContext
+from bridge.events import Event
+from bridge.plugin.base import Parsed
 from bridge.plugin.chat import command_event
 from bridge.plugin.webhook import (
     JSON_TYPE,
-    answer,
+    HttpInput,
+    load_json,
     parse_json,
     read_body,
     reject,
     secret_equal,
     sha256_hex,
-    submit_and_answer,
 )
 from bridge.plugins.mattermost.config import MattermostInputConfig
 
@@ -60,7 +62,7 @@ def _field(fields: Mapping[str, Any], key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-class MattermostInput(Input):
+class MattermostInput(HttpInput[MattermostInputConfig]):
     """Receives Mattermost integrations at /hooks/<name>: a custom slash command's Request URL
     (POST or GET) or an outgoing webhook's callback URL (form or JSON).
 
@@ -73,18 +75,11 @@ class MattermostInput(Input):
 
     type_name = "mattermost"
     config_class = MattermostInputConfig
-    config: MattermostInputConfig
-
-    def __init__(self, config: MattermostInputConfig, ctx: PluginContext) -> None:
-        super().__init__(config, ctx)
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("", self._handle), web.get("", self._handle)]
+        return [web.post("", self.handle), web.get("", self.handle)]
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        return await answer(self.ctx, self._receive(request))
-
-    async def _receive(self, request: web.Request) -> web.Response:
+    async def receive(self, request: web.Request) -> web.Response:
         body = b""
         if request.method == "GET":
             fields: dict[str, Any] = dict(request.query)  # a slash command with method GET
@@ -130,70 +125,79 @@ class MattermostInput(Input):
         return bool({_field(fields, "user_id"), _field(fields, "user_name")} & ignored)
 
     async def _slash_command(self, fields: dict[str, Any], body: bytes) -> web.Response:
-        user, channel = _field(fields, "user_id"), _field(fields, "channel_id")
-        if not (user and channel):
+        if not (_field(fields, "user_id") and _field(fields, "channel_id")):
             reject(400, "the slash command lacks user_id or channel_id")
         if self._ignored_user(fields):
             return web.json_response({})
-        text = _field(fields, "text").strip()
-        event = command_event(
-            source=self.ctx.name,
-            platform=PLATFORM,
-            text=text,
-            user_id=user,
-            user_name=_field(fields, "user_name"),
-            reply_output=self.config.reply_output,
-            channel=channel,
-            # Mattermost sends root_id when the command was typed in a thread (reply box).
-            thread=_field(fields, "root_id"),
-            data={key: value for key, value in fields.items() if key not in DROPPED_FIELDS},
-        )
         key = _field(fields, "trigger_id") or hashlib.sha256(body).hexdigest()
-        stored = await submit_and_answer(
-            self.ctx,
-            [event],
-            dedupe_key=sha256_hex(PLATFORM, self.ctx.name, "command", key),
-            dedupe_window=self.config.dedupe_window.total_seconds(),
+        stored = await self._accept(
+            fields, dedupe_key=sha256_hex(PLATFORM, self.ctx.name, "command", key)
         )
         if stored.status != 200:
             return stored
-        shown = f"{_field(fields, 'command')} {text}".strip()
+        shown = f"{_field(fields, 'command')} {_field(fields, 'text').strip()}".strip()
         return web.json_response(
             {"response_type": "ephemeral", "text": f"Working on `{shown}`; the answer follows."}
         )
 
     async def _outgoing_webhook(self, fields: dict[str, Any]) -> web.Response:
-        user, channel = _field(fields, "user_id"), _field(fields, "channel_id")
         post = _field(fields, "post_id")
-        if not (user and channel and post):
+        if not (_field(fields, "user_id") and _field(fields, "channel_id") and post):
             reject(400, "the outgoing webhook lacks user_id, channel_id or post_id")
         # Our own posts trigger outgoing webhooks too: they must never run commands.
         if self._ignored_user(fields):
             self.log.debug("mattermost_post_ignored", reason="ignored user")
             return web.json_response({})
-        text = command_text(
-            _field(fields, "text"), self.config.keyword, _field(fields, "trigger_word")
-        )
-        if text is None:
+        if self._event(fields) is None:
             self.log.debug("mattermost_post_ignored", reason="not a command")
             return web.json_response({})
-        event = command_event(
-            source=self.ctx.name,
-            platform=PLATFORM,
-            text=text,
-            user_id=user,
-            user_name=_field(fields, "user_name"),
-            reply_output=self.config.reply_output,
-            channel=channel,
-            # The payload has no root_id: the output finds the thread's root if this is a reply.
-            thread=post,
-            data={key: value for key, value in fields.items() if key not in DROPPED_FIELDS},
-        )
-        stored = await submit_and_answer(
-            self.ctx,
-            [event],
-            dedupe_key=sha256_hex(PLATFORM, self.ctx.name, "post", post),
-            dedupe_window=self.config.dedupe_window.total_seconds(),
+        stored = await self._accept(
+            fields, dedupe_key=sha256_hex(PLATFORM, self.ctx.name, "post", post)
         )
         # An empty object: Mattermost posts nothing; the answer comes through the output.
         return stored if stored.status != 200 else web.json_response({})
+
+    async def _accept(self, fields: dict[str, Any], *, dedupe_key: str) -> web.Response:
+        # The fields are what was verified (a form, a JSON body or a GET's query): kept as JSON.
+        body = json.dumps(fields, ensure_ascii=False).encode()
+        event = self._event(fields)
+        return await self.accept(
+            body,
+            Parsed([event] if event is not None else []),
+            dedupe_key=dedupe_key,
+            dedupe_window=self.config.dedupe_window.total_seconds(),
+        )
+
+    def parse(self, body: bytes) -> Parsed:
+        fields = load_json(body)
+        if not isinstance(fields, dict):
+            raise ValueError("the stored fields: expected an object")
+        event = self._event(fields)
+        return Parsed([event] if event is not None else [])
+
+    def _event(self, fields: Mapping[str, Any]) -> Event | None:
+        """The command in a slash command or an outgoing webhook's post; None when it is none."""
+        data = {key: value for key, value in fields.items() if key not in DROPPED_FIELDS}
+        if _field(fields, "command"):
+            text: str | None = _field(fields, "text").strip()
+            # Mattermost sends root_id when the command was typed in a thread (reply box).
+            thread = _field(fields, "root_id")
+        else:
+            text = command_text(
+                _field(fields, "text"), self.config.keyword, _field(fields, "trigger_word")
+            )
+            # The payload has no root_id: the output finds the thread's root if this is a reply.
+            thread = _field(fields, "post_id")
+        if text is None:
+            return None
+        return command_event(
+            source=self.ctx.name,
+            platform=PLATFORM,
+            text=text,
+            user_id=_field(fields, "user_id"),
+            user_name=_field(fields, "user_name"),
+            reply_output=self.config.reply_output,
+            channel=_field(fields, "channel_id"),
+            thread=thread,
+            data=data,
+        )

@@ -27,7 +27,7 @@ class _InvalidRootError(Exception):
     """The thread id is not a root post (a reply, or gone): Mattermost refuses root_id."""
 
 
-class MattermostOutput(ChatOutput):
+class MattermostOutput(ChatOutput[MattermostOutputConfig]):
     """Posts into a Mattermost channel, in the thread when the job has one.
 
     The thread may be a reply's id (outgoing webhooks name the post, not its root): when
@@ -37,7 +37,6 @@ class MattermostOutput(ChatOutput):
 
     type_name = "mattermost"
     config_class = MattermostOutputConfig
-    config: MattermostOutputConfig
     max_chars = 16383  # a post's limit since Mattermost 5.0 (protocols.md §3.2)
 
     def __init__(self, config: MattermostOutputConfig, ctx: PluginContext) -> None:

@@ -9,16 +9,17 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from bridge.events import Event
-from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.base import Parsed, PluginContext
 from bridge.plugin.chat import command_event
 from bridge.plugin.webhook import (
     JSON_TYPE,
-    answer,
+    HttpInput,
+    RequestRejectedError,
+    load_json,
     parse_json,
     read_body,
     reject,
     sha256_hex,
-    submit_and_answer,
 )
 from bridge.plugins.slack.config import SlackInputConfig
 from bridge.plugins.slack.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, check
@@ -55,6 +56,13 @@ def _string(message: dict[str, Any], key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _form(body: bytes) -> dict[str, str]:
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except (UnicodeDecodeError, ValueError):
+        reject(400, "the form body is not UTF-8 URL-encoded text")
+
+
 def _user_name(message: dict[str, Any]) -> str:
     """The author's handle when Slack included a profile (it often does not)."""
     profile = message.get("user_profile")
@@ -62,7 +70,7 @@ def _user_name(message: dict[str, Any]) -> str:
     return name if isinstance(name, str) else ""
 
 
-class SlackInput(Input):
+class SlackInput(HttpInput[SlackInputConfig]):
     """Receives a Slack app's requests at /hooks/<name>: set it as the slash command's and the
     Event Subscriptions' Request URL (subscribe to app_mention and/or message.channels,
     message.groups, message.im).
@@ -77,19 +85,12 @@ class SlackInput(Input):
 
     type_name = "slack"
     config_class = SlackInputConfig
-    config: SlackInputConfig
 
     def __init__(self, config: SlackInputConfig, ctx: PluginContext) -> None:
         super().__init__(config, ctx)
         self._secret = config.signing_secret.get_secret_value().encode()
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("", self._handle)]
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        return await answer(self.ctx, self._receive(request))
-
-    async def _receive(self, request: web.Request) -> web.Response:
+    async def receive(self, request: web.Request) -> web.Response:
         timestamp = request.headers.get(TIMESTAMP_HEADER, "").strip()
         signature = request.headers.get(SIGNATURE_HEADER, "").strip()
         if not timestamp or not signature:
@@ -102,27 +103,39 @@ class SlackInput(Input):
             return await self._slash_command(body)
         if request.content_type != JSON_TYPE:
             reject(415, f"expected {FORM_TYPE} (slash command) or {JSON_TYPE} (Events API)")
-        return await self._event(parse_json(body))
+        return await self._event(body, parse_json(body))
 
     def _refuse(self, request: web.Request, reason: str) -> NoReturn:
         self.log.warning("auth_failed", reason=reason, remote=request.remote)
         reject(401, _REFUSALS[reason])
 
     async def _slash_command(self, body: bytes) -> web.Response:
-        try:
-            form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-        except (UnicodeDecodeError, ValueError):
-            reject(400, "the form body is not UTF-8 URL-encoded text")
+        form = _form(body)
         if form.get("ssl_check") == "1":
             return web.Response()  # Slack checking our certificate: nothing to do
         missing = [key for key in ("user_id", "channel_id", "command") if not form.get(key)]
         if missing:
             reject(400, f"the slash command lacks {', '.join(missing)}")
-        text = decode(form.get("text", "")).strip()
-        event = command_event(
+        # trigger_id is unique per invocation: a request replayed within the window is one.
+        key = form.get("trigger_id") or hashlib.sha256(body).hexdigest()
+        stored = await self.accept(
+            body,
+            Parsed([self._slash_event(form)]),
+            dedupe_key=sha256_hex(PLATFORM, self.ctx.name, "command", key),
+            dedupe_window=self.config.dedupe_window.total_seconds(),
+        )
+        if stored.status != 200:
+            return stored
+        shown = f"{form['command']} {decode(form.get('text', '')).strip()}".strip()
+        return web.json_response(
+            {"response_type": "ephemeral", "text": f"Working on `{shown}`; the answer follows."}
+        )
+
+    def _slash_event(self, form: dict[str, str]) -> Event:
+        return command_event(
             source=self.ctx.name,
             platform=PLATFORM,
-            text=text,
+            text=decode(form.get("text", "")).strip(),
             user_id=form["user_id"],
             user_name=form.get("user_name", ""),
             reply_output=self.config.reply_output,
@@ -130,22 +143,18 @@ class SlackInput(Input):
             thread="",  # slash commands are not part of a thread; answers go to the channel
             data={key: value for key, value in form.items() if key not in DROPPED_FIELDS},
         )
-        # trigger_id is unique per invocation: a request replayed within the window is one.
-        key = form.get("trigger_id") or hashlib.sha256(body).hexdigest()
-        stored = await submit_and_answer(
-            self.ctx,
-            [event],
-            dedupe_key=sha256_hex(PLATFORM, self.ctx.name, "command", key),
-            dedupe_window=self.config.dedupe_window.total_seconds(),
-        )
-        if stored.status != 200:
-            return stored
-        shown = f"{form['command']} {text}".strip()
-        return web.json_response(
-            {"response_type": "ephemeral", "text": f"Working on `{shown}`; the answer follows."}
-        )
 
-    async def _event(self, envelope: Any) -> web.Response:
+    def parse(self, body: bytes) -> Parsed:
+        """A stored slash command (a form) or Events API message (JSON) as its command event."""
+        if body.lstrip().startswith(b"{"):
+            event = self._command(load_json(body))
+            return Parsed([] if isinstance(event, str) else [event])
+        try:
+            return Parsed([self._slash_event(_form(body))])
+        except (KeyError, RequestRejectedError) as exc:
+            raise ValueError(f"not a slash command: {exc}") from None
+
+    async def _event(self, body: bytes, envelope: Any) -> web.Response:
         if not isinstance(envelope, dict):
             reject(400, "the body: expected an object")
         kind = envelope.get("type")
@@ -165,9 +174,9 @@ class SlackInput(Input):
         assert conversation is not None  # command_event always sets it
         # The message, not the delivery: retries and app_mention + message copies are one.
         message = envelope["event"]
-        return await submit_and_answer(
-            self.ctx,
-            [event],
+        return await self.accept(
+            body,
+            Parsed([event]),
             dedupe_key=sha256_hex(
                 PLATFORM,
                 self.ctx.name,
@@ -179,8 +188,10 @@ class SlackInput(Input):
             dedupe_window=self.config.dedupe_window.total_seconds(),
         )
 
-    def _command(self, envelope: dict[str, Any]) -> Event | str:
+    def _command(self, envelope: Any) -> Event | str:
         """The command Event in an event_callback, or why it holds none."""
+        if not isinstance(envelope, dict):
+            return "not an object"
         message = envelope.get("event")
         if not isinstance(message, dict) or message.get("type") not in ("app_mention", "message"):
             return "not a message"

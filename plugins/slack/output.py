@@ -59,7 +59,7 @@ def refusal(code: Any, retry_after: float | None = None) -> ChatApiError:
     )
 
 
-class SlackOutput(ChatOutput):
+class SlackOutput(ChatOutput[SlackOutputConfig]):
     """Posts into a Slack channel, in the thread when the job has one (its parent `ts`).
 
     With a bot token, the message id returned is the post's `ts`. With an incoming webhook
@@ -69,7 +69,6 @@ class SlackOutput(ChatOutput):
 
     type_name = "slack"
     config_class = SlackOutputConfig
-    config: SlackOutputConfig
     max_chars = 4000  # Slack truncates at 40,000 and asks for at most 4,000 (protocols.md §3.1)
 
     def __init__(self, config: SlackOutputConfig, ctx: PluginContext) -> None:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from bridge.plugin.base import Input, PluginContext
+from bridge.events import Event
+from bridge.plugin.base import Parsed
 from bridge.plugin.chat import command_event
 from bridge.plugin.webhook import (
-    answer,
+    HttpInput,
     check_content_type,
+    load_json,
     parse_json,
     read_body,
     reject,
     secret_equal,
     sha256_hex,
-    submit_and_answer,
 )
 from bridge.plugins.telegram.config import TelegramInputConfig
 from bridge.plugins.telegram.update import Command, find_command
@@ -23,7 +26,7 @@ PLATFORM = "telegram"
 AUTH_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
-class TelegramInput(Input):
+class TelegramInput(HttpInput[TelegramInputConfig]):
     """Receives a bot's updates at /hooks/<name> (setWebhook with url and secret_token).
 
     Telegram signs nothing: every update carries the static secret_token in
@@ -36,32 +39,43 @@ class TelegramInput(Input):
 
     type_name = "telegram"
     config_class = TelegramInputConfig
-    config: TelegramInputConfig
 
-    def __init__(self, config: TelegramInputConfig, ctx: PluginContext) -> None:
-        super().__init__(config, ctx)
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("", self._handle)]
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        return await answer(self.ctx, self._receive(request))
-
-    async def _receive(self, request: web.Request) -> web.Response:
+    async def receive(self, request: web.Request) -> web.Response:
         # Authenticated before the body is read: an unauthenticated caller costs nothing.
         self._authenticate(request)
         check_content_type(request)
-        update = parse_json(await read_body(request, self.config.max_body))
+        body = await read_body(request, self.config.max_body)
+        update = parse_json(body)
         if not isinstance(update, dict):
             reject(422, "the body: expected an object (a Telegram Update)")
         update_id = update.get("update_id")
         if not isinstance(update_id, int) or isinstance(update_id, bool):
             reject(422, "update_id: expected an integer")
+        event = self._event(update)
+        if event is None:
+            return await self.accept(body, Parsed([]))
+        return await self.accept(
+            body,
+            Parsed([event]),
+            # Telegram redelivers an update it got no 2xx for; the same update_id is one command.
+            dedupe_key=sha256_hex(PLATFORM, self.ctx.name, update_id),
+            dedupe_window=self.config.dedupe_window.total_seconds(),
+        )
+
+    def parse(self, body: bytes) -> Parsed:
+        update = load_json(body)
+        if not isinstance(update, dict):
+            raise ValueError("the body: expected an object (a Telegram Update)")
+        event = self._event(update)
+        return Parsed([event] if event is not None else [])
+
+    def _event(self, update: dict[str, Any]) -> Event | None:
+        """The command in an update, or None (logged) when it holds none."""
         found = find_command(update, self.config.bot_username)
         if not isinstance(found, Command):
-            self.log.debug("update_ignored", update_id=update_id, reason=found)
-            return await submit_and_answer(self.ctx, [], dedupe_key="", dedupe_window=0)
-        event = command_event(
+            self.log.debug("update_ignored", update_id=update.get("update_id"), reason=found)
+            return None
+        return command_event(
             source=self.ctx.name,
             platform=PLATFORM,
             text=found.text,
@@ -71,13 +85,6 @@ class TelegramInput(Input):
             channel=found.chat_id,
             thread=found.thread,
             data=update,
-        )
-        return await submit_and_answer(
-            self.ctx,
-            [event],
-            # Telegram redelivers an update it got no 2xx for; the same update_id is one command.
-            dedupe_key=sha256_hex(PLATFORM, self.ctx.name, update_id),
-            dedupe_window=self.config.dedupe_window.total_seconds(),
         )
 
     def _authenticate(self, request: web.Request) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 
 import aiohttp
 
-from bridge.plugin.base import PluginContext
 from bridge.plugin.chat import ChatApiError, ChatOutput
 from bridge.plugin.retry import retry_after
 from bridge.plugins.telegram.config import TelegramOutputConfig
@@ -29,7 +28,7 @@ def _seconds(value: Any) -> float | None:
     return None
 
 
-class TelegramOutput(ChatOutput):
+class TelegramOutput(ChatOutput[TelegramOutputConfig]):
     """Posts with the Bot API's sendMessage (plain text: no parse_mode, so nothing is markup).
 
     The channel is the chat id; the thread is what the telegram input recorded: the
@@ -43,11 +42,7 @@ class TelegramOutput(ChatOutput):
 
     type_name = "telegram"
     config_class = TelegramOutputConfig
-    config: TelegramOutputConfig
     max_chars = 4096  # sendMessage: 1-4096 characters after entities parsing (§3.6)
-
-    def __init__(self, config: TelegramOutputConfig, ctx: PluginContext) -> None:
-        super().__init__(config, ctx)
 
     async def post(self, channel: str, thread: str, text: str) -> str:
         if not channel:

@@ -8,17 +8,17 @@ from typing import NoReturn
 
 from aiohttp import web
 
-from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.base import Parsed
 from bridge.plugin.webhook import (
+    HttpInput,
     RequestRejectedError,
-    answer,
     check_content_type,
+    load_json,
     parse_json,
     read_body,
     reject,
     secret_equal,
     sha256_hex,
-    submit_and_answer,
 )
 from bridge.plugins.webhook.config import HmacAuth, WebhookConfig
 from bridge.plugins.webhook.mapping import MappingError, map_body
@@ -32,7 +32,7 @@ def body_signature(auth: HmacAuth, body: bytes) -> str:
     return auth.signature_prefix + hmac.new(key, body, auth.algorithm).hexdigest()
 
 
-class WebhookInput(Input):
+class WebhookInput(HttpInput[WebhookConfig]):
     """Receives JSON at /hooks/<name> and maps it to Events by the configured dotted paths.
 
     Answers as AlertmanagerInput does: 200 after storing, 503 when storing failed, 400 / 401 /
@@ -41,18 +41,8 @@ class WebhookInput(Input):
 
     type_name = "webhook"
     config_class = WebhookConfig
-    config: WebhookConfig
 
-    def __init__(self, config: WebhookConfig, ctx: PluginContext) -> None:
-        super().__init__(config, ctx)
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("", self._handle)]
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        return await answer(self.ctx, self._receive(request))
-
-    async def _receive(self, request: web.Request) -> web.Response:
+    async def receive(self, request: web.Request) -> web.Response:
         auth = self.config.auth
         signature = ""
         if auth is not None and auth.token is not None:
@@ -71,19 +61,21 @@ class WebhookInput(Input):
         if auth is not None and auth.hmac is not None:
             # The signature covers the raw bytes: checked before parsing (§6.6).
             self._check_signature(request, auth.hmac, body, signature)
-        document = parse_json(body)
-        try:
-            events = map_body(
-                document, self.config.fields, kind=self.config.kind, source=self.ctx.name
-            )
-        except MappingError as exc:
-            reject(422, str(exc))
-        return await submit_and_answer(
-            self.ctx,
-            events,
+        parse_json(body)  # a body that is not JSON is a 400, before anything else
+        return await self.accept(
+            body,
             dedupe_key=sha256_hex("webhook", self.ctx.name, hashlib.sha256(body).hexdigest()),
             dedupe_window=self.config.dedupe_window.total_seconds(),
         )
+
+    def parse(self, body: bytes) -> Parsed:
+        try:
+            events = map_body(
+                load_json(body), self.config.fields, kind=self.config.kind, source=self.ctx.name
+            )
+        except MappingError as exc:
+            raise ValueError(str(exc)) from None
+        return Parsed(events)
 
     def _check_token(self, request: web.Request, header: str, token: str) -> None:
         value = request.headers.get(header, "").strip()

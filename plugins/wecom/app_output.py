@@ -35,7 +35,7 @@ class _TokenRefusedError(ChatApiError):
         return True
 
 
-class WecomAppOutput(ChatOutput):
+class WecomAppOutput(ChatOutput[WecomAppOutputConfig]):
     """Sends `msgtype: text` app messages (POST /cgi-bin/message/send?access_token=...).
 
     The channel is the user id (touser) the wecom input recorded; WeCom apps have no threads,
@@ -50,7 +50,6 @@ class WecomAppOutput(ChatOutput):
 
     type_name = "wecom_app"
     config_class = WecomAppOutputConfig
-    config: WecomAppOutputConfig
     # The base class splits by characters; parts that fit in 2048 bytes are never longer.
     max_chars = MAX_BYTES
 
@@ -67,7 +66,7 @@ class WecomAppOutput(ChatOutput):
         # Cut by bytes here (as the robot output does); the base class posts each part and
         # classifies any refusal, so a failed part stops the job.
         refs: list[str] = []
-        for part in split_bytes(job.text, split=self.chat_config.split_long):
+        for part in split_bytes(job.text, split=self.config.split_long):
             outcome = await self._deliver_one(replace(job, text=part))
             if outcome.kind is not OutcomeKind.SENT:
                 return outcome

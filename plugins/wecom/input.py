@@ -11,15 +11,16 @@ from aiohttp import web
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from bridge.plugin.base import Input, PluginContext
+from bridge.events import Event
+from bridge.plugin.base import Parsed, PluginContext
 from bridge.plugin.chat import command_event, command_text
 from bridge.plugin.webhook import (
+    HttpInput,
     RequestRejectedError,
     answer,
     read_body,
     reject,
     sha256_hex,
-    submit_and_answer,
 )
 from bridge.plugins.wecom.config import WecomAppInputConfig
 from bridge.plugins.wecom.crypto import CallbackError, aes_key, open_callback
@@ -47,7 +48,7 @@ def parse_xml(body: bytes, what: str) -> dict[str, str]:
     return {child.tag: (child.text or "").strip() for child in root}
 
 
-class WecomAppInput(Input):
+class WecomAppInput(HttpInput[WecomAppInputConfig]):
     """Receives a WeCom self-built app's messages at /hooks/<name> (接收消息, safe mode).
 
     GET is the URL check: the echostr is decrypted and its plaintext answered. POST carries
@@ -62,7 +63,6 @@ class WecomAppInput(Input):
 
     type_name = PLATFORM
     config_class = WecomAppInputConfig
-    config: WecomAppInputConfig
 
     def __init__(
         self,
@@ -76,13 +76,10 @@ class WecomAppInput(Input):
         self._key = aes_key(config.encoding_aes_key.get_secret_value())
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.get("", self._handle_verify), web.post("", self._handle_message)]
+        return [web.get("", self._handle_verify), web.post("", self.handle)]
 
     async def _handle_verify(self, request: web.Request) -> web.Response:
         return await answer(self.ctx, self._verify(request))
-
-    async def _handle_message(self, request: web.Request) -> web.Response:
-        return await answer(self.ctx, self._receive(request))
 
     async def _verify(self, request: web.Request) -> web.Response:
         # An unencoded "+" in the query arrives as a space; base64 never holds one.
@@ -91,15 +88,39 @@ class WecomAppInput(Input):
         self.log.info("url_verification_answered")
         return web.Response(body=plain, content_type="text/plain")
 
-    async def _receive(self, request: web.Request) -> web.Response:
+    async def receive(self, request: web.Request) -> web.Response:
         envelope = parse_xml(await read_body(request, self.config.max_body), "the body")
-        message = parse_xml(self._open(request, envelope.get("Encrypt", "")), "the message")
+        plain = self._open(request, envelope.get("Encrypt", ""))
+        message = parse_xml(plain, "the message")
+        msg_id = message.get("MsgId", "")
+        event = self._event(message)
+        if event is None:
+            return web.Response()
+        stored = await self.accept(
+            plain,
+            Parsed([event]),
+            # WeCom retries a message it got no answer for in 5 s; one MsgId is one command.
+            dedupe_key=sha256_hex(PLATFORM, self.ctx.name, msg_id),
+            dedupe_window=self.config.dedupe_window.total_seconds(),
+        )
+        # A body WeCom would try to read as a passive reply; empty means "nothing to say".
+        return web.Response() if stored.status == 200 else stored
+
+    def parse(self, body: bytes) -> Parsed:
+        """The decrypted message XML, as stored, to its command event."""
+        try:
+            event = self._event(parse_xml(body, "the message"))
+        except RequestRejectedError as exc:
+            raise ValueError(exc.message) from None
+        return Parsed([event] if event is not None else [])
+
+    def _event(self, message: dict[str, str]) -> Event | None:
         msg_id = message.get("MsgId", "")
         text = self._command_text(message, msg_id)
         if text is None:
-            return web.Response()
+            return None
         user = message.get("FromUserName", "")
-        event = command_event(
+        return command_event(
             source=self.ctx.name,
             platform=PLATFORM,
             text=text,
@@ -110,15 +131,6 @@ class WecomAppInput(Input):
             thread=msg_id,
             data=message,
         )
-        stored = await submit_and_answer(
-            self.ctx,
-            [event],
-            # WeCom retries a message it got no answer for in 5 s; one MsgId is one command.
-            dedupe_key=sha256_hex(PLATFORM, self.ctx.name, msg_id),
-            dedupe_window=self.config.dedupe_window.total_seconds(),
-        )
-        # A body WeCom would try to read as a passive reply; empty means "nothing to say".
-        return web.Response() if stored.status == 200 else stored
 
     def _command_text(self, message: dict[str, str], msg_id: str) -> str | None:
         """What follows `sms` in a text message from a user, or None (logged) for the rest."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.plugin.base import Job, Outcome, OutcomeKind, PluginContext
+from bridge.plugin.base import Job, Outcome, OutcomeKind
 from bridge.plugin.chat import ChatApiError, ChatOutput, split_text
 from bridge.plugins.wecom.config import WecomOutputConfig
 
@@ -40,7 +40,7 @@ def split_bytes(text: str, limit: int = MAX_BYTES, *, split: bool = True) -> lis
     raise ValueError(f"parts of at most {limit} bytes leave no room for text")
 
 
-class WecomOutput(ChatOutput):
+class WecomOutput(ChatOutput[WecomOutputConfig]):
     """Posts `msgtype: text` to a group robot's webhook (POST ...?key=<KEY>, JSON).
 
     A group robot speaks only in its own group and has no threads or message ids: the
@@ -54,12 +54,8 @@ class WecomOutput(ChatOutput):
 
     type_name = "wecom"
     config_class = WecomOutputConfig
-    config: WecomOutputConfig
     # The base class splits by characters; parts that fit in 2048 bytes are never longer.
     max_chars = MAX_BYTES
-
-    def __init__(self, config: WecomOutputConfig, ctx: PluginContext) -> None:
-        super().__init__(config, ctx)
 
     async def deliver(self, jobs: Sequence[Job]) -> list[Outcome]:
         return [await self._deliver_parts(job) for job in jobs]
@@ -68,7 +64,7 @@ class WecomOutput(ChatOutput):
         # Cut by bytes here; the base class then posts each part whole (it fits max_chars)
         # and classifies any refusal, so a failed part stops the job as it would there.
         refs: list[str] = []
-        for part in split_bytes(job.text, split=self.chat_config.split_long):
+        for part in split_bytes(job.text, split=self.config.split_long):
             outcome = await self._deliver_one(replace(job, text=part))
             if outcome.kind is not OutcomeKind.SENT:
                 return outcome

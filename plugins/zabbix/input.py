@@ -41,49 +41,47 @@ from __future__ import annotations
 from aiohttp import web
 
 from bridge.plugin.auth import check_authorization
-from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.base import Parsed
 from bridge.plugin.webhook import (
-    answer,
+    HttpInput,
     check_content_type,
+    load_json,
     parse_json,
     read_body,
     reject,
-    submit_and_answer,
 )
 from bridge.plugins.zabbix.config import ZabbixConfig
 from bridge.plugins.zabbix.payload import PayloadError, read_payload
 
 
-class ZabbixInput(Input):
+class ZabbixInput(HttpInput[ZabbixConfig]):
     """Receives the smsbridge Zabbix media type's POSTs at /hooks/<name>."""
 
     type_name = "zabbix"
     config_class = ZabbixConfig
-    config: ZabbixConfig
 
-    def __init__(self, config: ZabbixConfig, ctx: PluginContext) -> None:
-        super().__init__(config, ctx)
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("", self._handle)]
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        return await answer(self.ctx, self._receive(request))
-
-    async def _receive(self, request: web.Request) -> web.Response:
+    async def receive(self, request: web.Request) -> web.Response:
         self._authenticate(request)
         check_content_type(request)
-        raw = parse_json(await read_body(request, self.config.max_body))
+        body = await read_body(request, self.config.max_body)
+        raw = parse_json(body)
         try:
             payload = read_payload(raw)
         except PayloadError as exc:
             reject(422, str(exc))
-        return await submit_and_answer(
-            self.ctx,
-            [payload.event(raw, self.ctx.name)],
+        return await self.accept(
+            body,
+            Parsed([payload.event(raw, self.ctx.name)]),
             dedupe_key=payload.dedupe_key(self.ctx.name),
             dedupe_window=self.config.dedupe_window.total_seconds(),
         )
+
+    def parse(self, body: bytes) -> Parsed:
+        raw = load_json(body)
+        try:
+            return Parsed([read_payload(raw).event(raw, self.ctx.name)])
+        except PayloadError as exc:
+            raise ValueError(str(exc)) from None
 
     def _authenticate(self, request: web.Request) -> None:
         if self.config.auth is not None:

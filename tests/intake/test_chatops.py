@@ -104,9 +104,9 @@ def allow(daemon: Daemon, **policy: Any) -> None:
     from bridge.intake.chatops import ChatOps
     from bridge.plugin.chat import CommandPolicy
 
-    assert daemon.pipeline.chatops is not None
-    chatops = daemon.pipeline.chatops
-    daemon.pipeline.chatops = ChatOps(
+    assert daemon.processor.chatops is not None
+    chatops = daemon.processor.chatops
+    daemon.processor.chatops = ChatOps(
         chatops.directory, {"slack-in": CommandPolicy(**policy)}, chatops.balance
     )
 
@@ -119,7 +119,7 @@ async def test_send_answers_in_the_thread_and_the_reply_comes_back(
     allow(daemon, allow_users=["*"])
     sim = daemon.simulator
     assert sim is not None
-    await daemon.pipeline.submit([command("alice 你好, disk is full on db1")])
+    await daemon.processor.run_events([command("alice 你好, disk is full on db1")])
     await sim.state.wait_for(lambda s: len(s.messages) == 1)
     assert (sim.state.messages[0].mobile, sim.state.messages[0].content) == (
         ALICE,
@@ -130,6 +130,7 @@ async def test_send_answers_in_the_thread_and_the_reply_comes_back(
     assert [p["recipient"] for p in fake.posts if p["thread"] == "t1"] == ["C1"]
     sim.state.inject_reply(ALICE, "on my way")
     await daemon.poller.poll_replies()
+    await daemon.processor.drain()
     assert "alice: on my way" in await fake.until("t1", "on my way")
 
 
@@ -137,7 +138,7 @@ async def test_group_status_balance_and_help(daemon: Daemon, chat: tuple[ChatFak
     """A group is texted per member; status, balance and help answer in the thread."""
     fake, _ = chat
     allow(daemon, allow_users=["U1"])
-    await daemon.pipeline.submit([command("team hello all")])
+    await daemon.processor.run_events([command("team hello all")])
     (answer,) = await fake.until("t1", "SMS #")
     assert "Bob (151****0087)" in answer
     job = answer.split("#", 1)[1].split(" ", 1)[0]
@@ -147,7 +148,7 @@ async def test_group_status_balance_and_help(daemon: Daemon, chat: tuple[ChatFak
     await daemon.dispatcher.stop(grace=5)
     daemon.dispatcher.start()
     for text, thread in ((f"status {job}", "s"), ("balance", "b"), ("help", "h")):
-        await daemon.pipeline.submit([command(text, thread=thread)])
+        await daemon.processor.run_events([command(text, thread=thread)])
     assert (await fake.until("s", "SMS #"))[0].startswith(f"SMS #{job} to alice: sent")
     assert await fake.until("b", "balance") == ["SMS balance: 99.800 yuan"]
     assert (await fake.until("h", "sms"))[0].startswith("sms <number|contact|group> <text>")
@@ -182,7 +183,7 @@ async def test_refusals_are_answered_and_send_nothing(
     """Each refused command gets a clear answer in its thread, and no SMS goes out."""
     fake, _ = chat
     allow(daemon, **policy)
-    await daemon.pipeline.submit([command(text)])
+    await daemon.processor.run_events([command(text)])
     (post,) = await fake.until("t1", answer)
     assert answer in post
     assert daemon.simulator is not None
@@ -195,14 +196,15 @@ async def test_reply_codes_pick_the_thread(daemon: Daemon, chat: tuple[ChatFake,
     allow(daemon, allow_users=["*"])
     sim = daemon.simulator
     assert sim is not None
-    await daemon.pipeline.submit([command("alice first question", thread="t1")])
+    await daemon.processor.run_events([command("alice first question", thread="t1")])
     await sim.state.wait_for(lambda s: len(s.messages) == 1)
-    await daemon.pipeline.submit([command("alice second question", thread="t2")])
+    await daemon.processor.run_events([command("alice second question", thread="t2")])
     await sim.state.wait_for(lambda s: len(s.messages) == 2)
     assert sim.state.messages[1].content == "second question #2"
     for reply in ("answer to one #1", "answer to two", "which one? #7"):
         sim.state.inject_reply(ALICE, reply)
     await daemon.poller.poll_replies()
+    await daemon.processor.drain()
     assert "alice: answer to one #1" in await fake.until("t1", "answer to one")
     assert "alice: answer to two" in await fake.until("t2", "answer to two")
     assert "alice: which one? #7" in await fake.until("default", "which one")
@@ -217,10 +219,11 @@ async def test_delivery_reports_are_posted_when_configured(
     sim = daemon.simulator
     assert sim is not None
     sim.state.set_carrier_codes({BOB: "UNDELIV"})
-    await daemon.pipeline.submit([command("bob are you there")])
+    await daemon.processor.run_events([command("bob are you there")])
     await sim.state.wait_for(lambda s: len(s.messages) == 1)
     await daemon.dispatcher.stop(grace=5)
     await daemon.poller.poll_reports()
+    await daemon.processor.drain()
     daemon.dispatcher.start()
     assert "Bob: failed: UNDELIV" in await fake.until("t1", "UNDELIV")
 

@@ -15,10 +15,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from structlog.testing import capture_logs
 
+import bridge.intake.storm as storm_module
 from bridge.events import Event, EventKind, Status
 from bridge.intake.holding import HeldSummary
 from bridge.intake.pipeline import STORM
-from bridge.intake.storm import SUMMARY_MAX_CHARS, summary_text
+from bridge.intake.storm import SUMMARY_MAX_CHARS, flush_due, next_due, summary_text
 from bridge.plugins.c123.simulator import (
     DEFAULT_ACCOUNT,
     DEFAULT_AUTHKEY,
@@ -195,14 +196,14 @@ async def test_storm_of_1000_alerts_stays_within_the_cap_and_names_everything(
         flushed = START
         for i, (name, instance) in enumerate(storm):
             clock.at(START + i * 0.06)  # spread over 60 fake seconds
-            await daemon.pipeline.submit([alert(clock, name, instance)])
+            await daemon.processor.run_events([alert(clock, name, instance)])
             if clock() - flushed >= 1.0:  # what the storm loop does, once a fake second
-                await daemon.pipeline.flush_due()
+                await flush_due(daemon.pipeline)
                 flushed = clock()
         # Past every group's wait, then past held_summary_after of the first held message.
         for moment in range(int(START) + 61, int(START) + 61 + 400, 5):
             clock.at(moment)
-            await daemon.pipeline.flush_due()
+            await flush_due(daemon.pipeline)
         assert clock() - START < 3600, "all of it happens within the hour"
         messages = await delivered(daemon, simulator)
 
@@ -251,16 +252,16 @@ async def test_group_wait_sends_one_summary_per_group_per_recipient(
     config = write_config(tmp_path, simulator.url, "group_wait: 30s")
     async with running(config, clock) as daemon:
         for instance in ("db1", "db2", "db3"):
-            await daemon.pipeline.submit([alert(clock, "HighLatency", instance)])
+            await daemon.processor.run_events([alert(clock, "HighLatency", instance)])
         clock.at(START + 10)
-        await daemon.pipeline.submit([alert(clock, "DiskFull", "db1")])
+        await daemon.processor.run_events([alert(clock, "DiskFull", "db1")])
         clock.at(START + 29)
-        await daemon.pipeline.flush_due()
+        await flush_due(daemon.pipeline)
         assert await job_texts(daemon) == [], "nothing goes before the group's wait is over"
         clock.at(START + 31)
-        await daemon.pipeline.flush_due()
+        await flush_due(daemon.pipeline)
         clock.at(START + 41)
-        await daemon.pipeline.flush_due()
+        await flush_due(daemon.pipeline)
         messages = await delivered(daemon, simulator)
     for number in TEAM:
         assert sorted(text for to, text in messages if to == number) == [
@@ -283,7 +284,7 @@ async def test_repeat_interval_suppresses_repeats_until_resolved(
         steps = [Status.FIRING, Status.FIRING, Status.RESOLVED, Status.FIRING, Status.RESOLVED]
         for minute, status in enumerate(steps):
             clock.at(START + 60 * minute)
-            await daemon.pipeline.submit([alert(clock, "DiskFull", "db1", status)])
+            await daemon.processor.run_events([alert(clock, "DiskFull", "db1", status)])
             # Sent before the next one: the gateway output merges equal texts in one batch.
             await delivered(daemon, simulator)
         texts = [text for to, text in await delivered(daemon, simulator) if to == A]
@@ -311,7 +312,7 @@ async def test_send_resolved_false_sends_no_resolution_but_clears_the_repeat(
     async with running(config, clock) as daemon:
         for minute, status in enumerate([Status.FIRING, Status.RESOLVED, Status.FIRING]):
             clock.at(START + 60 * minute)
-            await daemon.pipeline.submit([alert(clock, "DiskFull", "db1", status)])
+            await daemon.processor.run_events([alert(clock, "DiskFull", "db1", status)])
             await delivered(daemon, simulator)  # sent before the next, as minutes apart
         texts = [text for to, text in await delivered(daemon, simulator) if to == A]
         assert suppressed(daemon, "repeat") == 0
@@ -327,16 +328,16 @@ async def test_cap_holds_back_and_the_summary_takes_the_reserved_slot(
     async with running(config, clock) as daemon:
         for second, name in enumerate(["A1", "A2", "B1", "B2", "B3"]):
             clock.at(START + second)
-            await daemon.pipeline.submit([alert(clock, name)])
+            await daemon.processor.run_events([alert(clock, name)])
         first_held = START + 2
         assert len(await job_texts(daemon, A)) == 2, "the third slot is kept for the summary"
         assert suppressed(daemon, "cap") == 3 * len(TEAM)
         assert len(events_named(logs, "sms_held", reason="cap")) == 3 * len(TEAM)
         clock.at(first_held + 299)
-        await daemon.pipeline.flush_due()
+        await flush_due(daemon.pipeline)
         assert len(await job_texts(daemon, A)) == 2, "no summary before held_summary_after"
         clock.at(first_held + 301)
-        await daemon.pipeline.flush_due()
+        await flush_due(daemon.pipeline)
         texts = [text for to, text in await delivered(daemon, simulator) if to == A]
         assert texts == [
             "[FIRING] A1",
@@ -344,15 +345,15 @@ async def test_cap_holds_back_and_the_summary_takes_the_reserved_slot(
             "smsbridge held back 3 alerts (cap): B1, B2, B3",
         ]
         # The hour's slots are all used: what comes now waits for one to free up.
-        await daemon.pipeline.submit([alert(clock, "C1")])
-        due = await daemon.store.read(daemon.pipeline.next_storm_due)
+        await daemon.processor.run_events([alert(clock, "C1")])
+        due = await daemon.store.read(lambda conn: next_due(daemon.pipeline, conn))
         assert due == START + 3600, "the storm loop rests until the hour's first send leaves it"
         clock.at(first_held + 700)
-        await daemon.pipeline.flush_due()
+        await flush_due(daemon.pipeline)
         assert len(await job_texts(daemon, A)) == 3
         # The first send leaves the hour: the summary of what was held since then goes.
         clock.at(START + 3601)
-        await daemon.pipeline.flush_due()
+        await flush_due(daemon.pipeline)
         texts = [text for to, text in await delivered(daemon, simulator) if to == A]
     assert texts[3:] == ["smsbridge held back 1 alerts (cap): C1"]
 
@@ -366,16 +367,16 @@ async def test_daily_budget_holds_and_counts_until_the_next_day(
     async with running(config, clock) as daemon:
         for second, name in enumerate(["A1", "A2", "B1"]):
             clock.at(START + second)
-            await daemon.pipeline.submit([alert(clock, name)])
+            await daemon.processor.run_events([alert(clock, name)])
         # One segment to each of three numbers per alert: two alerts use the budget up.
         assert [t for _, t in await delivered(daemon, simulator)].count("[FIRING] B1") == 0
         assert suppressed(daemon, "budget") == len(TEAM)
         assert len(events_named(logs, "sms_held", reason="budget")) == len(TEAM)
         clock.at(START + 2 + 301)
-        await daemon.pipeline.flush_due()
+        await flush_due(daemon.pipeline)
         assert len(await job_texts(daemon)) == 6, "still no budget today: still held"
         clock.at(START + 86400)
-        await daemon.pipeline.flush_due()
+        await flush_due(daemon.pipeline)
         messages = await delivered(daemon, simulator)
     assert sorted(to for to, text in messages if "held back" in text) == sorted(TEAM)
     assert {text for _, text in messages if "held back" in text} == {
@@ -390,36 +391,37 @@ async def test_held_and_grouped_alerts_survive_a_restart(
     clock = FakeClock()
     config = write_config(tmp_path, simulator.url, "group_wait: 30s, cap_per_hour: 2")
     async with running(config, clock) as daemon:
-        await daemon.pipeline.submit([alert(clock, "First")])
+        await daemon.processor.run_events([alert(clock, "First")])
         clock.at(START + 31)
-        await daemon.pipeline.flush_due()  # sent: the hour's only ordinary slot
-        await daemon.pipeline.submit([alert(clock, "Held")])
+        await flush_due(daemon.pipeline)  # sent: the hour's only ordinary slot
+        await daemon.processor.run_events([alert(clock, "Held")])
         clock.at(START + 62)
-        await daemon.pipeline.flush_due()  # held back by the cap
-        await daemon.pipeline.submit([alert(clock, "Waiting")])  # still in its group
+        await flush_due(daemon.pipeline)  # held back by the cap
+        await daemon.processor.run_events([alert(clock, "Waiting")])  # still in its group
         assert suppressed(daemon, "cap") == len(TEAM)
     async with running(config, clock) as daemon:
         clock.at(START + 93)
-        await daemon.pipeline.flush_due()  # the waiting group flushes: held too
+        await flush_due(daemon.pipeline)  # the waiting group flushes: held too
         clock.at(START + 62 + 301)
-        await daemon.pipeline.flush_due()
+        await flush_due(daemon.pipeline)
         texts = [text for to, text in await delivered(daemon, simulator) if to == A]
     assert texts == ["[FIRING:1] First", "smsbridge held back 2 alerts (cap): Held, Waiting"]
 
 
-async def test_an_idle_storm_loop_rests(tmp_path: Path, simulator: Simulator) -> None:
+async def test_an_idle_storm_loop_rests(
+    tmp_path: Path, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With nothing due the storm loop waits for a wake-up instead of flushing in a busy loop."""
     config = write_config(tmp_path, simulator.url, "group_wait: 30s")
     async with running(config, FakeClock()) as daemon:
         calls = 0
-        flush_due = daemon.pipeline.flush_due
 
-        async def counted() -> None:
+        async def counted(pipeline: Any) -> None:
             nonlocal calls
             calls += 1
-            await flush_due()
+            await flush_due(pipeline)
 
-        daemon.pipeline.flush_due = counted  # type: ignore[method-assign]
+        monkeypatch.setattr(storm_module, "flush_due", counted)
         daemon._wake([STORM])  # what a submit that grouped or held an alert does
         # Nothing to await here: the point is that nothing happens. A spinning loop makes
         # thousands of calls in this time.

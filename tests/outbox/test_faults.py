@@ -60,7 +60,7 @@ async def simulator() -> AsyncIterator[Simulator]:
 async def run(tmp_path: Path, sim: Simulator, **options: bool) -> Daemon:
     daemon = Daemon(load_settings(config(tmp_path, sim.url, **options)))
     await daemon.start()
-    await daemon.pipeline.submit(
+    await daemon.processor.run_events(
         [Event(kind=EventKind.ALERT, source="t", labels={"alertname": "DiskFull"})]
     )
     return daemon
@@ -123,6 +123,7 @@ async def test_low_balance_holds_until_top_up(tmp_path: Path, simulator: Simulat
     assert simulator.state.messages == []
     simulator.state.set_balance(add=Decimal(10))
     await daemon.poller.poll_balance()
+    await daemon.processor.drain()
     await simulator.state.wait_for(lambda s: {m.mobile for m in s.messages} >= set(TEAM))
     states = await settled(daemon)
     assert {state for state, _ in states.values()} == {"sent"}

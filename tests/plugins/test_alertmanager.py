@@ -64,7 +64,7 @@ async def test_firing_payload_makes_one_event_per_alert(
     """Each alert becomes an Event with its own labels, status, fingerprint, text and data."""
     client = await serve()
     body = payload("firing")
-    assert await post(client, body) == (200, {"accepted": 3, "intents": 3, "duplicate": False})
+    assert await post(client, body) == (200, {"accepted": 3, "duplicate": False, "rejected": []})
     first, second, third = recorder.events
     assert all(e.kind is EventKind.ALERT and e.source == "am" for e in recorder.events)
     assert first.labels == body["alerts"][0]["labels"]
@@ -130,7 +130,7 @@ async def test_missing_fingerprint_is_a_stable_hash_of_labels(
 
 
 def key(body: dict[str, Any], source: str = "am") -> str:
-    return Payload.model_validate(body).dedupe_key(source)
+    return Payload.model_validate(body).parse(source)[1]
 
 
 async def test_repeated_delivery_has_the_same_dedupe_key(
@@ -178,7 +178,7 @@ async def test_duplicate_is_answered_200(serve: Serve, recorder: RecordingSubmit
     client = await serve()
     assert await post(client, payload("resolved")) == (
         200,
-        {"accepted": 2, "intents": 2, "duplicate": True},
+        {"accepted": 2, "duplicate": True, "rejected": []},
     )
 
 
@@ -310,28 +310,16 @@ def broken(change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
         ([], "the body: expected an object"),
         (broken(lambda b: b.pop("alerts")), "alerts: required"),
         (broken(lambda b: b.update(alerts={})), "alerts: expected a list"),
-        (
-            broken(lambda b: b["alerts"][1].update(labels=[])),
-            "alerts[1].labels: expected an object",
-        ),
         (broken(lambda b: b.update(version="5")), "version: unsupported version '5'; expected '4'"),
         (broken(lambda b: b.update(version=4)), "version: expected a string"),
         (broken(lambda b: b.update(status="pending")), "status: expected 'firing' or 'resolved'"),
-        (
-            broken(lambda b: b["alerts"][0]["labels"].update(severity=1)),
-            "alerts[0].labels.severity: expected a string",
-        ),
-        (
-            broken(lambda b: b["alerts"][2]["annotations"].update({"runbook url": None})),
-            'alerts[2].annotations["runbook url"]: expected a string',
-        ),
         (
             broken(lambda b: b.update(truncatedAlerts=-1)),
             "truncatedAlerts: expected a number of at least 0",
         ),
         (
             broken(lambda b: (b.pop("groupKey"), b["alerts"][0].pop("status"))),
-            "groupKey: required (and 1 more problem)",
+            "groupKey: required",
         ),
     ],
 )
@@ -342,6 +330,63 @@ async def test_payload_not_v4_is_422(
     client = await serve()
     assert await post(client, body) == (422, {"error": message})
     assert recorder.calls == []
+
+
+@pytest.mark.parametrize(
+    ("change", "index", "message"),
+    [
+        (lambda b: b["alerts"][1].update(labels=[]), 1, "alerts[1].labels: expected an object"),
+        (
+            lambda b: b["alerts"][0]["labels"].update(severity=1),
+            0,
+            "alerts[0].labels.severity: expected a string",
+        ),
+        (
+            lambda b: b["alerts"][2]["annotations"].update({"runbook url": None}),
+            2,
+            'alerts[2].annotations["runbook url"]: expected a string',
+        ),
+        (lambda b: b["alerts"].__setitem__(1, "x"), 1, "alerts[1]: expected an object"),
+    ],
+)
+async def test_a_bad_alert_is_listed_and_the_others_accepted(
+    serve: Serve,
+    recorder: RecordingSubmit,
+    change: Callable[[dict[str, Any]], Any],
+    index: int,
+    message: str,
+) -> None:
+    """One unusable alert never costs the group: Alertmanager does not retry a 4xx."""
+    client = await serve()
+    assert await post(client, broken(change)) == (
+        200,
+        {"accepted": 2, "duplicate": False, "rejected": [{"index": index, "error": message}]},
+    )
+    assert len(recorder.events) == 2
+
+
+async def test_a_group_of_only_bad_alerts_is_422(serve: Serve, recorder: RecordingSubmit) -> None:
+    """Nothing usable in the request: the sender is told, nothing is stored."""
+    client = await serve()
+    body = payload("firing")
+    for alert in body["alerts"]:
+        alert["labels"] = None
+    status, answer = await post(client, body)
+    assert (status, answer["error"]) == (422, "item 0: alerts[0].labels: expected an object")
+    assert recorder.calls == []
+
+
+async def test_a_lone_surrogate_becomes_a_replacement_character(
+    serve: Serve, recorder: RecordingSubmit
+) -> None:
+    """Valid JSON that is not valid text (a lone surrogate) is coerced, never a 5xx."""
+    client = await serve()
+    data = json.dumps(payload("firing")).replace("db1", "db\\ud800", 1).encode()
+    assert b"\\ud800" in data
+    status, _ = await post(client, data)
+    assert status == 200
+    assert any("db\ufffd" in event.labels.get("instance", "") for event in recorder.events)
+    json.dumps(recorder.events[0].to_json()).encode("utf-8")  # encodable from here on
 
 
 async def test_body_over_max_body_is_413(serve: Serve, recorder: RecordingSubmit) -> None:

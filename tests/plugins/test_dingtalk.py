@@ -174,7 +174,7 @@ async def test_signed_command_becomes_an_event(serve: Serve, recorder: Recording
     """A signed `sms ...` @-message is one command event answering in its conversation."""
     client = await serve()
     status, body = await post(client, callback(), signed())
-    assert (status, body) == (200, {"accepted": 1, "intents": 1, "duplicate": False})
+    assert (status, body) == (200, {"accepted": 1, "duplicate": False, "rejected": []})
     (event,) = recorder.events
     assert (event.kind, event.source, event.text) == (
         EventKind.COMMAND,
@@ -281,7 +281,7 @@ async def test_other_messages_are_acknowledged_and_ignored(
     client = await serve()
     assert await post(client, body, signed()) == (
         200,
-        {"accepted": 0, "intents": 0, "duplicate": False},
+        {"accepted": 0, "duplicate": False, "rejected": []},
     )
     assert recorder.calls == []
 
@@ -551,6 +551,7 @@ outputs:
     assert answer["at"] == {"atUserIds": ["manager7675"], "isAtAll": False}
     simulator.state.inject_reply(ALICE, "on my way")
     await daemon.poller.poll_replies()
+    await daemon.processor.drain()
     reply = (await fake.until(2))[1]
     assert reply["text"]["content"] == "@manager7675 alice: on my way"
     assert fake.refused == 0

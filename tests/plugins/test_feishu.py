@@ -259,7 +259,7 @@ async def test_signed_command_in_a_thread_becomes_an_event(
     client = await serve(app_id=APP_ID)
     assert await signed_post(client, message()) == (
         200,
-        {"accepted": 1, "intents": 1, "duplicate": False},
+        {"accepted": 1, "duplicate": False, "rejected": []},
     )
     (event,) = recorder.events
     assert (event.kind, event.source, event.text) == (
@@ -416,7 +416,7 @@ async def test_other_events_are_acknowledged_and_ignored(
     client = await serve(**config)
     assert await signed_post(client, document) == (
         200,
-        {"accepted": 0, "intents": 0, "duplicate": False},
+        {"accepted": 0, "duplicate": False, "rejected": []},
     )
     assert recorder.calls == []
 
@@ -723,5 +723,6 @@ outputs:
     assert answer["text"].startswith("SMS #")
     simulator.state.inject_reply(ALICE, "on my way")
     await daemon.poller.poll_replies()
+    await daemon.processor.drain()
     reply = (await fake.until(2))[1]
     assert (reply["kind"], reply["to"], reply["text"]) == ("reply", ROOT, "alice: on my way")

@@ -85,7 +85,7 @@ async def test_firing_payload_makes_one_event_per_alert(
     """Each alert becomes an Event with its labels, status, fingerprint, text, values and URLs."""
     client = await serve()
     body = payload("firing")
-    assert await post(client, body) == (200, {"accepted": 2, "intents": 2, "duplicate": False})
+    assert await post(client, body) == (200, {"accepted": 2, "duplicate": False, "rejected": []})
     first, second = recorder.events
     assert all(e.kind is EventKind.ALERT and e.source == "grafana" for e in recorder.events)
     assert all(e.status is Status.FIRING for e in recorder.events)
@@ -540,7 +540,7 @@ async def test_through_a_running_daemon(smsbridge_daemon: DaemonFactory) -> None
     headers = signed(body, str(int(time.time())))
     assert await post_json(daemon, "/hooks/grafana", body, headers) == (
         200,
-        {"accepted": 2, "intents": 2, "duplicate": False},
+        {"accepted": 2, "duplicate": False, "rejected": []},
     )
     assert daemon.simulator is not None
     await daemon.simulator.state.wait_for(lambda s: len(s.messages) == 2)

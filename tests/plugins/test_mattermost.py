@@ -510,6 +510,7 @@ async def test_end_to_end_command_sms_answer_and_reply_in_the_thread(
     assert "SMS #" in fake.posts[0]["message"]
     daemon.simulator.state.inject_reply(ALICE, "on my way")
     await daemon.poller.poll_replies()
+    await daemon.processor.drain()
     await fake.wait_for(2)
     assert fake.posts[1]["root_id"] == ROOT
     assert "on my way" in fake.posts[1]["message"]

@@ -131,7 +131,10 @@ async def test_command_becomes_an_event(serve: Any, recorder: RecordingSubmit) -
     """`/sms@Bot ...` gives a command Event answering in the chat, replying to the message."""
     client = await serve(bot_username="SmsBridgeBot")
     update = payload("update_command")
-    assert await deliver(client, update) == (200, {"accepted": 1, "intents": 1, "duplicate": False})
+    assert await deliver(client, update) == (
+        200,
+        {"accepted": 1, "duplicate": False, "rejected": []},
+    )
     ((event,), key, window) = recorder.calls[0]
     assert (event.kind, event.source, event.text, event.data) == (
         EventKind.COMMAND,
@@ -199,7 +202,10 @@ async def test_other_updates_are_acknowledged_and_ignored(
     update = payload(name)
     if change is not None:
         change(update["message"])
-    assert await deliver(client, update) == (200, {"accepted": 0, "intents": 0, "duplicate": False})
+    assert await deliver(client, update) == (
+        200,
+        {"accepted": 0, "duplicate": False, "rejected": []},
+    )
     assert recorder.calls == []
 
 
@@ -456,6 +462,7 @@ async def test_command_to_sms_and_the_reply_back_into_the_thread(
 
         sim.inject_reply(ALICE, "on my way")
         await daemon.poller.poll_replies()
+        await daemon.processor.drain()
         await fake.until(
             lambda posts: any(in_thread(p) and "on my way" in p["text"] for p in posts)
         )

@@ -60,7 +60,7 @@ def signed(
 async def test_an_object_is_one_event(serve: Serve, recorder: RecordingSubmit) -> None:
     """The default paths read labels, message and status; the fingerprint hashes labels and text."""
     client = await serve()
-    assert await post(client, ALERT) == (200, {"accepted": 1, "intents": 1, "duplicate": False})
+    assert await post(client, ALERT) == (200, {"accepted": 1, "duplicate": False, "rejected": []})
     (event,) = recorder.events
     assert (event.kind, event.source, event.status) == (EventKind.ALERT, "hook", Status.FIRING)
     assert (event.labels, event.text, event.data) == (ALERT["labels"], "disk full", ALERT)

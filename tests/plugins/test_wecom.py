@@ -255,11 +255,12 @@ async def test_alert_posted_to_the_group_and_the_reply_follows(
     alert = Event(
         kind=EventKind.ALERT, source="test", labels={"alertname": "DiskFull"}, text="磁盘已满"
     )
-    await daemon.pipeline.submit([alert])
+    await daemon.processor.run_events([alert])
     await sim.wait_for(lambda s: len(s.messages) == 1, timeout=10)
     assert sim.messages[0].mobile == ALICE
     await fake.until(lambda contents: "paged alice: DiskFull 磁盘已满" in contents)
     sim.inject_reply(ALICE, "on my way")
     await daemon.poller.poll_replies()
+    await daemon.processor.drain()
     await fake.until(lambda contents: "alice about DiskFull: on my way" in contents)
     assert fake.violations == []

@@ -563,6 +563,7 @@ async def test_command_to_sms_and_the_reply_back_to_the_user(
 
         sim.inject_reply(ALICE, "on my way")
         await daemon.poller.poll_replies()
+        await daemon.processor.drain()
         await fake.until(lambda sent: any("on my way" in m["text"]["content"] for m in sent))
         assert {m["touser"] for m in fake.sent} == {USER}
 

@@ -63,7 +63,7 @@ async def test_problem_becomes_a_firing_event(serve: Serve, recorder: RecordingS
     """A problem is one firing Event: name, severity, host and tags as labels, message as text."""
     client = await serve()
     body = payload("problem")
-    assert await post(client, body) == (200, {"accepted": 1, "intents": 1, "duplicate": False})
+    assert await post(client, body) == (200, {"accepted": 1, "duplicate": False, "rejected": []})
     (event,) = recorder.events
     assert (event.kind, event.source, event.status) == (EventKind.ALERT, "zabbix", Status.FIRING)
     assert event.labels == {
@@ -555,4 +555,4 @@ async def test_through_a_running_daemon(smsbridge_daemon: DaemonFactory) -> None
         "resolved High CPU load on web1 [High]",
     ]
     retry = await post_json(daemon, "/hooks/zabbix", payload("recovery"), BEARER)
-    assert retry == (200, {"accepted": 1, "intents": 0, "duplicate": True})
+    assert retry == (200, {"accepted": 1, "duplicate": True, "rejected": []})

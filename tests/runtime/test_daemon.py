@@ -63,8 +63,7 @@ def alert(name: str, status: Status = Status.FIRING) -> Event:
 
 async def test_an_alert_becomes_an_sms(daemon: Daemon) -> None:
     """A submitted alert is committed, then sent to the rule's number at the gateway."""
-    accepted = await daemon.pipeline.submit([alert("DiskFull")])
-    assert (accepted.events, accepted.intents) == (1, 1)
+    assert await daemon.processor.run_events([alert("DiskFull")]) == 1
     assert daemon.simulator is not None
     await daemon.simulator.state.wait_for(lambda s: len(s.messages) == 1)
     (message,) = daemon.simulator.state.messages
@@ -74,10 +73,11 @@ async def test_an_alert_becomes_an_sms(daemon: Daemon) -> None:
 async def test_a_reply_comes_back_with_the_alert_context(daemon: Daemon) -> None:
     """A reply from the paged number is an event carrying the original alert's labels."""
     assert daemon.simulator is not None
-    await daemon.pipeline.submit([alert("DiskFull")])
+    await daemon.processor.run_events([alert("DiskFull")])
     await daemon.simulator.state.wait_for(lambda s: len(s.messages) == 1)
     daemon.simulator.state.inject_reply(A, "ack, on it")
     await daemon.poller.poll_replies()
+    await daemon.processor.drain()
     await daemon.simulator.state.wait_for(lambda s: len(s.messages) == 2)
     assert daemon.simulator.state.messages[1].content == "reply about DiskFull: ack, on it"
     assert daemon.simulator.state.messages[1].mobile == B
@@ -87,10 +87,11 @@ async def test_delivery_reports_update_the_job(daemon: Daemon) -> None:
     """A delivery report is matched to its job by msgid and number."""
     assert daemon.simulator is not None
     daemon.simulator.state.set_carrier_codes({A: "UNDELIV"})
-    await daemon.pipeline.submit([alert("DiskFull")])
+    await daemon.processor.run_events([alert("DiskFull")])
     await daemon.simulator.state.wait_for(lambda s: len(s.messages) == 1)
     await daemon.dispatcher.stop(grace=5)  # the worker records the outcome before it stops
     await daemon.poller.poll_reports()
+    await daemon.processor.drain()
     row = await daemon.store.read(
         lambda c: c.execute("SELECT delivery, carrier_code FROM jobs").fetchone()
     )
@@ -102,6 +103,8 @@ async def test_health_ready_and_metrics(daemon: Daemon) -> None:
     import aiohttp
 
     await daemon.poller.poll_balance()
+
+    await daemon.processor.drain()
     async with aiohttp.ClientSession() as http:
         async with http.get(daemon.url + "/healthz") as response:
             assert response.status == 200
@@ -139,6 +142,7 @@ rules:
     try:
         assert daemon.simulator is not None
         await daemon.poller.poll_balance()
+        await daemon.processor.drain()
         await daemon.poller.poll_balance()  # still low: not reported twice
         await daemon.simulator.state.wait_for(lambda s: len(s.messages) == 1)
         await daemon.dispatcher.stop(grace=5)

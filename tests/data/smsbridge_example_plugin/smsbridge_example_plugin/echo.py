@@ -10,16 +10,15 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_va
 from bridge.config import ConfigModel
 from bridge.events import Event, EventKind, Status
 from bridge.plugin import (
-    Input,
-    PluginContext,
-    answer,
+    HttpInput,
+    Parsed,
     check_content_type,
+    load_json,
     parse_json,
     read_body,
     reject,
     secret_equal,
     sha256_hex,
-    submit_and_answer,
     validation_message,
 )
 
@@ -47,24 +46,14 @@ class EchoBody(BaseModel):
     status: Literal["firing", "resolved"] = "firing"
 
 
-class EchoInput(Input):
-    """Receives JSON at /hooks/<name>; answers 200 only after submit() stored the event."""
+class EchoInput(HttpInput[EchoConfig]):
+    """Receives JSON at /hooks/<name>; answers 200 only after the body is stored in the inbox."""
 
     type_name = "example_echo"
     config_class = EchoConfig
-    config: EchoConfig
 
-    def __init__(self, config: EchoConfig, ctx: PluginContext) -> None:
-        super().__init__(config, ctx)
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("", self._handle)]
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        # answer() turns a reject(...) anywhere below into its JSON 4xx answer and a log line.
-        return await answer(self.ctx, self._receive(request))
-
-    async def _receive(self, request: web.Request) -> web.Response:
+    async def receive(self, request: web.Request) -> web.Response:
+        # HttpInput.handle turns a reject(...) anywhere below into its JSON 4xx answer.
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             reject(401, "send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"})
@@ -72,19 +61,26 @@ class EchoInput(Input):
             self.log.warning("auth_failed", remote=request.remote)  # the token itself: never
             reject(403, "the token was not accepted")
         check_content_type(request)  # 415
-        raw = parse_json(await read_body(request, 64 * 1024))  # 413, 400
+        body = await read_body(request, 64 * 1024)  # 413
+        parse_json(body)  # 400 when it is not JSON at all
+        # accept() runs parse (422 when it raises ValueError), stores the body, answers 200
+        # once it is stored, or 503 if the store is unavailable (the sender should retry).
+        return await self.accept(body)
+
+    def parse(self, body: bytes) -> Parsed:
+        """Pure: the same body always gives the same event (a restart parses it again)."""
+        raw = load_json(body)
         try:
-            body = EchoBody.model_validate(raw)
+            echo = EchoBody.model_validate(raw)
         except ValidationError as exc:
-            reject(422, validation_message(exc))
+            raise ValueError(validation_message(exc)) from None
         event = Event(
             kind=self.config.kind,
             source=self.ctx.name,
-            labels=body.labels,
-            text=body.text,
+            labels=echo.labels,
+            text=echo.text,
             data=raw,
-            fingerprint=sha256_hex(sorted(body.labels.items()))[:16],
-            status=Status(body.status),
+            fingerprint=sha256_hex(sorted(echo.labels.items()))[:16],
+            status=Status(echo.status),
         )
-        # 200 once stored, 503 if the store is unavailable (the sender should retry).
-        return await submit_and_answer(self.ctx, [event], dedupe_key="", dedupe_window=0)
+        return Parsed([event])
