@@ -14,6 +14,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from bridge.events import Event, EventKind, Status
 from bridge.sms import MULTI_SEGMENT_CHARS, SINGLE_SEGMENT_CHARS, mask_text, sms_length
+from bridge.text import clean
 
 ELLIPSIS = "…"
 
@@ -201,7 +202,7 @@ def group_context(
 
 
 def _headline(labels: Mapping[str, str], text: str, kind: str) -> str:
-    return labels.get("alertname") or oneline(text) or kind
+    return clean(labels.get("alertname", "")).strip() or clean(oneline(text)).strip() or kind
 
 
 def fallback_text(event: Event) -> str:
@@ -218,7 +219,7 @@ def group_fallback_text(events: Sequence[Event], group_by: Sequence[str]) -> str
     status, count = ("FIRING", firing) if firing else ("RESOLVED", len(events))
     first = events[0]
     values = [first.labels.get(name, "") for name in group_by]
-    name = " ".join(value for value in values if value)
+    name = clean(" ".join(value for value in values if value)).strip()
     return f"[{status}:{count}] {name or _headline(first.labels, first.text, first.kind.value)}"
 
 
@@ -268,13 +269,23 @@ def check_template(source: str) -> str:
     return source
 
 
-def render(template: Template, context: Mapping[str, Any], fallback: str) -> Rendered:
-    """Render, never raising: on any error (or an empty text) return `fallback` and the reason."""
+def render(
+    template: Template, context: Mapping[str, Any], fallback: str, *, one_line: bool = False
+) -> Rendered:
+    """Render, never raising: on any error (or an empty text) return `fallback` and the reason.
+
+    Event fields are stored as they came; every text leaving here is clean (bridge.text.clean),
+    so an escape sequence in a label can neither make an SMS unsendable nor reach a chat.
+    `one_line` is for SMS: newlines become spaces there, chat texts keep them.
+    """
+    keep_newlines = not one_line
     try:
-        text = template.render(context).strip()
+        text = clean(template.render(context), keep_newlines=keep_newlines).strip()
     except Exception as exc:  # a bad template must not stop a page at 3 a.m.
         reason = mask_text(f"{type(exc).__name__}: {exc}")
-        return Rendered(fallback, reason)
+        return Rendered(clean(fallback, keep_newlines=keep_newlines), reason)
     if not text:
-        return Rendered(fallback, "the template rendered an empty text")
+        return Rendered(
+            clean(fallback, keep_newlines=keep_newlines), "the template rendered an empty text"
+        )
     return Rendered(text)

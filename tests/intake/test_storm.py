@@ -26,6 +26,7 @@ from bridge.plugins.c123.simulator import (
     Simulator,
     SimulatorSettings,
 )
+from bridge.plugins.c123.validation import check_content
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.settings import load_settings
 
@@ -449,6 +450,13 @@ def test_summary_of_many_names_is_compact_and_names_every_one() -> None:
     total, reasons, parsed = parse_summary(text)
     assert (total, reasons, dict(parsed)) == (sum(counts.values()), "budget/cap", counts)
     assert text.split(": ", 1)[1].startswith("×15: ")
+
+
+def test_summary_names_are_cleaned_like_any_sms() -> None:
+    """Alert names carry label text: escape sequences and controls never reach the gateway."""
+    text = summary_text(held({"\x1b[31mDiskFull\x1b[0m": 2, "Cpu\x00High\u202e": 1, "\x1b": 1}))
+    assert text == "smsbridge held back 4 alerts (cap): DiskFull×2, Cpu High, unnamed"
+    check_content(text)
 
 
 def test_summary_too_long_for_any_form_counts_the_names_it_cannot_show() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,6 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.events import Event, EventKind, Status
+from bridge.plugins.c123.validation import check_content
+from bridge.rules.config import RulesConfig
+from bridge.rules.ruleset import RuleSet
 from bridge.rules.templates import (
     DEFAULT_GROUP_TEMPLATE,
     DEFAULT_POST_TEMPLATE,
@@ -250,6 +256,112 @@ def test_default_group_template_mixed_and_resolved() -> None:
     resolved = [alert(Status.RESOLVED, alertname="DiskFull")]
     context = group_context(resolved, ["alertname"], NOW)
     assert text_of(DEFAULT_GROUP_TEMPLATE, **context) == "[RESOLVED:1] DiskFull"
+
+
+# --- what a rendered text may carry ----------------------------------------------------------
+
+HOSTILE = [
+    "\x1b[31m",
+    "\x1b]0;pwned\x07",
+    "\x1b",
+    "\x9b2J",
+    "\x00",
+    "\x7f",
+    "\x85",
+    "\u202e",
+    "\u2066",
+    "\ud800",
+    "\uffff",
+    "\r\n",
+    "\n",
+    "\t",
+]
+field_text = st.lists(
+    st.sampled_from(HOSTILE)
+    | st.text(st.characters(codec=None, exclude_categories=()), max_size=8),
+    max_size=8,
+).map("".join)
+CONTROLS_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+RAW_SMS = "{{ text }} {{ labels.alertname }} {{ labels.instance }} {{ data.annotations.summary }}"
+BROKEN = "{{ labels.alertname + 1 }}"  # falls back: the fallback text is made of the fields too
+
+
+def ruleset(*rules: dict[str, Any]) -> RuleSet:
+    """Rules sending to alice, as `smsbridge run` would build them."""
+    config = RulesConfig.model_validate({"contacts": {"alice": "15102110086"}, "rules": rules})
+    return RuleSet.build(config.rules, config.contacts, config.groups, UTC, SIGNATURE)
+
+
+SMS_RULES = ruleset(
+    *(
+        {"name": name, "match": {}, "sms": {"to": ["alice"], **templates}, "continue": True}
+        for name, templates in (
+            ("default", {}),
+            (
+                "raw",
+                {"template": RAW_SMS, "group_template": RAW_SMS.replace("{{ ", "{{ alerts[0].")},
+            ),
+            ("broken", {"template": BROKEN, "group_template": BROKEN}),
+        )
+    ),
+    {"name": "chat", "match": {}, "post": {"to": "conversation"}},
+    {"name": "raw-chat", "match": {}, "post": {"to": "conversation", "template": RAW_SMS}},
+)
+
+
+def hostile_event(texts: Sequence[str], kind: EventKind, status: Status) -> Event:
+    name, instance, summary, text = texts
+    return Event(
+        kind,
+        "am",
+        labels={"alertname": name, "instance": instance, "summary": summary},
+        text=text,
+        data={"annotations": {"summary": summary}},
+        status=status,
+        fingerprint=name,
+    )
+
+
+def test_a_label_with_an_escape_sequence_renders_a_sendable_sms() -> None:
+    """The label that got a 200 and then failed "contains control character" now sends."""
+    event = hostile_event(
+        ["\x1b[31mDiskFull\x1b[0m", "db\x1b1", "disk\r\n97%\u202e full", ""],
+        EventKind.ALERT,
+        Status.FIRING,
+    )
+    decisions = {d.rule: d for d in SMS_RULES.evaluate(event, NOW)}
+    assert decisions["default"].render("sms") == "[FIRING] DiskFull db 1: disk 97%  full"
+    assert decisions["broken"].render("sms") == "[FIRING] DiskFull"
+    assert decisions["chat"].render("post") == "[FIRING] DiskFull db 1: disk\n97%  full"
+    for decision in decisions.values():
+        check_content(decision.render())
+    assert event.labels["alertname"] == "\x1b[31mDiskFull\x1b[0m", "stored as it came"
+
+
+@given(
+    texts=st.lists(field_text, min_size=4, max_size=4),
+    kind=st.sampled_from(list(EventKind)),
+    status=st.sampled_from(list(Status)),
+)
+def test_any_event_field_renders_an_sms_the_gateway_takes(
+    texts: list[str], kind: EventKind, status: Status
+) -> None:
+    """Whatever the fields hold, every SMS (alone, grouped, or fallen back) passes the gateway's
+    content check and is on one line, and every chat text is free of controls but newlines."""
+    event = hostile_event(texts, kind, status)
+    for decision in SMS_RULES.evaluate(event, NOW):
+        if decision.sms is not None:
+            text = decision.render("sms")
+            check_content(text)
+            assert "\n" not in text
+            group = SMS_RULES.render_group(decision.rule, [event, event], NOW)
+            check_content(group)
+            assert "\n" not in group
+        else:
+            chat = decision.render("post")
+            assert chat.strip()
+            assert not CONTROLS_BUT_NEWLINE.search(chat)
+            chat.encode("utf-8")
 
 
 def test_group_context_labels() -> None:
