@@ -28,14 +28,18 @@ DEFAULT_TEMPLATE = (
     "{% if detail %}: {{ detail|oneline }}{% endif %}"
 )
 
-# A group: `[FIRING:5] HighLatency db1, db2 (+3)`; the instances listed have the group's status.
+# A group: `[FIRING:5] HighLatency db1, db2 (+3)`, or with some of them over by now
+# `[FIRING:2] HighLatency db1, db2; [RESOLVED:1] db3`. Each alert is there once, as it is now.
 DEFAULT_GROUP_TEMPLATE = (
     '[{{ status|upper }}:{{ firing if status == "firing" else resolved }}] '
     '{{ group_labels.values()|select|join(" ") or alerts[0].labels.alertname or alerts[0].text }}'
     '{% set instances = alerts|selectattr("status", "equalto", status)'
     '|map(attribute="labels.instance")|select|unique|list %}'
     "{% if instances %} {{ instances|join_more(2) }}{% endif %}"
-    '{% if status == "firing" and resolved %}; {{ resolved }} resolved{% endif %}'
+    '{% if status == "firing" and resolved %}; [RESOLVED:{{ resolved }}]'
+    '{% set over = alerts|selectattr("status", "equalto", "resolved")'
+    '|map(attribute="labels.instance")|select|unique|list %}'
+    "{% if over %} {{ over|join_more(2) }}{% endif %}{% endif %}"
 )
 
 # A message to a chat or callback output: not cut to SMS segments, so it may say a little more.
@@ -178,10 +182,31 @@ def event_context(event: Event, now: datetime) -> dict[str, Any]:
     }
 
 
+def _alert_identity(event: Event) -> tuple[object, ...]:
+    if event.fingerprint:
+        return ("fingerprint", event.fingerprint)
+    labels = tuple(sorted(event.labels.items()))
+    return ("labels", event.source, labels, "" if labels else event.text)
+
+
+def latest_per_alert(events: Sequence[Event]) -> list[Event]:
+    """Each alert once, as its latest event says, in the order alerts first appeared.
+
+    An alert that fired and resolved within one group wait is a resolved alert, not one of each.
+    An alert is known by its fingerprint, else by its source and labels (its text if it has none).
+    """
+    latest: dict[tuple[object, ...], Event] = {}
+    for event in events:
+        latest[_alert_identity(event)] = event  # a dict keeps the first position of a key
+    return list(latest.values())
+
+
 def group_context(
     events: Sequence[Event], group_by: Sequence[str], now: datetime
 ) -> dict[str, Any]:
-    """What a group template sees: the alerts, their counts, and the labels they share."""
+    """What a group template sees: each alert once with its latest status, the counts, and the
+    labels they share."""
+    events = latest_per_alert(events)
     firing = sum(event.status is Status.FIRING for event in events)
     first = events[0].labels if events else {}
     common = {
@@ -214,7 +239,8 @@ def fallback_text(event: Event) -> str:
 
 
 def group_fallback_text(events: Sequence[Event], group_by: Sequence[str]) -> str:
-    """The fallback for a group summary: `[FIRING:5] HighLatency`."""
+    """The fallback for a group summary: `[FIRING:5] HighLatency`, each alert counted once."""
+    events = latest_per_alert(events)
     firing = sum(event.status is Status.FIRING for event in events)
     status, count = ("FIRING", firing) if firing else ("RESOLVED", len(events))
     first = events[0]

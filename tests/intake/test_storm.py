@@ -270,6 +270,30 @@ async def test_group_wait_sends_one_summary_per_group_per_recipient(
         ]
 
 
+async def test_an_alert_fired_and_resolved_within_the_wait_is_summarised_once(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    """An alert that fired and resolved inside one group_wait is one resolved alert in the
+    summary, not one of each; another that still fires is counted as firing."""
+    clock = FakeClock()
+    config = write_config(tmp_path, simulator.url, "group_wait: 30s")
+    async with running(config, clock) as daemon:
+        await daemon.pipeline.submit([alert(clock, "DiskFull", "db1")])
+        clock.at(START + 10)
+        await daemon.pipeline.submit([alert(clock, "DiskFull", "db1", Status.RESOLVED)])
+        await daemon.pipeline.submit([alert(clock, "CpuHigh", "db1")])
+        clock.at(START + 12)
+        await daemon.pipeline.submit([alert(clock, "CpuHigh", "db2")])
+        await daemon.pipeline.submit([alert(clock, "CpuHigh", "db1", Status.RESOLVED)])
+        clock.at(START + 45)
+        await daemon.pipeline.flush_due()
+        messages = await delivered(daemon, simulator)
+    assert sorted(text for to, text in messages if to == A) == [
+        "[FIRING:1] CpuHigh db2; [RESOLVED:1] db1",
+        "[RESOLVED:1] DiskFull db1",
+    ]
+
+
 async def test_repeat_interval_suppresses_repeats_until_resolved(
     tmp_path: Path, simulator: Simulator, logs: list[dict[str, Any]]
 ) -> None:
