@@ -15,18 +15,26 @@ _ANSI = re.compile(
 )
 # C0 and C1 controls, DEL, and the bidi overrides and isolates that reorder what a reader sees
 # (the "Trojan Source" set). A newline is a C0 control too: see clean().
+_C0 = "\x00-\x1f"
+_C0_BUT_NEWLINE = "\x00-\x09\x0b-\x1f"
 _OTHER_CONTROLS = "\x7f-\x9f\u202a-\u202e\u2066-\u2069"
-_CONTROL_RUN = re.compile(f"[\x00-\x1f{_OTHER_CONTROLS}]+")
-_CONTROL_RUN_BUT_NEWLINE = re.compile(f"[\x00-\x09\x0b-\x1f{_OTHER_CONTROLS}]+")
-_LINE_BREAK = re.compile("\r\n?")
 # Lone surrogates cannot be encoded at all; U+FFFE and U+FFFF are not characters, and XML (so
 # the gateway) carries neither.
-_NOT_CHARACTERS = re.compile("[\ud800-\udfff\ufffe\uffff]")
+_NOT_CHARACTERS = "\ud800-\udfff\ufffe\uffff"
+
+_CONTROL_RUN = re.compile(f"[{_C0}{_OTHER_CONTROLS}]+")
+_CONTROL_RUN_BUT_NEWLINE = re.compile(f"[{_C0_BUT_NEWLINE}{_OTHER_CONTROLS}]+")
+_LINE_BREAK = re.compile("\r\n?")
+_NOT_CHARACTER = re.compile(f"[{_NOT_CHARACTERS}]")
+# Whatever clean() changes starts with one of these (an escape sequence with ESC or a C1
+# control): most texts hold none, and one search is all they cost.
+_TO_CLEAN = re.compile(f"[{_C0}{_OTHER_CONTROLS}{_NOT_CHARACTERS}]")
+_TO_CLEAN_BUT_NEWLINE = re.compile(f"[{_C0_BUT_NEWLINE}{_OTHER_CONTROLS}{_NOT_CHARACTERS}]")
 
 # What a terminal must never receive raw: controls (tab and newline too: a value in a listing
 # stays on its line), bidi controls, line and paragraph separators, and lone surrogates.
 _UNPRINTABLE_BUT_C0 = f"{_OTHER_CONTROLS}\u2028\u2029\ud800-\udfff"
-_UNPRINTABLE = re.compile(f"[\x00-\x1f{_UNPRINTABLE_BUT_C0}]")
+_UNPRINTABLE = re.compile(f"[{_C0}{_UNPRINTABLE_BUT_C0}]")
 # json.dumps escapes C0 controls itself (the newlines left are its indentation).
 _UNPRINTABLE_IN_JSON = re.compile(f"[{_UNPRINTABLE_BUT_C0}]")
 _SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -40,7 +48,9 @@ def clean(text: str, *, keep_newlines: bool = False) -> str:
     formatting; in an SMS it could fake a separate line of instructions). Never longer than
     `text`, so a length limit checked before still holds.
     """
-    text = _NOT_CHARACTERS.sub(REPLACEMENT, _ANSI.sub("", text))
+    if (_TO_CLEAN_BUT_NEWLINE if keep_newlines else _TO_CLEAN).search(text) is None:
+        return text
+    text = _NOT_CHARACTER.sub(REPLACEMENT, _ANSI.sub("", text))
     if keep_newlines:
         return _CONTROL_RUN_BUT_NEWLINE.sub(" ", _LINE_BREAK.sub("\n", text))
     return _CONTROL_RUN.sub(" ", text)
