@@ -109,12 +109,15 @@ def _render_exception(logger: WrappedLogger, method: str, event: EventDict) -> E
 def configure_logging(
     stream: TextIO | None = None, *, json: bool | None = None, level: str = "info"
 ) -> None:
-    """Send structlog and stdlib logging to `stream`, as JSON unless it is a terminal."""
+    """Send structlog, stdlib logging and Python warnings to `stream`, as JSON unless it is a
+    terminal: a library's line (APScheduler's "skipped: maximum number of running instances",
+    a RuntimeWarning) comes out like ours, naming the logger it came from."""
     stream = stream if stream is not None else sys.stderr
     as_json = json if json is not None else not stream.isatty()
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
+        structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
     ]
@@ -138,6 +141,10 @@ def configure_logging(
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # APScheduler narrates every run at info; the pollers log what matters themselves.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Warnings would go to stderr as plain text; through logging they get the same renderer.
+    # Off first: capturing again after something else replaced showwarning would do nothing.
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
     _SINK.stream = stream
     # Our own events skip the stdlib machinery (the hot path logs every SMS); the stdlib
     # handler above renders what libraries log, through the same scrubber and renderer.

@@ -13,6 +13,35 @@ from prometheus_client import (
 # `_created` series double every counter on the page and nothing here alerts on them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
+# The carriers' delivery codes the gateway documents (C123_API.md, getSendState). A label takes
+# only these, "none" and "other": a code is the gateway's text, and each new label value is a
+# new series kept for the daemon's life.
+CARRIER_CODES = (
+    "DELIVRD",
+    "EXPIRED",
+    "DELETED",
+    "UNDELIV",
+    "ACCEPTD",
+    "UNKNOWN",
+    "REJECTD",
+    "DTBLACK",
+    "DTWORDS",
+    "DTFAILD",
+    "ERRBUSY",
+)
+NO_CODE = "none"
+OTHER_CODE = "other"
+CARRIER_LABELS = (*CARRIER_CODES, NO_CODE, OTHER_CODE)
+_KNOWN_CODES = frozenset(CARRIER_CODES)
+
+
+def carrier_code_label(code: str | None) -> str:
+    """A carrier code as a label value: a documented code, "none" when empty, else "other"."""
+    if code is None or not code.strip():
+        return NO_CODE
+    normal = code.strip().upper()
+    return normal if normal in _KNOWN_CODES else OTHER_CODE
+
 
 class Metrics:
     """Every metric smsbridge exports; names follow Prometheus conventions."""
@@ -76,10 +105,13 @@ class Metrics:
         )
         self.reports = Counter(
             "smsbridge_delivery_reports",
-            "Delivery reports by carrier code.",
+            "Delivery reports by carrier code (documented codes, none, other).",
             ["carrier_code"],
             registry=r,
         )
+        # Every value exists from the start, so rate() over UNDELIV works from its first report.
+        for label in CARRIER_LABELS:
+            self.reports.labels(label)
         self.replies = Counter(
             "smsbridge_replies_received", "SMS replies fetched from the gateway.", registry=r
         )

@@ -92,6 +92,18 @@ def test_balance_replies_reports(
     assert out.strip() == "no new delivery reports"
 
 
+def test_listed_replies_never_write_a_control_character_raw(
+    capsys: pytest.CaptureFixture[str], threaded_simulator: Simulator, tmp_path: Path
+) -> None:
+    """A reply is anybody's text: C1 controls, bidi overrides and newlines come out escaped."""
+    config = str(write_config(tmp_path, threaded_simulator.url))
+    threaded_simulator.state.inject_reply(A, "pong\x9b2J\u202e\nfake: line")
+    code, out, _ = run(capsys, "replies", "-c", config)
+    assert code == 0
+    (line,) = out.splitlines()
+    assert line.endswith(f"{A}  pong\\x9b2J\\u202e\\nfake: line")
+
+
 def test_refusal_exits_one(
     capsys: pytest.CaptureFixture[str], threaded_simulator: Simulator, tmp_path: Path
 ) -> None:

@@ -1,15 +1,39 @@
-"""The log scrubber: secrets and mobile numbers gone at any depth, every other value untouched."""
+"""Logging: the scrubber (secrets and numbers gone at any depth, other values untouched), and
+one renderer for our events, libraries' records and Python warnings."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import logging
+import os
+import signal
 import string
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.logging import REDACTED, Scrubber
+from bridge.logging import REDACTED, Scrubber, configure_logging
+from bridge.plugins.c123.models import Action
+from bridge.plugins.c123.simulator import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_AUTHKEY,
+    Fault,
+    FaultKind,
+    Simulator,
+    SimulatorSettings,
+)
+
+SMSBRIDGE = str(Path(sys.executable).parent / "smsbridge")
+SKIPPED = "skipped: maximum number of running instances reached"
 
 SECRET = "s3cr3t-Token-xyz"
 NUMBER = "13912345678"
@@ -61,3 +85,85 @@ def test_values_without_text_pass_as_they_are(event: dict[str, Any]) -> None:
 def test_a_number_is_masked_the_way_people_read_it() -> None:
     scrubbed = Scrubber()(None, "info", {"to": NUMBER, "detail": ["call +8613912345678 now"]})
     assert scrubbed == {"to": "139****5678", "detail": ["call 139****5678 now"]}
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    """Logging configured as the daemon's, into a buffer; put back to a quiet state after."""
+    stream = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        configure_logging(stream, json=True)
+        try:
+            yield stream
+        finally:
+            logging.captureWarnings(False)
+            configure_logging(io.StringIO(), json=True)
+            logging.captureWarnings(False)
+
+
+def test_warnings_and_library_records_come_out_as_our_json(json_log: io.StringIO) -> None:
+    """A Python warning and a library's error (with its traceback) are JSON lines like ours,
+    each naming the logger it came from, never plain text on stderr."""
+    structlog.get_logger().info("ours", n=1)
+    warnings.warn("coroutine 'poll' was never awaited", RuntimeWarning, stacklevel=1)
+    try:
+        raise ValueError("bad request from 13912345678")
+    except ValueError:
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    ours, warning, error = lines
+    assert (ours["event"], ours["n"]) == ("ours", 1)
+    assert (warning["logger"], warning["level"]) == ("py.warnings", "warning")
+    assert "RuntimeWarning: coroutine 'poll' was never awaited" in warning["event"]
+    assert (error["logger"], error["level"]) == ("aiohttp.server", "error")
+    assert "ValueError: bad request from 139****5678" in error["exception"]
+
+
+async def test_a_real_scheduler_skip_is_a_json_line(tmp_path: Path) -> None:
+    """`smsbridge run` whose reply poll (every second) hangs at the gateway: APScheduler skips
+    the next run, and every line the process writes, the skip included, is JSON."""
+    settings = SimulatorSettings(report_delay=0, rate_limit=None)
+    async with Simulator(settings) as simulator:
+        simulator.state.add_fault(Fault(FaultKind.DELAY, action=Action.GET_REPLY, seconds=2.5))
+        config = tmp_path / "config.yaml"
+        config.write_text(f"""
+server: {{listen: "127.0.0.1:0", shutdown_timeout: 1s}}
+store: {{path: {tmp_path / "outbox.sqlite3"}}}
+gateway: {{base_url: {simulator.url}, account: {DEFAULT_ACCOUNT}, authkey: {DEFAULT_AUTHKEY}}}
+polling: {{replies: 1s, reports: 1h, balance: 1h}}
+contacts: {{alice: "15102110086"}}
+rules: []
+""")
+        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+        proc = await asyncio.create_subprocess_exec(
+            SMSBRIDGE,
+            "run",
+            "-c",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**env, "PYTHONUNBUFFERED": "1"},
+        )
+        assert proc.stdout is not None
+        lines: list[str] = []
+        try:
+            async with asyncio.timeout(30):
+                while not any(SKIPPED in line for line in lines):
+                    line = await proc.stdout.readline()
+                    assert line, "the daemon exited before a run was skipped"
+                    lines.append(line.decode())
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            rest, errors = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    lines.extend(rest.decode().splitlines())
+    lines.extend(errors.decode().splitlines())
+    entries = [json.loads(line) for line in lines]  # every line, stderr's too
+    skipped = [entry for entry in entries if SKIPPED in entry["event"]]
+    assert skipped
+    assert all(
+        (entry["logger"], entry["level"]) == ("apscheduler.scheduler", "warning")
+        for entry in skipped
+    )
+    assert entries[-1]["event"] == "daemon_stopped"

@@ -1,4 +1,8 @@
-"""Prints command results: readable lines on a terminal, one JSON document with --json."""
+"""Prints command results: readable lines on a terminal, one JSON document with --json.
+
+Results carry text from outside (labels, SMS replies): nothing here writes a control character
+raw, so a listing can never move the cursor, recolour or retitle the terminal reading it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any, TextIO
+
+from bridge.text import terminal_safe, terminal_safe_json
 
 
 def _plain(value: Any) -> Any:
@@ -31,12 +37,12 @@ def _plain(value: Any) -> Any:
 def emit_json(document: Any, stream: TextIO | None = None) -> None:
     """Write one JSON document (Decimals and ids as strings) and a newline."""
     stream = stream or sys.stdout
-    json.dump(_plain(document), stream, ensure_ascii=False, indent=2)
-    stream.write("\n")
+    text = json.dumps(_plain(document), ensure_ascii=False, indent=2)
+    stream.write(terminal_safe_json(text) + "\n")
 
 
 def emit_lines(lines: list[str], stream: TextIO | None = None) -> None:
-    """Write human-readable lines."""
+    """Write human-readable lines, each control character in them shown escaped (`\\x1b`)."""
     stream = stream or sys.stdout
     for line in lines:
-        stream.write(line + "\n")
+        stream.write(terminal_safe(line) + "\n")

@@ -19,6 +19,7 @@ from bridge.outbox import jobs as outbox
 from bridge.rules.ruleset import Decision
 from bridge.runtime.settings import Settings, load_settings
 from bridge.sms import mask_number, segment_count
+from bridge.text import terminal_safe
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -116,7 +117,7 @@ async def cmd_route(args: argparse.Namespace) -> int:
     try:
         event = _read_event(args.event)
     except (OSError, ValueError, KeyError) as exc:
-        print(f"smsbridge route: cannot read the event: {exc}", file=sys.stderr)
+        print(terminal_safe(f"smsbridge route: cannot read the event: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     at = args.at or datetime.now(UTC)
     if at.tzinfo is None:

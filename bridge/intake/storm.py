@@ -10,6 +10,7 @@ from bridge.events import Event, EventKind, Intent
 from bridge.intake.pipeline import Pipeline
 from bridge.outbox import jobs as outbox
 from bridge.sms import mask_number
+from bridge.text import clean
 
 
 def _expand(held: holding.HeldSummary) -> Iterable[str]:
@@ -29,9 +30,14 @@ def summary_text(held: holding.HeldSummary, max_chars: int = SUMMARY_MAX_CHARS) 
     Every name is shown: in this readable form, or when shorter in a compact one that lists names
     sharing a count once under it ('×15: DiskFull, CpuHigh; ×3: Backup'). Only a summary too long
     for `max_chars` even then ends '(+N more names)'; its total still counts every alert.
+    Names are alert labels, so they are cleaned like any rendered SMS text.
     """
-    total = sum(held.counts.values())
-    ranked = sorted(held.counts.items(), key=lambda item: (-item[1], item[0]))
+    counts: dict[str, int] = {}
+    for name, count in held.counts.items():
+        label = clean(name).strip() or "unnamed"
+        counts[label] = counts.get(label, 0) + count
+    total = sum(counts.values())
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     head = f"smsbridge held back {total} alerts ({'/'.join(held.reasons)}): "
     readable = head + ", ".join(f"{name}×{count}" if count > 1 else name for name, count in ranked)
     by_count: dict[int, list[str]] = {}

@@ -139,7 +139,10 @@ class Decision:
         if self.sms is None or self.templates.sms is None:
             raise ValueError(f"rule {self.rule!r} has no sms action")
         result = render(
-            self.templates.sms, event_context(self.event, self.now), fallback_text(self.event)
+            self.templates.sms,
+            event_context(self.event, self.now),
+            fallback_text(self.event),
+            one_line=True,
         )
         text = truncate_segments(result.text, self.sms.max_segments, self.templates.signature)
         return Rendered(text, result.error)
@@ -392,7 +395,10 @@ class RuleSet:
         moment = now if now is not None else max(event.received_at for event in events)
         context = group_context(events, found.sms.group_by, moment)
         result = render(
-            found.templates.group, context, group_fallback_text(events, found.sms.group_by)
+            found.templates.group,
+            context,
+            group_fallback_text(events, found.sms.group_by),
+            one_line=True,
         )
         text = truncate_segments(result.text, found.sms.max_segments, found.templates.signature)
         return Rendered(text, result.error)

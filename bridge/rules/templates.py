@@ -14,6 +14,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from bridge.events import Event, EventKind, Status
 from bridge.sms import MULTI_SEGMENT_CHARS, SINGLE_SEGMENT_CHARS, mask_text, sms_length
+from bridge.text import clean
 
 ELLIPSIS = "…"
 
@@ -27,14 +28,18 @@ DEFAULT_TEMPLATE = (
     "{% if detail %}: {{ detail|oneline }}{% endif %}"
 )
 
-# A group: `[FIRING:5] HighLatency db1, db2 (+3)`; the instances listed have the group's status.
+# A group: `[FIRING:5] HighLatency db1, db2 (+3)`, or with some of them over by now
+# `[FIRING:2] HighLatency db1, db2; [RESOLVED:1] db3`. Each alert is there once, as it is now.
 DEFAULT_GROUP_TEMPLATE = (
     '[{{ status|upper }}:{{ firing if status == "firing" else resolved }}] '
     '{{ group_labels.values()|select|join(" ") or alerts[0].labels.alertname or alerts[0].text }}'
     '{% set instances = alerts|selectattr("status", "equalto", status)'
     '|map(attribute="labels.instance")|select|unique|list %}'
     "{% if instances %} {{ instances|join_more(2) }}{% endif %}"
-    '{% if status == "firing" and resolved %}; {{ resolved }} resolved{% endif %}'
+    '{% if status == "firing" and resolved %}; [RESOLVED:{{ resolved }}]'
+    '{% set over = alerts|selectattr("status", "equalto", "resolved")'
+    '|map(attribute="labels.instance")|select|unique|list %}'
+    "{% if over %} {{ over|join_more(2) }}{% endif %}{% endif %}"
 )
 
 # A message to a chat or callback output: not cut to SMS segments, so it may say a little more.
@@ -177,10 +182,31 @@ def event_context(event: Event, now: datetime) -> dict[str, Any]:
     }
 
 
+def _alert_identity(event: Event) -> tuple[object, ...]:
+    if event.fingerprint:
+        return ("fingerprint", event.fingerprint)
+    labels = tuple(sorted(event.labels.items()))
+    return ("labels", event.source, labels, "" if labels else event.text)
+
+
+def latest_per_alert(events: Sequence[Event]) -> list[Event]:
+    """Each alert once, as its latest event says, in the order alerts first appeared.
+
+    An alert that fired and resolved within one group wait is a resolved alert, not one of each.
+    An alert is known by its fingerprint, else by its source and labels (its text if it has none).
+    """
+    latest: dict[tuple[object, ...], Event] = {}
+    for event in events:
+        latest[_alert_identity(event)] = event  # a dict keeps the first position of a key
+    return list(latest.values())
+
+
 def group_context(
     events: Sequence[Event], group_by: Sequence[str], now: datetime
 ) -> dict[str, Any]:
-    """What a group template sees: the alerts, their counts, and the labels they share."""
+    """What a group template sees: each alert once with its latest status, the counts, and the
+    labels they share."""
+    events = latest_per_alert(events)
     firing = sum(event.status is Status.FIRING for event in events)
     first = events[0].labels if events else {}
     common = {
@@ -201,7 +227,7 @@ def group_context(
 
 
 def _headline(labels: Mapping[str, str], text: str, kind: str) -> str:
-    return labels.get("alertname") or oneline(text) or kind
+    return clean(labels.get("alertname", "")).strip() or clean(oneline(text)).strip() or kind
 
 
 def fallback_text(event: Event) -> str:
@@ -213,12 +239,13 @@ def fallback_text(event: Event) -> str:
 
 
 def group_fallback_text(events: Sequence[Event], group_by: Sequence[str]) -> str:
-    """The fallback for a group summary: `[FIRING:5] HighLatency`."""
+    """The fallback for a group summary: `[FIRING:5] HighLatency`, each alert counted once."""
+    events = latest_per_alert(events)
     firing = sum(event.status is Status.FIRING for event in events)
     status, count = ("FIRING", firing) if firing else ("RESOLVED", len(events))
     first = events[0]
     values = [first.labels.get(name, "") for name in group_by]
-    name = " ".join(value for value in values if value)
+    name = clean(" ".join(value for value in values if value)).strip()
     return f"[{status}:{count}] {name or _headline(first.labels, first.text, first.kind.value)}"
 
 
@@ -268,13 +295,23 @@ def check_template(source: str) -> str:
     return source
 
 
-def render(template: Template, context: Mapping[str, Any], fallback: str) -> Rendered:
-    """Render, never raising: on any error (or an empty text) return `fallback` and the reason."""
+def render(
+    template: Template, context: Mapping[str, Any], fallback: str, *, one_line: bool = False
+) -> Rendered:
+    """Render, never raising: on any error (or an empty text) return `fallback` and the reason.
+
+    Event fields are stored as they came; every text leaving here is clean (bridge.text.clean),
+    so an escape sequence in a label can neither make an SMS unsendable nor reach a chat.
+    `one_line` is for SMS: newlines become spaces there, chat texts keep them.
+    """
+    keep_newlines = not one_line
     try:
-        text = template.render(context).strip()
+        text = clean(template.render(context), keep_newlines=keep_newlines).strip()
     except Exception as exc:  # a bad template must not stop a page at 3 a.m.
         reason = mask_text(f"{type(exc).__name__}: {exc}")
-        return Rendered(fallback, reason)
+        return Rendered(clean(fallback, keep_newlines=keep_newlines), reason)
     if not text:
-        return Rendered(fallback, "the template rendered an empty text")
+        return Rendered(
+            clean(fallback, keep_newlines=keep_newlines), "the template rendered an empty text"
+        )
     return Rendered(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 from datetime import datetime
 from pathlib import Path
@@ -130,3 +131,33 @@ def test_text_output_and_bad_event(
     bad.write_text("{not json")
     assert main(["route", "-c", str(config), str(bad)]) == 2
     assert "cannot read the event" in capsys.readouterr().err
+
+
+# Nothing a terminal acts on may be printed raw (a newline only between lines).
+RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def test_labels_with_escape_codes_are_printed_escaped(
+    capsys: pytest.CaptureFixture[str], files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """An event's labels can hold terminal escape codes: the listing shows them escaped, the
+    JSON keeps their value, and neither writes one raw; the SMS shown is the cleaned one."""
+    config, _ = files
+    labels = {
+        "alertname": "\x1b[31mDiskFull\x1b]0;owned\x07",
+        "severity": "critical",
+        "instance": "db1\x9b2J\u202e\nrule fake: matches",
+    }
+    event = tmp_path / "hostile.json"
+    event.write_text(json.dumps({**EVENT, "labels": labels}))
+    assert main(["route", "-c", str(config), str(event), "--at", "2026-11-25T10:00"]) == 0
+    out = capsys.readouterr().out
+    assert not RAW_CONTROL.search(out)
+    assert "alertname=\\x1b[31mDiskFull\\x1b]0;owned\\x07" in out
+    assert "instance=db1\\x9b2J\\u202e\\nrule fake: matches" in out
+    assert not any(line.startswith("rule fake") for line in out.splitlines())
+    assert "'[FIRING] DiskFull db1 rule fake: matches: disk 97% full'" in out
+    assert main(["route", "-c", str(config), str(event), "--at", "2026-11-25T10:00", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert not RAW_CONTROL.search(out)
+    assert json.loads(out)["event"]["labels"] == labels

@@ -27,6 +27,7 @@ from bridge.plugins.c123.simulator import (
     Simulator,
     SimulatorSettings,
 )
+from bridge.plugins.c123.validation import check_content
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.settings import load_settings
 
@@ -270,6 +271,30 @@ async def test_group_wait_sends_one_summary_per_group_per_recipient(
         ]
 
 
+async def test_an_alert_fired_and_resolved_within_the_wait_is_summarised_once(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    """An alert that fired and resolved inside one group_wait is one resolved alert in the
+    summary, not one of each; another that still fires is counted as firing."""
+    clock = FakeClock()
+    config = write_config(tmp_path, simulator.url, "group_wait: 30s")
+    async with running(config, clock) as daemon:
+        await daemon.pipeline.submit([alert(clock, "DiskFull", "db1")])
+        clock.at(START + 10)
+        await daemon.pipeline.submit([alert(clock, "DiskFull", "db1", Status.RESOLVED)])
+        await daemon.pipeline.submit([alert(clock, "CpuHigh", "db1")])
+        clock.at(START + 12)
+        await daemon.pipeline.submit([alert(clock, "CpuHigh", "db2")])
+        await daemon.pipeline.submit([alert(clock, "CpuHigh", "db1", Status.RESOLVED)])
+        clock.at(START + 45)
+        await daemon.pipeline.flush_due()
+        messages = await delivered(daemon, simulator)
+    assert sorted(text for to, text in messages if to == A) == [
+        "[FIRING:1] CpuHigh db2; [RESOLVED:1] db1",
+        "[RESOLVED:1] DiskFull db1",
+    ]
+
+
 async def test_repeat_interval_suppresses_repeats_until_resolved(
     tmp_path: Path, simulator: Simulator, logs: list[dict[str, Any]]
 ) -> None:
@@ -451,6 +476,13 @@ def test_summary_of_many_names_is_compact_and_names_every_one() -> None:
     total, reasons, parsed = parse_summary(text)
     assert (total, reasons, dict(parsed)) == (sum(counts.values()), "budget/cap", counts)
     assert text.split(": ", 1)[1].startswith("×15: ")
+
+
+def test_summary_names_are_cleaned_like_any_sms() -> None:
+    """Alert names carry label text: escape sequences and controls never reach the gateway."""
+    text = summary_text(held({"\x1b[31mDiskFull\x1b[0m": 2, "Cpu\x00High\u202e": 1, "\x1b": 1}))
+    assert text == "smsbridge held back 4 alerts (cap): DiskFull×2, Cpu High, unnamed"
+    check_content(text)
 
 
 def test_summary_too_long_for_any_form_counts_the_names_it_cannot_show() -> None:

@@ -38,9 +38,11 @@ def sms_rule(name: str = "r", match: dict[str, Any] | None = None, **sms: Any) -
     return {"name": name, "match": match or {}, "sms": {"to": ["alice"], **sms}}
 
 
-def alert(status: Status = Status.FIRING, source: str = "am", **labels: str) -> Event:
+def alert(
+    status: Status = Status.FIRING, source: str = "am", fingerprint: str = "f1", **labels: str
+) -> Event:
     """An alert from `source` with the given labels."""
-    return Event(EventKind.ALERT, source, labels=labels, status=status, fingerprint="f1")
+    return Event(EventKind.ALERT, source, labels=labels, status=status, fingerprint=fingerprint)
 
 
 def matched(rules: RuleSet, event: Event, now: datetime = NOW) -> list[str]:
@@ -362,7 +364,9 @@ def test_group_key_is_stable() -> None:
 def test_render_group_default_shape() -> None:
     """Five alerts on five instances give exactly `[FIRING:5] HighLatency db1, db2 (+3)`."""
     rules = build(sms_rule("page", group_wait="30s"))
-    events = [alert(alertname="HighLatency", instance=f"db{i}") for i in range(1, 6)]
+    events = [
+        alert(alertname="HighLatency", instance=f"db{i}", fingerprint=f"f{i}") for i in range(1, 6)
+    ]
     assert rules.render_group("page", events) == "[FIRING:5] HighLatency db1, db2 (+3)"
 
 
@@ -375,11 +379,13 @@ def test_render_group_falls_back_and_is_cut() -> None:
         ),
         signature=SIGNATURE,
     )
-    events = [alert(alertname="HighLatency", instance=f"db{i}") for i in range(3)]
+    events = [
+        alert(alertname="HighLatency", instance=f"db{i}", fingerprint=f"f{i}") for i in range(3)
+    ]
     result = rules.render_group_result("broken", events, NOW)
     assert result.text == "[FIRING:3] HighLatency"
     assert result.error is not None
-    long_events = [Event(EventKind.ALERT, "am", text="z" * 50) for _ in range(3)]
+    long_events = [Event(EventKind.ALERT, "am", text=letter * 50) for letter in "xyz"]
     assert segment_count(rules.render_group("long", long_events), SIGNATURE) == 1
     with pytest.raises(ValueError, match="no rule 'nope'"):
         rules.render_group("nope", events)

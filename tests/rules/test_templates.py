@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,6 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.events import Event, EventKind, Status
+from bridge.plugins.c123.validation import check_content
+from bridge.rules.config import RulesConfig
+from bridge.rules.ruleset import RuleSet
 from bridge.rules.templates import (
     DEFAULT_GROUP_TEMPLATE,
     DEFAULT_POST_TEMPLATE,
@@ -20,7 +26,9 @@ from bridge.rules.templates import (
     event_context,
     format_age,
     group_context,
+    group_fallback_text,
     join_more,
+    latest_per_alert,
     make_environment,
     mask,
     oneline,
@@ -239,17 +247,228 @@ def test_default_group_template_exact_shape() -> None:
 
 
 def test_default_group_template_mixed_and_resolved() -> None:
-    """Resolved alerts in a firing group are counted; an all-resolved group says RESOLVED."""
+    """Resolved alerts in a firing group are named under RESOLVED; an alert sent twice counts
+    once; an all-resolved group says RESOLVED."""
     events = [
         alert(alertname="HighLatency", instance="db1"),
         alert(Status.RESOLVED, alertname="HighLatency", instance="db2"),
         alert(alertname="HighLatency", instance="db1"),
     ]
     context = group_context(events, ["alertname"], NOW)
-    assert text_of(DEFAULT_GROUP_TEMPLATE, **context) == "[FIRING:2] HighLatency db1; 1 resolved"
+    assert (
+        text_of(DEFAULT_GROUP_TEMPLATE, **context) == "[FIRING:1] HighLatency db1; [RESOLVED:1] db2"
+    )
     resolved = [alert(Status.RESOLVED, alertname="DiskFull")]
     context = group_context(resolved, ["alertname"], NOW)
     assert text_of(DEFAULT_GROUP_TEMPLATE, **context) == "[RESOLVED:1] DiskFull"
+
+
+def test_an_alert_that_fired_and_resolved_in_the_wait_is_resolved_only() -> None:
+    """Fired, then resolved within one group_wait: `[RESOLVED:1] DiskFull db1`, said once."""
+    fired = Event(EventKind.ALERT, "am", labels={"alertname": "DiskFull", "instance": "db1"})
+    over = Event(
+        EventKind.ALERT,
+        "am",
+        labels={"alertname": "DiskFull", "instance": "db1"},
+        status=Status.RESOLVED,
+    )
+    context = group_context([fired, over], ["alertname"], NOW)
+    assert (context["count"], context["firing"], context["resolved"]) == (1, 0, 1)
+    assert text_of(DEFAULT_GROUP_TEMPLATE, **context) == "[RESOLVED:1] DiskFull db1"
+    assert group_fallback_text([fired, over], ["alertname"]) == "[RESOLVED:1] DiskFull"
+    # Resolved and then firing again: firing is what it is now.
+    context = group_context([fired, over, fired], ["alertname"], NOW)
+    assert text_of(DEFAULT_GROUP_TEMPLATE, **context) == "[FIRING:1] DiskFull db1"
+
+
+def test_latest_per_alert_knows_alerts_by_fingerprint_else_by_labels() -> None:
+    """The fingerprint says which notifications are one alert; without one, source and labels
+    do (the text, for an alert with no labels); the first appearance keeps its place."""
+    a1 = Event(EventKind.ALERT, "am", labels={"instance": "db1"}, fingerprint="a")
+    b = Event(EventKind.ALERT, "am", labels={"instance": "db2"}, fingerprint="b")
+    a2 = Event(
+        EventKind.ALERT,
+        "am",
+        labels={"instance": "db1", "x": "y"},
+        fingerprint="a",
+        status=Status.RESOLVED,
+    )
+    assert latest_per_alert([a1, b, a2]) == [a2, b]
+    plain = [Event(EventKind.ALERT, "am", labels={"instance": "db1"}) for _ in range(2)]
+    other_source = Event(EventKind.ALERT, "grafana", labels={"instance": "db1"})
+    assert latest_per_alert([*plain, other_source]) == [plain[1], other_source]
+    texts = [Event(EventKind.ALERT, "am", text=t) for t in ("disk", "cpu", "disk")]
+    assert latest_per_alert(texts) == [texts[2], texts[1]]
+
+
+GROUP_TEXT = re.compile(
+    r"\[(?P<head>FIRING|RESOLVED):(?P<count>\d+)\] DiskFull(?: (?P<listed>[^;]+))?"
+    r"(?:; \[RESOLVED:(?P<over>\d+)\](?: (?P<over_listed>.+))?)?"
+)
+MORE = re.compile(r"^(?P<names>.*?)(?: ?\(\+(?P<more>\d+)\))?$")
+
+
+def listed(part: str | None) -> tuple[list[str], int]:
+    """The names a `db1, db2 (+3)` part shows, and how many more it counts."""
+    if not part:
+        return [], 0
+    match = MORE.fullmatch(part)
+    assert match is not None
+    names = match["names"].split(", ") if match["names"] else []
+    return names, int(match["more"] or 0)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=4), st.sampled_from(list(Status))),
+        min_size=1,
+        max_size=16,
+    )
+)
+def test_group_summary_says_each_alert_once(steps: list[tuple[int, Status]]) -> None:
+    """Any sequence of fire/resolve notifications for up to five alerts: every alert is named
+    (or counted in `(+N)`) exactly once, under its latest status, and the counts add up."""
+    events = [
+        Event(
+            EventKind.ALERT,
+            "am",
+            labels={"alertname": "DiskFull", "instance": f"db{n}"},
+            status=status,
+            fingerprint=f"f{n}",
+        )
+        for n, status in steps
+    ]
+    latest = {f"db{n}": status for n, status in steps}
+    firing = {name for name, status in latest.items() if status is Status.FIRING}
+    resolved = set(latest) - firing
+    context = group_context(events, ["alertname"], NOW)
+    assert [a["labels"]["instance"] for a in context["alerts"]] == list(latest)
+    assert (context["firing"], context["resolved"]) == (len(firing), len(resolved))
+    assert context["count"] == len(latest) == context["firing"] + context["resolved"]
+
+    text = text_of(DEFAULT_GROUP_TEMPLATE, **context)
+    match = GROUP_TEXT.fullmatch(text)
+    assert match is not None, text
+    sections = [(match["head"], int(match["count"]), *listed(match["listed"]))]
+    if match["over"] is not None:
+        sections.append(("RESOLVED", int(match["over"]), *listed(match["over_listed"])))
+    expected = {"FIRING": firing, "RESOLVED": resolved}
+    assert [head for head, *_ in sections] == (
+        ["FIRING", "RESOLVED"][: 1 + bool(resolved)] if firing else ["RESOLVED"]
+    )
+    named: list[str] = []
+    for head, count, names, more in sections:
+        assert count == len(expected[head]) == len(names) + more, text
+        assert set(names) <= expected[head], text
+        named.extend(names)
+    assert len(named) == len(set(named)), f"an alert is named twice: {text!r}"
+    assert sum(count for _, count, *_ in sections) == len(latest)
+
+
+# --- what a rendered text may carry ----------------------------------------------------------
+
+HOSTILE = [
+    "\x1b[31m",
+    "\x1b]0;pwned\x07",
+    "\x1b",
+    "\x9b2J",
+    "\x00",
+    "\x7f",
+    "\x85",
+    "\u202e",
+    "\u2066",
+    "\ud800",
+    "\uffff",
+    "\r\n",
+    "\n",
+    "\t",
+]
+field_text = st.lists(
+    st.sampled_from(HOSTILE)
+    | st.text(st.characters(codec=None, exclude_categories=()), max_size=8),
+    max_size=8,
+).map("".join)
+CONTROLS_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+RAW_SMS = "{{ text }} {{ labels.alertname }} {{ labels.instance }} {{ data.annotations.summary }}"
+BROKEN = "{{ labels.alertname + 1 }}"  # falls back: the fallback text is made of the fields too
+
+
+def ruleset(*rules: dict[str, Any]) -> RuleSet:
+    """Rules sending to alice, as `smsbridge run` would build them."""
+    config = RulesConfig.model_validate({"contacts": {"alice": "15102110086"}, "rules": rules})
+    return RuleSet.build(config.rules, config.contacts, config.groups, UTC, SIGNATURE)
+
+
+SMS_RULES = ruleset(
+    *(
+        {"name": name, "match": {}, "sms": {"to": ["alice"], **templates}, "continue": True}
+        for name, templates in (
+            ("default", {}),
+            (
+                "raw",
+                {"template": RAW_SMS, "group_template": RAW_SMS.replace("{{ ", "{{ alerts[0].")},
+            ),
+            ("broken", {"template": BROKEN, "group_template": BROKEN}),
+        )
+    ),
+    {"name": "chat", "match": {}, "post": {"to": "conversation"}},
+    {"name": "raw-chat", "match": {}, "post": {"to": "conversation", "template": RAW_SMS}},
+)
+
+
+def hostile_event(texts: Sequence[str], kind: EventKind, status: Status) -> Event:
+    name, instance, summary, text = texts
+    return Event(
+        kind,
+        "am",
+        labels={"alertname": name, "instance": instance, "summary": summary},
+        text=text,
+        data={"annotations": {"summary": summary}},
+        status=status,
+        fingerprint=name,
+    )
+
+
+def test_a_label_with_an_escape_sequence_renders_a_sendable_sms() -> None:
+    """The label that got a 200 and then failed "contains control character" now sends."""
+    event = hostile_event(
+        ["\x1b[31mDiskFull\x1b[0m", "db\x1b1", "disk\r\n97%\u202e full", ""],
+        EventKind.ALERT,
+        Status.FIRING,
+    )
+    decisions = {d.rule: d for d in SMS_RULES.evaluate(event, NOW)}
+    assert decisions["default"].render("sms") == "[FIRING] DiskFull db 1: disk 97%  full"
+    assert decisions["broken"].render("sms") == "[FIRING] DiskFull"
+    assert decisions["chat"].render("post") == "[FIRING] DiskFull db 1: disk\n97%  full"
+    for decision in decisions.values():
+        check_content(decision.render())
+    assert event.labels["alertname"] == "\x1b[31mDiskFull\x1b[0m", "stored as it came"
+
+
+@given(
+    texts=st.lists(field_text, min_size=4, max_size=4),
+    kind=st.sampled_from(list(EventKind)),
+    status=st.sampled_from(list(Status)),
+)
+def test_any_event_field_renders_an_sms_the_gateway_takes(
+    texts: list[str], kind: EventKind, status: Status
+) -> None:
+    """Whatever the fields hold, every SMS (alone, grouped, or fallen back) passes the gateway's
+    content check and is on one line, and every chat text is free of controls but newlines."""
+    event = hostile_event(texts, kind, status)
+    for decision in SMS_RULES.evaluate(event, NOW):
+        if decision.sms is not None:
+            text = decision.render("sms")
+            check_content(text)
+            assert "\n" not in text
+            group = SMS_RULES.render_group(decision.rule, [event, event], NOW)
+            check_content(group)
+            assert "\n" not in group
+        else:
+            chat = decision.render("post")
+            assert chat.strip()
+            assert not CONTROLS_BUT_NEWLINE.search(chat)
+            chat.encode("utf-8")
 
 
 def test_group_context_labels() -> None:
