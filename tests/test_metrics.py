@@ -152,12 +152,6 @@ def test_every_carrier_label_is_on_the_page_from_the_start() -> None:
     assert len(CARRIER_LABELS) == 13
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="counted twice: Pipeline._fallback (bridge/intake/pipeline.py) and the c123 poller "
-    "both increment it; the fix removes the increment in _fallback",
-)
 async def test_a_forwarded_reply_is_counted_once(
     smsbridge_daemon: DaemonFactory, capture_output: CapturingOutput
 ) -> None:

@@ -15,6 +15,7 @@ from bridge.plugin.chat import CommandPolicy
 from bridge.rules.config import Directory, UnresolvedError
 from bridge.rules.ruleset import Recipient, SmsAction
 from bridge.sms import InvalidNumberError, mask_number, mask_text
+from bridge.text import clean
 
 HELP = (
     "sms <number|contact|group> <text> — send an SMS; replies appear in this thread\n"
@@ -156,14 +157,16 @@ class ChatOps:
         )
         lines = []
         sent = 0
+        # A typed text can hold control characters the gateway refuses: sent as it would render.
+        text = clean(command.text)
         for recipient in recipients:
             job_id = pipeline.queue_sms(
-                conn, rule, action, recipient.number, command.text, [event], event_id, now, touched
+                conn, rule, action, recipient.number, text, [event], event_id, now, touched
             )
             who = f"{recipient.name} ({mask_number(recipient.number)})"
             if job_id:
                 sent += 1
-                segments, cost = pipeline.estimate(SMS_OUTPUT, command.text)
+                segments, cost = pipeline.estimate(SMS_OUTPUT, text)
                 lines.append(f"SMS #{job_id} to {who}: {segments} segment(s), {cost} yuan")
             else:
                 lines.append(f"SMS to {who} held back: the daily SMS budget is spent")

@@ -22,6 +22,7 @@ from bridge.rules.ruleset import Decision, RuleSet, SmsAction
 from bridge.sms import mask_number
 from bridge.store import ledger
 from bridge.store.sqlite import Store
+from bridge.text import clean
 
 Clock = Callable[[], float]
 # Put in `touched` when storm state (a group member, a held message) was written: the storm loop
@@ -330,7 +331,7 @@ class Pipeline:
             return 0
         who = self.directory.name_for(str(event.data.get("mobile", "")))
         if event.kind is EventKind.REPLY:
-            text = f"{who}: {event.text}"
+            text = clean(f"{who}: {event.text}", keep_newlines=True)
         elif event.kind is EventKind.DELIVERY and self.conversations.report_deliveries:
             status = event.data.get("status", "")
             code = event.data.get("carrier_code", "")

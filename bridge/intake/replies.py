@@ -25,7 +25,7 @@ import bridge.store.ledger as ledger
 from bridge.events import Event, EventKind, ReplyRecord, ReportRecord
 from bridge.intake.inbox import InboxKind
 from bridge.intake.pipeline import Pipeline
-from bridge.metrics import Metrics
+from bridge.metrics import Metrics, carrier_code_label
 from bridge.sms import mask_number
 from bridge.store.sqlite import Store
 
@@ -203,7 +203,7 @@ class RecordIntake:
             key = f"report|{report.ref}|{report.mobile}|{report.carrier_code}"
             if not ledger.first_time(conn, key, now):
                 continue
-            self.metrics.reports.labels(report.carrier_code or "none").inc()
+            self.metrics.reports.labels(carrier_code_label(report.carrier_code)).inc()
             settled = jobs.record_delivery(
                 conn, report.ref, report.mobile, report.status, report.carrier_code
             )

@@ -279,15 +279,15 @@ async def test_an_alert_fired_and_resolved_within_the_wait_is_summarised_once(
     clock = FakeClock()
     config = write_config(tmp_path, simulator.url, "group_wait: 30s")
     async with running(config, clock) as daemon:
-        await daemon.pipeline.submit([alert(clock, "DiskFull", "db1")])
+        await daemon.processor.run_events([alert(clock, "DiskFull", "db1")])
         clock.at(START + 10)
-        await daemon.pipeline.submit([alert(clock, "DiskFull", "db1", Status.RESOLVED)])
-        await daemon.pipeline.submit([alert(clock, "CpuHigh", "db1")])
+        await daemon.processor.run_events([alert(clock, "DiskFull", "db1", Status.RESOLVED)])
+        await daemon.processor.run_events([alert(clock, "CpuHigh", "db1")])
         clock.at(START + 12)
-        await daemon.pipeline.submit([alert(clock, "CpuHigh", "db2")])
-        await daemon.pipeline.submit([alert(clock, "CpuHigh", "db1", Status.RESOLVED)])
+        await daemon.processor.run_events([alert(clock, "CpuHigh", "db2")])
+        await daemon.processor.run_events([alert(clock, "CpuHigh", "db1", Status.RESOLVED)])
         clock.at(START + 45)
-        await daemon.pipeline.flush_due()
+        await flush_due(daemon.pipeline)
         messages = await delivered(daemon, simulator)
     assert sorted(text for to, text in messages if to == A) == [
         "[FIRING:1] CpuHigh db2; [RESOLVED:1] db1",
