@@ -6,7 +6,7 @@ import difflib
 import inspect
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -346,17 +346,26 @@ def _context(base_dir: Path | None) -> dict[str, Any] | None:
 
 
 def validate_at(
-    document: Document, path: ConfigPath, model_type: type[M], *, base_dir: Path | None = None
+    document: Document,
+    path: ConfigPath,
+    model_type: type[M],
+    *,
+    base_dir: Path | None = None,
+    omit: Collection[str] = (),
 ) -> M:
     """Validate the part of a document at `path` (one plugin's options, say) as `model_type`.
 
+    `omit` names keys of that mapping that belong to its container, not to the model (a plugin
+    instance's `type:`); they are left out rather than reported as unknown.
     Raises `ConfigError` with this part's problems only; the loader's are `validate`'s to report.
     """
     data = _data_at(document.data, path)
+    if data is _MISSING:
+        data = {}
+    elif omit and isinstance(data, dict):
+        data = {key: value for key, value in data.items() if key not in omit}
     try:
-        return model_type.model_validate(
-            {} if data is _MISSING else data, context=_context(base_dir)
-        )
+        return model_type.model_validate(data, context=_context(base_dir))
     except ValidationError as exc:
         raise ConfigError(validation_issues(document, model_type, exc, path)) from None
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.config import (
     ConfigError,
@@ -51,11 +51,6 @@ class Settings:
         return gateway.timezone if gateway else ZoneInfo("Asia/Shanghai")
 
 
-def _instance_model(config_class: type[BaseModel]) -> type[BaseModel]:
-    # The instance's options sit beside its `type:` key, which the plugin's model knows nothing of.
-    return create_model(f"{config_class.__name__}Instance", __base__=config_class, type=(str, ...))
-
-
 def _adapter_options(
     document: Document,
     section: str,
@@ -71,15 +66,16 @@ def _adapter_options(
         except PluginLoadError as exc:
             issues.append(issue_at(document, (section, name, "type"), str(exc)))
             continue
+        # Validated once, from what the file says: the model's `model_fields_set` is then what
+        # the user wrote, which options such as Grafana's signature header depend on.
         try:
             options = validate_at(
-                document, (section, name), _instance_model(cls.config_class), base_dir=base_dir
+                document, (section, name), cls.config_class, base_dir=base_dir, omit={"type"}
             )
         except ConfigError as exc:
             issues.extend(exc.issues)
             continue
-        plain = cls.config_class.model_validate(options.model_dump(exclude={"type"}))
-        built[name] = (cls, plain)
+        built[name] = (cls, options)
     return built
 
 

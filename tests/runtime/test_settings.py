@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from bridge.cli import main
 from bridge.config import ConfigError
 from bridge.config.models import ServerConfig, SimulatorConfig, StoreConfig
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.settings import load_settings
+from bridge.testing import DaemonFactory, post_json
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -143,3 +147,55 @@ outputs:
     )
     assert "outputs.cb.url" in text
     assert "TopSecretValue123" not in text
+
+
+def test_adapter_options_keep_what_the_file_sets(tmp_path: Path) -> None:
+    """Options are validated once, from the file: defaults do not count as written."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "inputs:\n"
+        "  hook: {type: webhook, auth: {hmac: {secret: s3cret-value}}}\n"
+        "  graf: {type: grafana, auth: {hmac: {secret: s3cret-value}}}\n"
+    )
+    settings = load_settings(path)
+    _, hook = settings.inputs["hook"]
+    _, graf = settings.inputs["graf"]
+    assert hook.model_fields_set == {"auth"}
+    assert graf.auth.hmac.model_fields_set == {"secret"}  # type: ignore[attr-defined]
+
+
+def test_check_takes_a_webhook_signed_by_hmac_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A webhook input with only auth.hmac passes `check`: no traceback, exit 0."""
+    path = tmp_path / "config.yaml"
+    path.write_text("inputs:\n  hook:\n    type: webhook\n    auth:\n      hmac: {secret: abc}\n")
+    assert main(["check", "-c", str(path)]) == 0
+    out = capsys.readouterr()
+    assert "OK (1 inputs" in out.out
+    assert out.err == ""
+
+
+GRAFANA = """
+inputs:
+  graf:
+    type: grafana
+    auth:
+      hmac: {secret: grafana-hmac-secret}
+"""
+
+
+async def test_grafana_fallback_signature_header_through_the_daemon(
+    smsbridge_daemon: DaemonFactory,
+) -> None:
+    """With the default header, Grafana's X-Grafana-Alert-Signature is accepted by a daemon
+    built from a config file (it was refused with 401)."""
+    daemon = await smsbridge_daemon(GRAFANA)
+    body = (ROOT / "tests/plugins/payloads/grafana_firing.json").read_bytes()
+    signature = hmac.new(b"grafana-hmac-secret", body, hashlib.sha256).hexdigest()
+    status, _ = await post_json(
+        daemon, "/hooks/graf", body, {"X-Grafana-Alert-Signature": signature}
+    )
+    assert status == 200
+    status, _ = await post_json(daemon, "/hooks/graf", body)
+    assert status == 401
