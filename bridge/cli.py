@@ -15,6 +15,7 @@ from bridge.commands.common import EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_USAG
 from bridge.config import ConfigError
 from bridge.logging import configure_logging
 from bridge.plugins.c123.errors import C123Error, InvalidRequestError
+from bridge.plugins.c123.keyfile import KeyFileError
 from bridge.runtime.systemd import Notifier
 
 
@@ -77,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(args, long_running))
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyFileError as exc:
+        # Checked when the config loads; this is the file going bad between that and its use.
+        print(f"smsbridge {args.command}: gateway.authkey_file: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except InvalidRequestError as exc:
         print(f"smsbridge {args.command}: {exc}", file=sys.stderr)

@@ -125,6 +125,38 @@ def test_bad_config_exits_78_with_every_problem(
     assert "sEcReT" not in err
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("abcdefghijklmnopqrstuvwxyz012345\n", "must be 32 upper-case letters and digits"),
+        ("", "is empty"),
+        (None, "cannot read the key file"),
+    ],
+)
+def test_a_bad_key_file_is_a_config_error_for_check_and_run(
+    tmp_path: Path, content: str | None, problem: str
+) -> None:
+    """check refuses what run refuses: a malformed, empty or missing key file exits 78 from
+    both (run exited 2, which systemd restarts every 5 s), naming the file, never the key."""
+    key_file = tmp_path / "c123.key"
+    if content is not None:
+        key_file.write_text(content)
+    config = write_config(tmp_path, "http://127.0.0.1:9", authkey_file=str(key_file))
+    for command in ("check", "run"):
+        done = subprocess.run(
+            [str(BIN / "smsbridge"), command, "-c", str(config)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+        assert done.returncode == 78, (command, done.stderr)
+        assert f"{config}:4:17: gateway.authkey_file: " in done.stderr
+        assert problem in done.stderr
+        assert "Traceback" not in done.stderr
+        assert "abcdefghijklmnopqrstuvwxyz012345" not in done.stdout + done.stderr
+
+
 def test_rotate_key_writes_the_key_file(
     capsys: pytest.CaptureFixture[str], threaded_simulator: Simulator, tmp_path: Path
 ) -> None:

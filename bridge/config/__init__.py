@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from bridge.config.errors import ConfigError, ConfigPath, Issue, format_path
+from bridge.config.errors import ConfigError, ConfigPath, Issue, format_path, os_reason
 from bridge.config.load import load_config, load_config_text, read_config_file
 from bridge.config.loader import Document, Mark, load_yaml
 from bridge.config.types import (
@@ -15,6 +15,7 @@ from bridge.config.types import (
     HttpUrl,
     PositiveDuration,
     Secret,
+    SecretFile,
     TimeZoneName,
     expected,
     parse_duration,
@@ -42,6 +43,7 @@ __all__ = [
     "Mark",
     "PositiveDuration",
     "Secret",
+    "SecretFile",
     "TimeZoneName",
     "expected",
     "format_path",
@@ -49,6 +51,7 @@ __all__ = [
     "load_config",
     "load_config_text",
     "load_yaml",
+    "os_reason",
     "parse_duration",
     "read_config_file",
     "validate",

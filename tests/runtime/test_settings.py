@@ -199,3 +199,20 @@ async def test_grafana_fallback_signature_header_through_the_daemon(
     assert status == 200
     status, _ = await post_json(daemon, "/hooks/graf", body)
     assert status == 401
+
+
+def test_secret_files_are_read_when_the_config_loads(tmp_path: Path) -> None:
+    """A missing or empty secret file is a config problem `check` reports, not a crash at start."""
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    text = problems(
+        tmp_path,
+        f"""
+outputs:
+  a: {{type: http_callback, url: "http://x", secret_file: {tmp_path / "missing"}}}
+  b: {{type: http_callback, url: "http://x", secret_file: {empty}}}
+""",
+    )
+    assert "outputs.a.secret_file: cannot read " in text
+    assert "missing: no such file or directory" in text
+    assert f"outputs.b.secret_file: {empty} is empty" in text
