@@ -183,6 +183,43 @@ def test_rotate_key_needs_somewhere_to_store(
     assert threaded_simulator.state.calls["updateKey"] == 0
 
 
+@pytest.mark.parametrize("where", ["missing/dir/k", "a-file/k", "."])
+def test_rotate_key_refuses_an_unwritable_key_file_before_asking(
+    capsys: pytest.CaptureFixture[str],
+    threaded_simulator: Simulator,
+    tmp_path: Path,
+    where: str,
+) -> None:
+    """A key file that cannot be written is one readable line and exit 2; the gateway is not
+    asked, so the old key keeps working."""
+    (tmp_path / "a-file").write_text("")
+    config = str(write_config(tmp_path, threaded_simulator.url))
+    key_file = tmp_path / where
+    code, out, err = run(capsys, "rotate-key", "-c", config, "--key-file", str(key_file))
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"smsbridge rotate-key: cannot write the key file {key_file}: ")
+    assert err.count("\n") == 1
+    assert "the gateway was not asked" in err
+    assert threaded_simulator.state.calls["updateKey"] == 0
+
+
+def test_rotate_key_to_a_missing_directory_from_the_command_line() -> None:
+    """The reported case, through the installed command: no traceback."""
+    done = subprocess.run(
+        [str(BIN / "smsbridge"), "rotate-key", "--key-file", "/missing/dir/k"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "smsbridge rotate-key: cannot write the key file /missing/dir/k: no such file or "
+        "directory; the gateway was not asked and the key is unchanged\n"
+    )
+
+
 @pytest.mark.parametrize(
     "command", ["send", "balance", "replies", "reports", "rotate-key", "simulator"]
 )

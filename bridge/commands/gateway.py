@@ -9,8 +9,9 @@ from pathlib import Path
 
 from bridge.commands.common import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, add_common, gateway, load
 from bridge.commands.output import emit_json, emit_lines
+from bridge.config import os_reason
 from bridge.plugins.c123.errors import C123Error
-from bridge.plugins.c123.keyfile import KeyNotSavedError
+from bridge.plugins.c123.keyfile import KeyNotSavedError, probe_writable
 from bridge.plugins.c123.models import SendResult
 
 
@@ -162,8 +163,18 @@ async def cmd_rotate_key(args: argparse.Namespace) -> int:
     key_file = args.key_file or (config.gateway.authkey_file if config.gateway else None)
     if key_file is None:
         print(
-            "rotate-key: no key file: set gateway.authkey_file or pass --key-file "
+            "smsbridge rotate-key: no key file: set gateway.authkey_file or pass --key-file "
             "(the new key must be stored before the old one stops working)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        # Before the gateway is asked: once it answers, the old key is gone.
+        probe_writable(key_file)
+    except OSError as exc:
+        print(
+            f"smsbridge rotate-key: cannot write the key file {key_file}: {os_reason(exc)}; "
+            "the gateway was not asked and the key is unchanged",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -171,7 +182,7 @@ async def cmd_rotate_key(args: argparse.Namespace) -> int:
         try:
             rotation = await client.update_key(key_file)
         except KeyNotSavedError as exc:
-            print(f"rotate-key: {exc}; the old key no longer works.", file=sys.stderr)
+            print(f"smsbridge rotate-key: {exc}; the old key no longer works.", file=sys.stderr)
             if sys.stderr.isatty():
                 # Last resort, on an operator's terminal only: otherwise the account is locked out.
                 print(f"The new key is: {exc.new_key.get_secret_value()}", file=sys.stderr)

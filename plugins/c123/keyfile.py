@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -51,6 +52,9 @@ class KeyNotSavedError(OSError):
 
 def probe_writable(path: Path) -> None:
     """Raise OSError unless a file can be created beside `path` (where the key will be written)."""
+    if path.is_dir():
+        # The probe beside it would pass, and the rename onto it fail after the key changed.
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     probe = path.parent / f".{path.name}.{os.getpid()}.probe"
     fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
