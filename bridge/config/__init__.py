@@ -20,7 +20,13 @@ from bridge.config.types import (
     expected,
     parse_duration,
 )
-from bridge.config.validate import issue_at, validate, validate_at, validation_issues
+from bridge.config.validate import (
+    issue_at,
+    salvage,
+    validate,
+    validate_at,
+    validation_issues,
+)
 
 
 class ConfigModel(BaseModel):
@@ -54,6 +60,7 @@ __all__ = [
     "os_reason",
     "parse_duration",
     "read_config_file",
+    "salvage",
     "validate",
     "validate_at",
     "validation_issues",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 import types
 import typing
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -58,6 +59,8 @@ _EXPECTED_BY_LIMIT = {
     EXPECTED: "{what}",
 }
 _MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
+# Each round of `salvage` removes at least one broken part; a config needing more is given up.
+_SALVAGE_ROUNDS = 25
 
 
 @dataclass
@@ -383,3 +386,64 @@ def validate(document: Document, model_type: type[M], *, base_dir: Path | None =
     if document.issues:
         raise ConfigError(document.issues)
     return model
+
+
+def _drop(data: Any, path: ConfigPath, keep: int) -> ConfigPath | None:
+    """Remove the deepest mapping key on `path` below its first `keep` parts; return its path."""
+    for end in range(len(path), keep, -1):
+        part, parent = path[end - 1], _data_at(data, path[: end - 1])
+        if isinstance(part, str) and isinstance(parent, dict) and part in parent:
+            del parent[part]
+            return path[:end]
+    return None
+
+
+def salvage(
+    document: Document,
+    model_type: type[M],
+    stand_in: Callable[[ConfigPath, Any], Any],
+    *,
+    base_dir: Path | None = None,
+) -> tuple[M, frozenset[ConfigPath]] | None:
+    """`model_type` built from the usable parts of a document that does not validate as it is.
+
+    For checks that should run beside the document's problems (references between sections):
+    a broken key is dropped, so its default applies; a section's entry (`rules[3]`,
+    `contacts.bob`) that cannot be mended that way is replaced by `stand_in(path, value)`.
+    Returns the model and the paths changed (what is found there is already reported), or
+    None when a whole section is unusable.
+    """
+    if not document.parsed:
+        return None
+    data = copy.deepcopy(document.data)
+    changed: set[ConfigPath] = set()
+    for _ in range(_SALVAGE_ROUNDS):
+        try:
+            model = model_type.model_validate(data, context=_context(base_dir))
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+        else:
+            return model, frozenset(changed)
+        replaced: set[ConfigPath] = set()
+        for error in errors:
+            path = tuple(_walk(document, model_type, (), error["loc"]).path)
+            if error["type"] == "missing":
+                path = path[:-1]  # the mapping that lacks the key is what is broken
+            if len(path) < 2 or not isinstance(data, dict):
+                return None
+            if path[:2] in replaced:
+                continue  # its other problems went with it
+            dropped = _drop(data, path, keep=2)
+            if dropped is not None:
+                changed.add(dropped)
+                continue
+            section, entry = _data_at(data, path[:1]), path[1]
+            if isinstance(section, dict) and isinstance(entry, str):
+                section[entry] = stand_in(path[:2], section.get(entry))
+            elif isinstance(section, list) and isinstance(entry, int) and entry < len(section):
+                section[entry] = stand_in(path[:2], section[entry])
+            else:
+                return None
+            replaced.add(path[:2])
+            changed.add(path[:2])
+    return None

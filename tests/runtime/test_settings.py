@@ -216,3 +216,87 @@ outputs:
     assert "outputs.a.secret_file: cannot read " in text
     assert "missing: no such file or directory" in text
     assert f"outputs.b.secret_file: {empty} is empty" in text
+
+
+def test_the_gateway_is_configured_in_one_place(tmp_path: Path) -> None:
+    """A `type: c123` output is refused with a pointer to `gateway:`."""
+    text = problems(
+        tmp_path,
+        """
+outputs:
+  sms2:
+    type: c123
+    account: 1001@500008880001
+    authkey: ${C123_AUTHKEY}
+""",
+    )
+    assert text.startswith("error: config.yaml has 2 problems")
+    assert (
+        "config.yaml:4:11: outputs.sms2.type: the c123 gateway is configured under gateway:" in text
+    )
+
+
+def test_every_problem_at_once(tmp_path: Path) -> None:
+    """Unknown names are reported beside every other problem: an unset variable, broken
+    entries, and problems in the same rule; broken contacts and groups are not called unknown."""
+    text = problems(
+        tmp_path,
+        """
+contacts:
+  alice: "15102110086"
+  bob: "123"
+groups:
+  oncall: [alice, bob]
+  broken: {a: 1}
+inputs:
+  am:
+    type: alertmanager
+    auth: {bearer: "${AM_TOKEN}"}
+rules:
+  - name: first
+    match: {source: [am, y]}
+    sms: {to: [alise, bob, broken], tmeplate: "x", group_wait: soon}
+  - name: second
+    sms: {to: [oncal]}
+  - match: {kind: alert}
+  - name: fourth
+    post: {to: nowhere}
+""",
+    )
+    lines = text.splitlines()
+    assert lines == [
+        "error: config.yaml has 10 problems",
+        "config.yaml:4:8: contacts.bob.number: '123' is not a mainland mobile number "
+        "(11 digits starting with 1, optionally prefixed by +86 or 86)",
+        "config.yaml:7:11: groups.broken: expected a list, got a mapping",
+        "config.yaml:11:20: inputs.am.auth.bearer: environment variable 'AM_TOKEN' is not set",
+        "config.yaml:14:26: rules[0].match.source[1]: unknown input 'y' (defined: am)",
+        "config.yaml:15:16: rules[0].sms.to[0]: unknown contact or group 'alise'; did you mean "
+        "'alice'? (defined: alice, bob, broken, oncall)",
+        lines[6],
+        "config.yaml:15:64: rules[0].sms.group_wait: expected a duration like '30s' or '5m', "
+        "got 'soon'",
+        "config.yaml:17:16: rules[1].sms.to[0]: unknown contact or group 'oncal'; did you mean "
+        "'oncall'? (defined: alice, bob, broken, oncall)",
+        "config.yaml:18:5: rules[2]: required key 'name' not provided",
+        "config.yaml:20:16: rules[3].post.to: unknown output 'nowhere' (defined: sms; or "
+        "'conversation')",
+    ]
+    assert lines[6].startswith("config.yaml:15:37: rules[0].sms.tmeplate: unknown key;")
+
+
+def test_a_section_of_the_wrong_shape_stops_the_reference_checks(tmp_path: Path) -> None:
+    """With no usable contacts section, names are not checked: they would all look unknown."""
+    text = problems(
+        tmp_path,
+        """
+contacts: [alice]
+rules:
+  - name: r
+    sms: {to: [alice]}
+""",
+    )
+    assert text.splitlines() == [
+        "error: config.yaml has 1 problem",
+        "config.yaml:2:11: contacts: expected a mapping, got a list",
+    ]
