@@ -300,3 +300,47 @@ rules:
         "error: config.yaml has 1 problem",
         "config.yaml:2:11: contacts: expected a mapping, got a list",
     ]
+
+
+def uncommented(text: str, blocks: tuple[str, ...]) -> str:
+    """The example with its commented-out entries named in `blocks` written in."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.lstrip().removeprefix("# ").split(":")[0] not in blocks or "# " not in line:
+            continue
+        prefix = line[: line.index("# ") + 2]  # e.g. "  # "
+        follow = index
+        while follow < len(lines) and lines[follow].startswith(prefix):
+            body = lines[follow][len(prefix) :]
+            if follow > index and not body.startswith(" "):
+                break  # the next entry
+            lines[follow] = prefix[:-2] + body
+            follow += 1
+    return "\n".join(lines).replace("outputs: {}", "outputs:") + "\n"
+
+
+def test_example_configs_commented_entries_load(tmp_path: Path) -> None:
+    """The example's commented Grafana, Zabbix, Slack and callback entries load when written in
+    (a ${NAME} inside {...} must be quoted, which the example does)."""
+    text = uncommented(
+        (ROOT / "config.example.yaml").read_text(),
+        ("grafana", "zabbix", "slack-in", "callback", "slack-out"),
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    names = ("GRAFANA_TOKEN", "GRAFANA_HMAC", "ZABBIX_TOKEN", "SLACK_SIGNING_SECRET")
+    environ = {name: f"{name.lower()}-value" for name in names}
+    environ |= {"CALLBACK_SECRET": "callback-secret", "SLACK_BOT_TOKEN": "xoxb-1-2"}
+    settings = load_settings(path, environ=environ)
+    assert sorted(settings.inputs) == ["am", "grafana", "hook", "slack-in", "zabbix"]
+    assert sorted(settings.outputs) == ["callback", "slack-out"]
+
+
+def test_an_unquoted_variable_in_braces_says_how_to_fix_it(tmp_path: Path) -> None:
+    """YAML cannot read `{bearer: ${TOKEN}}`; the message says to quote it."""
+    text = problems(tmp_path, "inputs:\n  g:\n    type: grafana\n    auth: {bearer: ${TOKEN}}\n")
+    assert text.splitlines()[1] == (
+        "config.yaml:4:21: invalid YAML: expected ',' or '}', but got '{' (while parsing a flow "
+        "mapping started at line 4); inside {...} or [...] a ${NAME} must be quoted: "
+        '"${TOKEN}"'
+    )
