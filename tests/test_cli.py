@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
+from bridge.commands.common import EXIT_CODES
 from bridge.plugins.c123.simulator import (
     DEFAULT_ACCOUNT,
     DEFAULT_AUTHKEY,
@@ -105,10 +106,83 @@ def test_refusal_exits_one(
 
 
 def test_bad_number_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    """An invalid number exits 2 and names it, without calling the gateway."""
-    code, _, err = run(capsys, "send", "--to", "12345", "x")
+    """An invalid number exits 2 and names it as a person would, without calling the gateway."""
+    code, _, err = run(capsys, "send", "--to", f"{A},abc", "x")
     assert code == 2
-    assert "messages[0].number" in err
+    assert "smsbridge send: the second number, 'abc' is not a mainland mobile number" in err
+    assert "messages[" not in err
+
+
+def test_send_to_contacts_and_groups_from_the_config(
+    capsys: pytest.CaptureFixture[str], threaded_simulator: Simulator, tmp_path: Path
+) -> None:
+    """--to takes contact and group names from the config beside numbers; each number once."""
+    config = write_config(tmp_path, threaded_simulator.url)
+    config.write_text(
+        config.read_text()
+        + f'contacts:\n  alice: "{A}"\n  bob: "{B}"\ngroups:\n  oncall: [alice, bob]\n'
+    )
+    code, _, err = run(capsys, "send", "-c", str(config), "--to", "oncall,alice,15102110088", "hi")
+    assert (code, err) == (0, "")
+    assert sorted(m.mobile for m in threaded_simulator.state.messages) == [A, B, "15102110088"]
+
+
+def test_send_names_unknown_recipients_as_a_person_would(
+    capsys: pytest.CaptureFixture[str], threaded_simulator: Simulator, tmp_path: Path
+) -> None:
+    """An unknown name is told apart from a bad number, with a suggestion; nothing is sent."""
+    config = write_config(tmp_path, threaded_simulator.url)
+    config.write_text(config.read_text() + f'contacts:\n  bob: "{B}"\n')
+    code, _, err = run(capsys, "send", "-c", str(config), "--to", "bob,bbo,123", "hi")
+    assert code == 2
+    assert err.splitlines() == [
+        "smsbridge send: the second recipient, 'bbo': unknown contact or group 'bbo'; "
+        "did you mean 'bob'? (defined: bob)",
+        "smsbridge send: the third number, '123' is not a mainland mobile number "
+        "(11 digits starting with 1, optionally prefixed by +86 or 86)",
+    ]
+    assert threaded_simulator.state.messages == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--at", "2020-01-01T09:00", "hello"], "the time given with --at must be at least"),
+        (["x" * 1001], "the text has 1001 characters; the limit is 1000"),
+        ([""], "the text must not be empty"),
+    ],
+)
+def test_refused_before_any_call_exits_two(
+    capsys: pytest.CaptureFixture[str],
+    threaded_simulator: Simulator,
+    tmp_path: Path,
+    argv: list[str],
+    problem: str,
+) -> None:
+    """Bad input is exit 2 whatever it is: a schedule too close (it was 1) or a text too long;
+    the gateway gets no call."""
+    config = str(write_config(tmp_path, threaded_simulator.url))
+    code, out, err = run(capsys, "send", "-c", config, "--to", A, *argv)
+    assert (code, out) == (2, "")
+    assert f"smsbridge send: {problem}" in err
+    assert threaded_simulator.state.messages == []
+
+
+def test_help_shows_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    """`smsbridge --help` ends with the one exit code table, the README's too."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert out.endswith(
+        "exit codes:\n"
+        "  0   done\n"
+        "  1   refused by the gateway (or it could not be reached), or held\n"
+        "  2   refused before any call: bad input (an option, a number, a text, a time)\n"
+        "  78  bad config, wherever it is found (a key file's content too)\n"
+    )
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for code, meaning in EXIT_CODES:
+        assert f"| `{code}` | {meaning} |" in readme
 
 
 def test_bad_config_exits_78_with_every_problem(
