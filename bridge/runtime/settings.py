@@ -27,6 +27,7 @@ from bridge.plugin.base import Input, Output
 from bridge.plugin.registry import PluginLoadError, Registry
 from bridge.rules.config import CONVERSATION, Contacts, Groups, Rules, check_references
 from bridge.rules.ruleset import RuleError, RuleSet
+from bridge.runtime.template_names import template_warnings
 
 SMS_OUTPUT = "sms"  # the built-in output on the `gateway:` account (or the simulator)
 GATEWAY_TYPE = "c123"  # the adapter behind SMS_OUTPUT, configured by the `gateway:` section
@@ -42,6 +43,8 @@ class Settings:
     inputs: dict[str, tuple[type[Input], BaseModel]] = field(default_factory=dict)
     outputs: dict[str, tuple[type[Output], BaseModel]] = field(default_factory=dict)
     rules: RuleSet = field(default_factory=lambda: RuleSet([]))
+    # Things that load but are likely mistakes (a template naming no variable): told, not refused.
+    warnings: tuple[Issue, ...] = ()
 
     @property
     def signature(self) -> str:
@@ -241,4 +244,5 @@ def load_settings(
         inputs=checked.inputs,
         outputs=checked.outputs,
         rules=checked.rules,
+        warnings=template_warnings(document, config.rules),
     )

@@ -344,3 +344,44 @@ def test_an_unquoted_variable_in_braces_says_how_to_fix_it(tmp_path: Path) -> No
         "mapping started at line 4); inside {...} or [...] a ${NAME} must be quoted: "
         '"${TOKEN}"'
     )
+
+
+TEMPLATES = """
+rules:
+  - name: page
+    sms:
+      to: ["15102110086"]
+      template: "{{ annotation.summary }} {{ labels.alertname }} {% set y = 1 %}{{ y }}"
+      group_template: "{{ alert[0].text }} {{ count }} {{ range(2)|list }}"
+  - name: chat
+    post: {to: conversation, template: "{{ txt }} {{ data.anything }}"}
+"""
+
+
+def test_check_warns_about_template_variables_nothing_provides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt variable loads (exit 0) and is warned about, with file:line and a hint."""
+    path = tmp_path / "config.yaml"
+    path.write_text(TEMPLATES)
+    assert main(["check", "-c", str(path)]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith(f"{path}: OK")
+    warnings = out.err.replace(str(path), "config.yaml").splitlines()
+    assert warnings == [
+        "warning: config.yaml:6:17: rules[0].sms.template: no event provides 'annotation', so it "
+        "renders empty (variables: data, event, fingerprint, kind, labels, now, source, status, "
+        "text; a payload's own fields are under data, e.g. data.annotations)",
+        "warning: config.yaml:7:23: rules[0].sms.group_template: a group summary has no 'alert', "
+        "so it renders empty; did you mean 'alerts'? (variables: alerts, common_labels, count, "
+        "firing, group_labels, now, resolved, status)",
+        "warning: config.yaml:9:40: rules[1].post.template: no event provides 'txt', so it "
+        "renders empty; did you mean 'text'? (variables: data, event, fingerprint, kind, labels, "
+        "now, source, status, text; a payload's own fields are under data, e.g. "
+        "data.annotations)",
+    ]
+
+
+def test_default_templates_give_no_warnings() -> None:
+    """The shipped example (default templates and its own) loads without a warning."""
+    assert load_settings(ROOT / "config.example.yaml").warnings == ()
