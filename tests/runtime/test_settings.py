@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import tempfile
 from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bridge.cli import main
-from bridge.config import ConfigError
+from bridge.config import ConfigError, Issue
 from bridge.config.models import ServerConfig, SimulatorConfig, StoreConfig
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.settings import load_settings
@@ -385,3 +389,51 @@ def test_check_warns_about_template_variables_nothing_provides(
 def test_default_templates_give_no_warnings() -> None:
     """The shipped example (default templates and its own) loads without a warning."""
     assert load_settings(ROOT / "config.example.yaml").warnings == ()
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 20000000000),
+    st.sampled_from(["alice", "oncall", "15102110086", "x", "", "30s", "sms", "alert", "am"]),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(["name", "to", "sms", "match", "post", "type", "number", "kind"]),
+            inner,
+            max_size=3,
+        ),
+    ),
+    max_leaves=12,
+)
+_SECTIONS = st.fixed_dictionaries(
+    {},
+    optional={
+        "contacts": st.dictionaries(st.sampled_from(["alice", "bob"]), _VALUES, max_size=2),
+        "groups": st.dictionaries(st.sampled_from(["oncall", "alice"]), _VALUES, max_size=2),
+        "inputs": st.dictionaries(st.sampled_from(["am", "hook"]), _VALUES, max_size=2),
+        "outputs": st.dictionaries(st.sampled_from(["cb", "sms"]), _VALUES, max_size=2),
+        "rules": st.lists(_VALUES, max_size=3),
+        "server": _VALUES,
+    },
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=_SECTIONS)
+def test_any_config_loads_or_lists_its_problems(document: dict[str, object]) -> None:
+    """Whatever the sections hold, loading ends in Settings or a ConfigError: the search for
+    problems beside the first ones never raises anything else."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "config.yaml"
+        path.write_text(yaml.safe_dump(document))
+        issues: tuple[Issue, ...] = ()
+        try:
+            load_settings(path, environ={})
+        except ConfigError as exc:
+            issues = exc.issues
+    assert all(issue.message and issue.file == str(path) for issue in issues)
+    assert len(set(issues)) == len(issues)
