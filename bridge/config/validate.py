@@ -244,10 +244,17 @@ def _tags(annotation: Any, discriminator: str) -> list[str]:
 class _Translator:
     """Turns one `ValidationError` into issues, merging union alternatives at the same place."""
 
-    def __init__(self, document: Document, model_type: type[BaseModel], prefix: ConfigPath) -> None:
+    def __init__(
+        self,
+        document: Document,
+        model_type: type[BaseModel],
+        prefix: ConfigPath,
+        omitted: Collection[str] = (),
+    ) -> None:
         self.document = document
         self.model_type = model_type
         self.prefix = prefix
+        self.omitted = omitted  # keys at `prefix` that are allowed there, though not the model's
         self.issues: list[Issue] = []
         # path -> (what was expected, the value got, the raw input) for "expected A or B" lines.
         self.mismatches: dict[ConfigPath, tuple[list[str], str, Any]] = {}
@@ -291,8 +298,10 @@ class _Translator:
         message = "unknown key"
         if target.owner is not None:
             fields = target.owner.model_fields.items()
-            allowed = sorted(info.alias or name for name, info in fields)
-            message += _choices(str(target.path[-1]), allowed)
+            allowed = [info.alias or name for name, info in fields]
+            if tuple(target.path[:-1]) == self.prefix:
+                allowed.extend(self.omitted)
+            message += _choices(str(target.path[-1]), sorted(allowed))
         self._at_key(tuple(target.path), message)
 
     def _tag(self, target: _Target, error: ErrorDetails) -> None:
@@ -336,9 +345,13 @@ def validation_issues(
     model_type: type[BaseModel],
     error: ValidationError,
     path: ConfigPath = (),
+    omitted: Collection[str] = (),
 ) -> list[Issue]:
-    """Translate a `ValidationError` raised for the part of `document` at `path` into issues."""
-    translator = _Translator(document, model_type, path)
+    """Translate a `ValidationError` raised for the part of `document` at `path` into issues.
+
+    `omitted` names keys left out of that part before validation: allowed there all the same.
+    """
+    translator = _Translator(document, model_type, path, omitted)
     for details in error.errors(include_url=False):
         translator.add(details)
     return translator.result()
@@ -370,7 +383,7 @@ def validate_at(
     try:
         return model_type.model_validate(data, context=_context(base_dir))
     except ValidationError as exc:
-        raise ConfigError(validation_issues(document, model_type, exc, path)) from None
+        raise ConfigError(validation_issues(document, model_type, exc, path, omit)) from None
 
 
 def validate(document: Document, model_type: type[M], *, base_dir: Path | None = None) -> M:

@@ -308,7 +308,7 @@ def test_validate_at_omits_the_containers_keys() -> None:
         "error: config.yaml has 2 problems\n"
         "config.yaml:2:3: outputs.chat: required key 'webhook_url' not provided\n"
         "config.yaml:4:5: outputs.chat.webhook: unknown key; did you mean 'webhook_url'? "
-        "(allowed: webhook_url)"
+        "(allowed: type, webhook_url)"
     )
 
 
