@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict
 from bridge.config.errors import ConfigError, ConfigPath, Issue, format_path, os_reason
 from bridge.config.load import load_config, load_config_text, read_config_file
 from bridge.config.loader import Document, Mark, load_yaml
+from bridge.config.salvage import salvage
 from bridge.config.types import (
     BASE_DIR,
     BaseUrl,
@@ -22,7 +23,6 @@ from bridge.config.types import (
 )
 from bridge.config.validate import (
     issue_at,
-    salvage,
     validate,
     validate_at,
     validation_issues,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import difflib
 import inspect
 import types
 import typing
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -22,7 +21,7 @@ from bridge.config.types import BASE_DIR, EXPECTED
 M = TypeVar("M", bound=BaseModel)
 
 _SECRET_WORDS = ("key", "secret", "token", "password")
-_MISSING = object()
+MISSING = object()
 _EXPECTED_BY_TYPE = {
     "int_type": "an integer",
     "int_parsing": "an integer",
@@ -59,8 +58,6 @@ _EXPECTED_BY_LIMIT = {
     EXPECTED: "{what}",
 }
 _MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
-# Each round of `salvage` removes at least one broken part; a config needing more is given up.
-_SALVAGE_ROUNDS = 25
 
 
 @dataclass
@@ -174,6 +171,13 @@ def _type_step(target: _Target, part: str | int) -> bool:
     return True
 
 
+def document_path(
+    document: Document, model_type: type[BaseModel], loc: Iterable[str | int]
+) -> ConfigPath:
+    """Where in the document a pydantic error `loc` (for `model_type` at its root) points."""
+    return tuple(_walk(document, model_type, (), loc).path)
+
+
 def _walk(
     document: Document, model_type: type[BaseModel], prefix: ConfigPath, loc: Iterable[str | int]
 ) -> _Target:
@@ -189,14 +193,15 @@ def _walk(
     return target
 
 
-def _data_at(data: Any, path: Iterable[str | int]) -> Any:
+def data_at(data: Any, path: Iterable[str | int]) -> Any:
+    """The value at `path` in loaded data, or MISSING."""
     for part in path:
         if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
             data = data[part]
         elif isinstance(data, dict):
-            data = data.get(part, _MISSING)
+            data = data.get(part, MISSING)
         else:
-            return _MISSING
+            return MISSING
     return data
 
 
@@ -329,7 +334,7 @@ class _Translator:
             message = message.removeprefix(prefix)
         path = tuple(target.path)
         # A model validator's complaint is about the whole mapping: point at its key.
-        if isinstance(_data_at(self.document.data, path), dict):
+        if isinstance(data_at(self.document.data, path), dict):
             self._at_key(path, message)
         else:
             self.issues.append(issue_at(self.document, path, message))
@@ -357,7 +362,8 @@ def validation_issues(
     return translator.result()
 
 
-def _context(base_dir: Path | None) -> dict[str, Any] | None:
+def context(base_dir: Path | None) -> dict[str, Any] | None:
+    """The validation context that resolves relative paths from `base_dir`."""
     return {BASE_DIR: base_dir} if base_dir is not None else None
 
 
@@ -375,13 +381,13 @@ def validate_at(
     instance's `type:`); they are left out rather than reported as unknown.
     Raises `ConfigError` with this part's problems only; the loader's are `validate`'s to report.
     """
-    data = _data_at(document.data, path)
-    if data is _MISSING:
+    data = data_at(document.data, path)
+    if data is MISSING:
         data = {}
     elif omit and isinstance(data, dict):
         data = {key: value for key, value in data.items() if key not in omit}
     try:
-        return model_type.model_validate(data, context=_context(base_dir))
+        return model_type.model_validate(data, context=context(base_dir))
     except ValidationError as exc:
         raise ConfigError(validation_issues(document, model_type, exc, path, omit)) from None
 
@@ -391,7 +397,7 @@ def validate(document: Document, model_type: type[M], *, base_dir: Path | None =
     if not document.parsed:
         raise ConfigError(document.issues)
     try:
-        model = model_type.model_validate(document.data, context=_context(base_dir))
+        model = model_type.model_validate(document.data, context=context(base_dir))
     except ValidationError as exc:
         raise ConfigError(
             [*document.issues, *validation_issues(document, model_type, exc)]
@@ -399,64 +405,3 @@ def validate(document: Document, model_type: type[M], *, base_dir: Path | None =
     if document.issues:
         raise ConfigError(document.issues)
     return model
-
-
-def _drop(data: Any, path: ConfigPath, keep: int) -> ConfigPath | None:
-    """Remove the deepest mapping key on `path` below its first `keep` parts; return its path."""
-    for end in range(len(path), keep, -1):
-        part, parent = path[end - 1], _data_at(data, path[: end - 1])
-        if isinstance(part, str) and isinstance(parent, dict) and part in parent:
-            del parent[part]
-            return path[:end]
-    return None
-
-
-def salvage(
-    document: Document,
-    model_type: type[M],
-    stand_in: Callable[[ConfigPath, Any], Any],
-    *,
-    base_dir: Path | None = None,
-) -> tuple[M, frozenset[ConfigPath]] | None:
-    """`model_type` built from the usable parts of a document that does not validate as it is.
-
-    For checks that should run beside the document's problems (references between sections):
-    a broken key is dropped, so its default applies; a section's entry (`rules[3]`,
-    `contacts.bob`) that cannot be mended that way is replaced by `stand_in(path, value)`.
-    Returns the model and the paths changed (what is found there is already reported), or
-    None when a whole section is unusable.
-    """
-    if not document.parsed:
-        return None
-    data = copy.deepcopy(document.data)
-    changed: set[ConfigPath] = set()
-    for _ in range(_SALVAGE_ROUNDS):
-        try:
-            model = model_type.model_validate(data, context=_context(base_dir))
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False)
-        else:
-            return model, frozenset(changed)
-        replaced: set[ConfigPath] = set()
-        for error in errors:
-            path = tuple(_walk(document, model_type, (), error["loc"]).path)
-            if error["type"] == "missing":
-                path = path[:-1]  # the mapping that lacks the key is what is broken
-            if len(path) < 2 or not isinstance(data, dict):
-                return None
-            if path[:2] in replaced:
-                continue  # its other problems went with it
-            dropped = _drop(data, path, keep=2)
-            if dropped is not None:
-                changed.add(dropped)
-                continue
-            section, entry = _data_at(data, path[:1]), path[1]
-            if isinstance(section, dict) and isinstance(entry, str):
-                section[entry] = stand_in(path[:2], section.get(entry))
-            elif isinstance(section, list) and isinstance(entry, int) and entry < len(section):
-                section[entry] = stand_in(path[:2], section[entry])
-            else:
-                return None
-            replaced.add(path[:2])
-            changed.add(path[:2])
-    return None
