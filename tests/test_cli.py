@@ -120,11 +120,18 @@ def test_send_to_contacts_and_groups_from_the_config(
     config = write_config(tmp_path, threaded_simulator.url)
     config.write_text(
         config.read_text()
-        + f'contacts:\n  alice: "{A}"\n  bob: "{B}"\ngroups:\n  oncall: [alice, bob]\n'
+        + f'contacts:\n  alice: "{A}"\n  bob: "{B}"\n  2nd-line: "15102110089"\n'
+        + "groups:\n  oncall: [alice, bob]\n"
     )
-    code, _, err = run(capsys, "send", "-c", str(config), "--to", "oncall,alice,15102110088", "hi")
+    to = "oncall,alice,15102110088,2nd-line"
+    code, _, err = run(capsys, "send", "-c", str(config), "--to", to, "hi")
     assert (code, err) == (0, "")
-    assert sorted(m.mobile for m in threaded_simulator.state.messages) == [A, B, "15102110088"]
+    assert sorted(m.mobile for m in threaded_simulator.state.messages) == [
+        A,
+        B,
+        "15102110088",
+        "15102110089",
+    ]
 
 
 def test_send_names_unknown_recipients_as_a_person_would(

@@ -111,6 +111,8 @@ def _recipients(to: str, config: Config) -> tuple[list[str], list[str]]:
     names = bool(config.contacts or config.groups)
     problems: list[str] = []
     for position, entry in enumerate(entries, 1):
+        if entry in config.contacts or entry in config.groups:
+            continue
         if not names or entry[:1] in "+0123456789":
             try:
                 normalize_number(entry)
