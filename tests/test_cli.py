@@ -238,6 +238,38 @@ def test_a_bad_key_file_is_a_config_error_for_check_and_run(
         assert "abcdefghijklmnopqrstuvwxyz012345" not in done.stdout + done.stderr
 
 
+def test_run_logs_config_warnings(tmp_path: Path) -> None:
+    """What check warns about, run logs as config_warning before it starts."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"server: {{listen: '127.0.0.1:0'}}\nstore: {{path: {tmp_path / 'db.sqlite3'}}}\n"
+        "simulator: {port: 0}\nrules:\n  - name: r\n"
+        "    sms: {to: ['15102110086'], template: '{{ annotation.summary }}'}\n"
+    )
+    proc = subprocess.Popen(
+        [str(BIN / "smsbridge"), "run", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        events = []
+        for line in proc.stdout:
+            events.append(json.loads(line))
+            if events[-1]["event"] == "daemon_started":
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    (warning,) = [e for e in events if e["event"] == "config_warning"]
+    assert warning["where"] == f"{config}:6:42"
+    assert warning["path"] == "rules[0].sms.template"
+    assert warning["problem"].startswith("no event provides 'annotation'")
+    assert events.index(warning) < len(events) - 1
+
+
 def test_rotate_key_writes_the_key_file(
     capsys: pytest.CaptureFixture[str], threaded_simulator: Simulator, tmp_path: Path
 ) -> None:
