@@ -11,10 +11,18 @@ from collections.abc import Sequence
 
 from bridge import __version__
 from bridge.commands import daemon, gateway, route, simulator
-from bridge.commands.common import EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from bridge.commands.common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    BadInputError,
+    exit_code_help,
+)
 from bridge.config import ConfigError
 from bridge.logging import configure_logging
 from bridge.plugins.c123.errors import C123Error, InvalidRequestError
+from bridge.plugins.c123.keyfile import KeyFileError
 from bridge.runtime.systemd import Notifier
 
 
@@ -22,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smsbridge",
         description="Pages people by SMS and carries SMS conversations into team chat.",
+        epilog=exit_code_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"smsbridge {__version__}")
     parser.add_argument(
@@ -78,6 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_CONFIG
+    except KeyFileError as exc:
+        # Checked when the config loads; this is the file going bad between that and its use.
+        print(f"smsbridge {args.command}: gateway.authkey_file: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except BadInputError as exc:
+        for line in str(exc).splitlines():
+            print(f"smsbridge {args.command}: {line}", file=sys.stderr)
+        return EXIT_USAGE
     except InvalidRequestError as exc:
         print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE

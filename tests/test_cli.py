@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
+from bridge.commands.common import EXIT_CODES
 from bridge.plugins.c123.simulator import (
     DEFAULT_ACCOUNT,
     DEFAULT_AUTHKEY,
@@ -117,10 +118,90 @@ def test_refusal_exits_one(
 
 
 def test_bad_number_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    """An invalid number exits 2 and names it, without calling the gateway."""
-    code, _, err = run(capsys, "send", "--to", "12345", "x")
+    """An invalid number exits 2 and names it as a person would, without calling the gateway."""
+    code, _, err = run(capsys, "send", "--to", f"{A},abc", "x")
     assert code == 2
-    assert "messages[0].number" in err
+    assert "smsbridge send: the second number, 'abc' is not a mainland mobile number" in err
+    assert "messages[" not in err
+
+
+def test_send_to_contacts_and_groups_from_the_config(
+    capsys: pytest.CaptureFixture[str], threaded_simulator: Simulator, tmp_path: Path
+) -> None:
+    """--to takes contact and group names from the config beside numbers; each number once."""
+    config = write_config(tmp_path, threaded_simulator.url)
+    config.write_text(
+        config.read_text()
+        + f'contacts:\n  alice: "{A}"\n  bob: "{B}"\n  2nd-line: "15102110089"\n'
+        + "groups:\n  oncall: [alice, bob]\n"
+    )
+    to = "oncall,alice,15102110088,2nd-line"
+    code, _, err = run(capsys, "send", "-c", str(config), "--to", to, "hi")
+    assert (code, err) == (0, "")
+    assert sorted(m.mobile for m in threaded_simulator.state.messages) == [
+        A,
+        B,
+        "15102110088",
+        "15102110089",
+    ]
+
+
+def test_send_names_unknown_recipients_as_a_person_would(
+    capsys: pytest.CaptureFixture[str], threaded_simulator: Simulator, tmp_path: Path
+) -> None:
+    """An unknown name is told apart from a bad number, with a suggestion; nothing is sent."""
+    config = write_config(tmp_path, threaded_simulator.url)
+    config.write_text(config.read_text() + f'contacts:\n  bob: "{B}"\n')
+    code, _, err = run(capsys, "send", "-c", str(config), "--to", "bob,bbo,123", "hi")
+    assert code == 2
+    assert err.splitlines() == [
+        "smsbridge send: the second recipient, 'bbo': unknown contact or group 'bbo'; "
+        "did you mean 'bob'? (defined: bob)",
+        "smsbridge send: the third number, '123' is not a mainland mobile number "
+        "(11 digits starting with 1, optionally prefixed by +86 or 86)",
+    ]
+    assert threaded_simulator.state.messages == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--at", "2020-01-01T09:00", "hello"], "the time given with --at must be at least"),
+        (["x" * 1001], "the text has 1001 characters; the limit is 1000"),
+        ([""], "the text must not be empty"),
+    ],
+)
+def test_refused_before_any_call_exits_two(
+    capsys: pytest.CaptureFixture[str],
+    threaded_simulator: Simulator,
+    tmp_path: Path,
+    argv: list[str],
+    problem: str,
+) -> None:
+    """Bad input is exit 2 whatever it is: a schedule too close (it was 1) or a text too long;
+    the gateway gets no call."""
+    config = str(write_config(tmp_path, threaded_simulator.url))
+    code, out, err = run(capsys, "send", "-c", config, "--to", A, *argv)
+    assert (code, out) == (2, "")
+    assert f"smsbridge send: {problem}" in err
+    assert threaded_simulator.state.messages == []
+
+
+def test_help_shows_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    """`smsbridge --help` ends with the one exit code table, the README's too."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert out.endswith(
+        "exit codes:\n"
+        "  0   done\n"
+        "  1   refused by the gateway (or it could not be reached), or held\n"
+        "  2   refused before any call: bad input (an option, a number, a text, a time)\n"
+        "  78  bad config, wherever it is found (a key file's content too)\n"
+    )
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for code, meaning in EXIT_CODES:
+        assert f"| `{code}` | {meaning} |" in readme
 
 
 def test_bad_config_exits_78_with_every_problem(
@@ -135,6 +216,70 @@ def test_bad_config_exits_78_with_every_problem(
     assert f"{path}:3:12: gateway.account: must look like employee@enterprise" in err
     assert "gateway.authkey" in err
     assert "sEcReT" not in err
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("abcdefghijklmnopqrstuvwxyz012345\n", "must be 32 upper-case letters and digits"),
+        ("", "is empty"),
+        (None, "cannot read the key file"),
+    ],
+)
+def test_a_bad_key_file_is_a_config_error_for_check_and_run(
+    tmp_path: Path, content: str | None, problem: str
+) -> None:
+    """check refuses what run refuses: a malformed, empty or missing key file exits 78 from
+    both (run exited 2, which systemd restarts every 5 s), naming the file, never the key."""
+    key_file = tmp_path / "c123.key"
+    if content is not None:
+        key_file.write_text(content)
+    config = write_config(tmp_path, "http://127.0.0.1:9", authkey_file=str(key_file))
+    for command in ("check", "run"):
+        done = subprocess.run(
+            [str(BIN / "smsbridge"), command, "-c", str(config)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+        assert done.returncode == 78, (command, done.stderr)
+        assert f"{config}:4:17: gateway.authkey_file: " in done.stderr
+        assert problem in done.stderr
+        assert "Traceback" not in done.stderr
+        assert "abcdefghijklmnopqrstuvwxyz012345" not in done.stdout + done.stderr
+
+
+def test_run_logs_config_warnings(tmp_path: Path) -> None:
+    """What check warns about, run logs as config_warning before it starts."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"server: {{listen: '127.0.0.1:0'}}\nstore: {{path: {tmp_path / 'db.sqlite3'}}}\n"
+        "simulator: {port: 0}\nrules:\n  - name: r\n"
+        "    sms: {to: ['15102110086'], template: '{{ annotation.summary }}'}\n"
+    )
+    proc = subprocess.Popen(
+        [str(BIN / "smsbridge"), "run", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        events = []
+        for line in proc.stdout:
+            events.append(json.loads(line))
+            if events[-1]["event"] == "daemon_started":
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    (warning,) = [e for e in events if e["event"] == "config_warning"]
+    assert warning["where"] == f"{config}:6:42"
+    assert warning["path"] == "rules[0].sms.template"
+    assert warning["problem"].startswith("no event provides 'annotation'")
+    assert events.index(warning) < len(events) - 1
 
 
 def test_rotate_key_writes_the_key_file(
@@ -161,6 +306,43 @@ def test_rotate_key_needs_somewhere_to_store(
     assert code == 2
     assert "no key file" in err
     assert threaded_simulator.state.calls["updateKey"] == 0
+
+
+@pytest.mark.parametrize("where", ["missing/dir/k", "a-file/k", "."])
+def test_rotate_key_refuses_an_unwritable_key_file_before_asking(
+    capsys: pytest.CaptureFixture[str],
+    threaded_simulator: Simulator,
+    tmp_path: Path,
+    where: str,
+) -> None:
+    """A key file that cannot be written is one readable line and exit 2; the gateway is not
+    asked, so the old key keeps working."""
+    (tmp_path / "a-file").write_text("")
+    config = str(write_config(tmp_path, threaded_simulator.url))
+    key_file = tmp_path / where
+    code, out, err = run(capsys, "rotate-key", "-c", config, "--key-file", str(key_file))
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"smsbridge rotate-key: cannot write the key file {key_file}: ")
+    assert err.count("\n") == 1
+    assert "the gateway was not asked" in err
+    assert threaded_simulator.state.calls["updateKey"] == 0
+
+
+def test_rotate_key_to_a_missing_directory_from_the_command_line() -> None:
+    """The reported case, through the installed command: no traceback."""
+    done = subprocess.run(
+        [str(BIN / "smsbridge"), "rotate-key", "--key-file", "/missing/dir/k"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "smsbridge rotate-key: cannot write the key file /missing/dir/k: no such file or "
+        "directory; the gateway was not asked and the key is unchanged\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,30 @@ from bridge.config.models import Config
 from bridge.plugins.c123.client import C123Client
 
 EXIT_OK = 0
-EXIT_REFUSED = 1  # the gateway refused, or could not be reached
-EXIT_USAGE = 2
+EXIT_REFUSED = 1  # the gateway refused or could not be reached, or the message is held
+EXIT_USAGE = 2  # refused before any gateway call: bad input (argparse uses 2 as well)
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus keys on it
+
+# Every command's exit codes, shown by `smsbridge --help` and in the README.
+EXIT_CODES = (
+    (EXIT_OK, "done"),
+    (EXIT_REFUSED, "refused by the gateway (or it could not be reached), or held"),
+    (EXIT_USAGE, "refused before any call: bad input (an option, a number, a text, a time)"),
+    (EXIT_CONFIG, "bad config, wherever it is found (a key file's content too)"),
+)
+
+
+class BadInputError(Exception):
+    """What the command was given cannot be used; each line of the message is one problem.
+
+    Raised before any gateway call, so nothing was sent.
+    """
+
+
+def exit_code_help() -> str:
+    """The exit code table as `--help` prints it."""
+    rows = "\n".join(f"  {code:<4}{meaning}" for code, meaning in EXIT_CODES)
+    return f"exit codes:\n{rows}"
 
 
 def add_common(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from functools import partial
 from pathlib import Path
 
+import structlog
+
 from bridge.commands.common import EXIT_OK
+from bridge.config import format_path
 from bridge.runtime import health
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.settings import load_settings
 from bridge.runtime.systemd import Notifier
+
+log = structlog.get_logger("smsbridge")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,6 +48,13 @@ async def cmd_run(args: argparse.Namespace) -> int:
     # Loaded on the loop's own thread: nothing is served yet, and a worker thread would keep
     # what loading allocates and frees in a malloc arena of its own (idle RSS, measured).
     settings = load_settings(args.config)
+    for warning in settings.warnings:
+        log.warning(
+            "config_warning",
+            where=warning.location(),
+            path=format_path(warning.path),
+            problem=warning.message,
+        )
     notifier.status("starting")
     daemon = Daemon(settings)
     await daemon.start()
@@ -73,6 +86,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
 async def cmd_check(args: argparse.Namespace) -> int:
     settings = await asyncio.to_thread(load_settings, args.config)
     config = settings.config
+    for warning in settings.warnings:
+        print(f"warning: {warning.render()}", file=sys.stderr)
     print(
         f"{args.config}: OK ({len(config.inputs)} inputs, {len(config.outputs) + 1} outputs, "
         f"{len(config.rules)} rules, gateway: "

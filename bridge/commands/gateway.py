@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
-from bridge.commands.common import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, add_common, gateway, load
+from bridge.commands.common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    BadInputError,
+    add_common,
+    gateway,
+    load,
+)
 from bridge.commands.output import emit_json, emit_lines
-from bridge.plugins.c123.errors import C123Error
-from bridge.plugins.c123.keyfile import KeyNotSavedError
+from bridge.config import os_reason
+from bridge.config.models import Config
+from bridge.plugins.c123.client import C123Client
+from bridge.plugins.c123.errors import C123Error, InvalidRequestError
+from bridge.plugins.c123.keyfile import KeyNotSavedError, probe_writable
 from bridge.plugins.c123.models import SendResult
+from bridge.plugins.c123.validation import check_content, check_schedule
+from bridge.rules.config import Directory, UnresolvedError
+from bridge.sms import InvalidNumberError, normalize_number
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,7 +37,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_common(send)
     send.add_argument(
-        "--to", required=True, metavar="NUMBERS", help="comma-separated numbers, e.g. 15102110086"
+        "--to",
+        required=True,
+        metavar="RECIPIENTS",
+        help="comma-separated numbers, and contact and group names from the config, "
+        "e.g. 15102110086,alice,oncall",
     )
     send.add_argument(
         "--at",
@@ -79,9 +97,59 @@ def _send_lines(results: list[tuple[list[str], SendResult | C123Error]]) -> list
     return lines
 
 
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
+
+
+def _nth(position: int) -> str:
+    return _ORDINALS[position - 1] if position <= len(_ORDINALS) else f"#{position}"
+
+
+def _recipients(to: str, config: Config) -> tuple[list[str], list[str]]:
+    """The numbers `--to` reaches (numbers, contacts, groups), and what is wrong with it."""
+    directory = Directory(config.contacts, config.groups)
+    entries = [part.strip() for part in to.split(",") if part.strip()]
+    names = bool(config.contacts or config.groups)
+    problems: list[str] = []
+    for position, entry in enumerate(entries, 1):
+        if entry in config.contacts or entry in config.groups:
+            continue
+        if not names or entry[:1] in "+0123456789":
+            try:
+                normalize_number(entry)
+            except InvalidNumberError as exc:
+                problems.append(f"the {_nth(position)} number, {exc}")
+            continue
+        try:
+            directory.check(entry)
+        except UnresolvedError as exc:
+            problems.append(f"the {_nth(position)} recipient, {entry!r}: {exc}")
+    if not entries:
+        problems.append("--to names nobody")
+    if problems:
+        return [], problems
+    return [recipient.number for recipient in directory.resolve(entries)], []
+
+
+def _text_problems(text: str, client: C123Client, at: datetime | None) -> list[str]:
+    problems: list[str] = []
+    try:
+        check_content(text, limits=client.limits)
+    except InvalidRequestError as exc:
+        problems.append(f"the text {exc.problem}")
+    try:
+        check_schedule(at, client.config.timezone, datetime.now(UTC), client.limits)
+    except InvalidRequestError as exc:
+        problems.append(f"the time given with --at {exc.problem}")
+    return problems
+
+
 async def cmd_send(args: argparse.Namespace) -> int:
-    numbers = [part.strip() for part in args.to.split(",") if part.strip()]
-    async with gateway(load(args.config)) as client:
+    config = load(args.config)
+    numbers, problems = _recipients(args.to, config)
+    async with gateway(config) as client:
+        problems += _text_problems(args.text, client, args.at)
+        if problems:
+            raise BadInputError("\n".join(problems))
         calls = client.plan([(number, args.text) for number in numbers])
         results: list[tuple[list[str], SendResult | C123Error]] = []
         for call in calls:
@@ -162,8 +230,18 @@ async def cmd_rotate_key(args: argparse.Namespace) -> int:
     key_file = args.key_file or (config.gateway.authkey_file if config.gateway else None)
     if key_file is None:
         print(
-            "rotate-key: no key file: set gateway.authkey_file or pass --key-file "
+            "smsbridge rotate-key: no key file: set gateway.authkey_file or pass --key-file "
             "(the new key must be stored before the old one stops working)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        # Before the gateway is asked: once it answers, the old key is gone.
+        probe_writable(key_file)
+    except OSError as exc:
+        print(
+            f"smsbridge rotate-key: cannot write the key file {key_file}: {os_reason(exc)}; "
+            "the gateway was not asked and the key is unchanged",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -171,7 +249,7 @@ async def cmd_rotate_key(args: argparse.Namespace) -> int:
         try:
             rotation = await client.update_key(key_file)
         except KeyNotSavedError as exc:
-            print(f"rotate-key: {exc}; the old key no longer works.", file=sys.stderr)
+            print(f"smsbridge rotate-key: {exc}; the old key no longer works.", file=sys.stderr)
             if sys.stderr.isatty():
                 # Last resort, on an operator's terminal only: otherwise the account is locked out.
                 print(f"The new key is: {exc.new_key.get_secret_value()}", file=sys.stderr)

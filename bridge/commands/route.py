@@ -133,10 +133,7 @@ async def cmd_route(args: argparse.Namespace) -> int:
                 "status": event.status.value,
                 "labels": dict(event.labels),
             },
-            "rules": [
-                {"rule": name, "matched": why is None, "why_not": why}
-                for name, why in settings.rules.explain(event, at)
-            ],
+            "rules": _rule_lines(settings.rules.explain(event, at), decisions),
             "decisions": [_describe(d, settings, conn, now) for d in decisions],
         }
     finally:
@@ -149,6 +146,41 @@ async def cmd_route(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rule_lines(
+    explained: list[tuple[str, str | None]], decisions: list[Decision]
+) -> list[dict[str, Any]]:
+    """Each rule, whether it matches, and for one that matches but is never reached, which
+    rule stops the evaluation before it (the last decision: it has no `continue: true`)."""
+    decided = {decision.rule for decision in decisions}
+    stopper = decisions[-1].rule if decisions else None
+    rules: list[dict[str, Any]] = []
+    for name, why in explained:
+        shadowed = why is None and name not in decided
+        rules.append(
+            {
+                "rule": name,
+                "matched": why is None,
+                "why_not": why,
+                "shadowed_by": stopper if shadowed else None,
+            }
+        )
+    return rules
+
+
+def _rule_line(rule: dict[str, Any], shadowing: set[str]) -> str:
+    name = rule["rule"]
+    if not rule["matched"]:
+        return f"  {name}: no match ({rule['why_not']})"
+    if rule["shadowed_by"]:
+        return (
+            f"  {name}: matches, but is not reached: rule {rule['shadowed_by']!r} wins, it "
+            "matches first and has no `continue: true`"
+        )
+    if name in shadowing:
+        return f"  {name}: matches and wins: no `continue: true`, so later rules are not tried"
+    return f"  {name}: matches"
+
+
 def _lines(report: dict[str, Any]) -> list[str]:
     event = report["event"]
     labels = " ".join(f"{k}={v}" for k, v in sorted(event["labels"].items()))
@@ -156,11 +188,8 @@ def _lines(report: dict[str, Any]) -> list[str]:
         f"event: {event['kind']} from {event['source'] or '?'}, {event['status']}, {labels}",
         "rules:",
     ]
-    for rule in report["rules"]:
-        lines.append(
-            f"  {rule['rule']}: "
-            + ("matches" if rule["matched"] else f"no match ({rule['why_not']})")
-        )
+    shadowing = {rule["shadowed_by"] for rule in report["rules"] if rule["shadowed_by"]}
+    lines.extend(_rule_line(rule, shadowing) for rule in report["rules"])
     if not report["decisions"]:
         lines.append("nothing would be sent")
     for decision in report["decisions"]:

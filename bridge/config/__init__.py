@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from bridge.config.errors import ConfigError, ConfigPath, Issue, format_path
+from bridge.config.errors import ConfigError, ConfigPath, Issue, format_path, os_reason
 from bridge.config.load import load_config, load_config_text, read_config_file
 from bridge.config.loader import Document, Mark, load_yaml
+from bridge.config.salvage import salvage
 from bridge.config.types import (
     BASE_DIR,
     BaseUrl,
@@ -15,11 +16,17 @@ from bridge.config.types import (
     HttpUrl,
     PositiveDuration,
     Secret,
+    SecretFile,
     TimeZoneName,
     expected,
     parse_duration,
 )
-from bridge.config.validate import issue_at, validate, validate_at, validation_issues
+from bridge.config.validate import (
+    issue_at,
+    validate,
+    validate_at,
+    validation_issues,
+)
 
 
 class ConfigModel(BaseModel):
@@ -42,6 +49,7 @@ __all__ = [
     "Mark",
     "PositiveDuration",
     "Secret",
+    "SecretFile",
     "TimeZoneName",
     "expected",
     "format_path",
@@ -49,8 +57,10 @@ __all__ = [
     "load_config",
     "load_config_text",
     "load_yaml",
+    "os_reason",
     "parse_duration",
     "read_config_file",
+    "salvage",
     "validate",
     "validate_at",
     "validation_issues",

@@ -19,6 +19,12 @@ def format_path(path: ConfigPath) -> str:
     return text
 
 
+def os_reason(exc: OSError) -> str:
+    """Why a file operation failed, as the end of a sentence: `no such file or directory`."""
+    reason = exc.strerror or type(exc).__name__
+    return f"{reason[:1].lower()}{reason[1:]}"
+
+
 @dataclass(frozen=True)
 class Issue:
     """One problem in a config file: where it is (1-based line and column) and what is wrong."""

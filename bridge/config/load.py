@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from bridge.config.errors import ConfigError, Issue
+from bridge.config.errors import ConfigError, Issue, os_reason
 from bridge.config.loader import load_yaml
 from bridge.config.validate import validate
 
@@ -22,8 +22,7 @@ def read_config_file(path: Path) -> str:
     except UnicodeDecodeError as exc:
         message = f"cannot read the file: not UTF-8 text (byte {exc.start})"
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        message = f"cannot read the file: {reason[:1].lower()}{reason[1:]}"
+        message = f"cannot read the file: {os_reason(exc)}"
     raise ConfigError([Issue((), message, None, None, str(path))])
 
 

@@ -88,7 +88,21 @@ def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
         message = problem or context
     if "'\\t'" in problem:
         message += "; indent with spaces, not tabs"
-    return f"invalid YAML: {message}"
+    return f"invalid YAML: {message}{_reference_hint(exc.problem_mark)}"
+
+
+def _reference_hint(mark: yaml.Mark | None) -> str:
+    # Inside `{...}` or `[...]` a brace ends a plain value: an unquoted ${NAME} cannot be read.
+    text = getattr(mark, "buffer", None)
+    if (
+        mark is None
+        or not isinstance(text, str)
+        or text[mark.pointer - 1 : mark.pointer + 1] != "${"
+    ):
+        return ""
+    end = text.find("}", mark.pointer)
+    reference = text[mark.pointer - 1 : end + 1] if end != -1 else "${NAME}"
+    return f'; inside {{...}} or [...] a ${{NAME}} must be quoted: "{reference}"'
 
 
 class LineLoader(yaml.SafeLoader):

@@ -14,6 +14,8 @@ from pydantic import AfterValidator, BeforeValidator, PlainValidator, SecretStr,
 from pydantic_core import PydanticCustomError
 from yarl import URL
 
+from bridge.config.errors import os_reason
+
 # Validation context key for the config file's directory, which relative paths are resolved from.
 BASE_DIR = "base_dir"
 EXPECTED = "expected"
@@ -106,6 +108,23 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 TimeZoneName = Annotated[zoneinfo.ZoneInfo, PlainValidator(parse_time_zone)]
 FilePath = Annotated[Path, BeforeValidator(resolve_path)]
+
+
+def _readable_secret(path: Path) -> Path:
+    # Read when the config loads, so `check` refuses a secret file that `run` could not use.
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"cannot read {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {os_reason(exc)}") from None
+    if not text.strip():
+        raise ValueError(f"{path} is empty")
+    return path
+
+
+# A file holding a secret (a systemd credential, say): it must be readable and not empty.
+SecretFile = Annotated[Path, BeforeValidator(resolve_path), AfterValidator(_readable_secret)]
 
 
 def http_url(value: str) -> str:

@@ -6,7 +6,7 @@ import difflib
 import inspect
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -21,7 +21,7 @@ from bridge.config.types import BASE_DIR, EXPECTED
 M = TypeVar("M", bound=BaseModel)
 
 _SECRET_WORDS = ("key", "secret", "token", "password")
-_MISSING = object()
+MISSING = object()
 _EXPECTED_BY_TYPE = {
     "int_type": "an integer",
     "int_parsing": "an integer",
@@ -171,6 +171,13 @@ def _type_step(target: _Target, part: str | int) -> bool:
     return True
 
 
+def document_path(
+    document: Document, model_type: type[BaseModel], loc: Iterable[str | int]
+) -> ConfigPath:
+    """Where in the document a pydantic error `loc` (for `model_type` at its root) points."""
+    return tuple(_walk(document, model_type, (), loc).path)
+
+
 def _walk(
     document: Document, model_type: type[BaseModel], prefix: ConfigPath, loc: Iterable[str | int]
 ) -> _Target:
@@ -186,14 +193,15 @@ def _walk(
     return target
 
 
-def _data_at(data: Any, path: Iterable[str | int]) -> Any:
+def data_at(data: Any, path: Iterable[str | int]) -> Any:
+    """The value at `path` in loaded data, or MISSING."""
     for part in path:
         if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
             data = data[part]
         elif isinstance(data, dict):
-            data = data.get(part, _MISSING)
+            data = data.get(part, MISSING)
         else:
-            return _MISSING
+            return MISSING
     return data
 
 
@@ -241,10 +249,17 @@ def _tags(annotation: Any, discriminator: str) -> list[str]:
 class _Translator:
     """Turns one `ValidationError` into issues, merging union alternatives at the same place."""
 
-    def __init__(self, document: Document, model_type: type[BaseModel], prefix: ConfigPath) -> None:
+    def __init__(
+        self,
+        document: Document,
+        model_type: type[BaseModel],
+        prefix: ConfigPath,
+        omitted: Collection[str] = (),
+    ) -> None:
         self.document = document
         self.model_type = model_type
         self.prefix = prefix
+        self.omitted = omitted  # keys at `prefix` that are allowed there, though not the model's
         self.issues: list[Issue] = []
         # path -> (what was expected, the value got, the raw input) for "expected A or B" lines.
         self.mismatches: dict[ConfigPath, tuple[list[str], str, Any]] = {}
@@ -288,8 +303,10 @@ class _Translator:
         message = "unknown key"
         if target.owner is not None:
             fields = target.owner.model_fields.items()
-            allowed = sorted(info.alias or name for name, info in fields)
-            message += _choices(str(target.path[-1]), allowed)
+            allowed = [info.alias or name for name, info in fields]
+            if tuple(target.path[:-1]) == self.prefix:
+                allowed.extend(self.omitted)
+            message += _choices(str(target.path[-1]), sorted(allowed))
         self._at_key(tuple(target.path), message)
 
     def _tag(self, target: _Target, error: ErrorDetails) -> None:
@@ -317,7 +334,7 @@ class _Translator:
             message = message.removeprefix(prefix)
         path = tuple(target.path)
         # A model validator's complaint is about the whole mapping: point at its key.
-        if isinstance(_data_at(self.document.data, path), dict):
+        if isinstance(data_at(self.document.data, path), dict):
             self._at_key(path, message)
         else:
             self.issues.append(issue_at(self.document, path, message))
@@ -333,32 +350,46 @@ def validation_issues(
     model_type: type[BaseModel],
     error: ValidationError,
     path: ConfigPath = (),
+    omitted: Collection[str] = (),
 ) -> list[Issue]:
-    """Translate a `ValidationError` raised for the part of `document` at `path` into issues."""
-    translator = _Translator(document, model_type, path)
+    """Translate a `ValidationError` raised for the part of `document` at `path` into issues.
+
+    `omitted` names keys left out of that part before validation: allowed there all the same.
+    """
+    translator = _Translator(document, model_type, path, omitted)
     for details in error.errors(include_url=False):
         translator.add(details)
     return translator.result()
 
 
-def _context(base_dir: Path | None) -> dict[str, Any] | None:
+def context(base_dir: Path | None) -> dict[str, Any] | None:
+    """The validation context that resolves relative paths from `base_dir`."""
     return {BASE_DIR: base_dir} if base_dir is not None else None
 
 
 def validate_at(
-    document: Document, path: ConfigPath, model_type: type[M], *, base_dir: Path | None = None
+    document: Document,
+    path: ConfigPath,
+    model_type: type[M],
+    *,
+    base_dir: Path | None = None,
+    omit: Collection[str] = (),
 ) -> M:
     """Validate the part of a document at `path` (one plugin's options, say) as `model_type`.
 
+    `omit` names keys of that mapping that belong to its container, not to the model (a plugin
+    instance's `type:`); they are left out rather than reported as unknown.
     Raises `ConfigError` with this part's problems only; the loader's are `validate`'s to report.
     """
-    data = _data_at(document.data, path)
+    data = data_at(document.data, path)
+    if data is MISSING:
+        data = {}
+    elif omit and isinstance(data, dict):
+        data = {key: value for key, value in data.items() if key not in omit}
     try:
-        return model_type.model_validate(
-            {} if data is _MISSING else data, context=_context(base_dir)
-        )
+        return model_type.model_validate(data, context=context(base_dir))
     except ValidationError as exc:
-        raise ConfigError(validation_issues(document, model_type, exc, path)) from None
+        raise ConfigError(validation_issues(document, model_type, exc, path, omit)) from None
 
 
 def validate(document: Document, model_type: type[M], *, base_dir: Path | None = None) -> M:
@@ -366,7 +397,7 @@ def validate(document: Document, model_type: type[M], *, base_dir: Path | None =
     if not document.parsed:
         raise ConfigError(document.issues)
     try:
-        model = model_type.model_validate(document.data, context=_context(base_dir))
+        model = model_type.model_validate(document.data, context=context(base_dir))
     except ValidationError as exc:
         raise ConfigError(
             [*document.issues, *validation_issues(document, model_type, exc)]

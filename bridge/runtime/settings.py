@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.config import (
     ConfigError,
+    ConfigPath,
     Issue,
     issue_at,
     load_yaml,
     read_config_file,
+    salvage,
     validate,
     validate_at,
 )
@@ -23,10 +25,12 @@ from bridge.config.loader import Document
 from bridge.config.models import Config, PluginInstance
 from bridge.plugin.base import Input, Output
 from bridge.plugin.registry import PluginLoadError, Registry
-from bridge.rules.config import Contacts, Groups, Rules, check_references
+from bridge.rules.config import CONVERSATION, Contacts, Groups, Rules, check_references
 from bridge.rules.ruleset import RuleError, RuleSet
+from bridge.runtime.template_names import template_warnings
 
 SMS_OUTPUT = "sms"  # the built-in output on the `gateway:` account (or the simulator)
+GATEWAY_TYPE = "c123"  # the adapter behind SMS_OUTPUT, configured by the `gateway:` section
 DEFAULT_SIGNATURE = "【smsbridge】"
 
 
@@ -39,6 +43,8 @@ class Settings:
     inputs: dict[str, tuple[type[Input[Any]], BaseModel]] = field(default_factory=dict)
     outputs: dict[str, tuple[type[Output[Any]], BaseModel]] = field(default_factory=dict)
     rules: RuleSet = field(default_factory=lambda: RuleSet([]))
+    # Things that load but are likely mistakes (a template naming no variable): told, not refused.
+    warnings: tuple[Issue, ...] = ()
 
     @property
     def signature(self) -> str:
@@ -49,11 +55,6 @@ class Settings:
     def timezone(self) -> ZoneInfo:
         gateway = self.config.gateway
         return gateway.timezone if gateway else ZoneInfo("Asia/Shanghai")
-
-
-def _instance_model(config_class: type[BaseModel]) -> type[BaseModel]:
-    # The instance's options sit beside its `type:` key, which the plugin's model knows nothing of.
-    return create_model(f"{config_class.__name__}Instance", __base__=config_class, type=(str, ...))
 
 
 def _adapter_options(
@@ -71,16 +72,39 @@ def _adapter_options(
         except PluginLoadError as exc:
             issues.append(issue_at(document, (section, name, "type"), str(exc)))
             continue
+        # Validated once, from what the file says: the model's `model_fields_set` is then what
+        # the user wrote, which options such as Grafana's signature header depend on.
         try:
             options = validate_at(
-                document, (section, name), _instance_model(cls.config_class), base_dir=base_dir
+                document, (section, name), cls.config_class, base_dir=base_dir, omit={"type"}
             )
         except ConfigError as exc:
             issues.extend(exc.issues)
             continue
-        plain = cls.config_class.model_validate(options.model_dump(exclude={"type"}))
-        built[name] = (cls, plain)
+        built[name] = (cls, options)
     return built
+
+
+# Stands in for a broken contact or group while references are checked: it is reported
+# where it is written, and the rules naming it must not be told it does not exist.
+_STAND_IN_NUMBER = "13800138000"
+
+
+def _stand_in(path: ConfigPath, value: Any) -> Any:
+    """A valid entry in place of the broken one at `path` (`rules[2]`, `contacts.bob`)."""
+    section, entry = path
+    if section == "contacts":
+        return _STAND_IN_NUMBER
+    if section == "groups":
+        return [_STAND_IN_NUMBER]
+    if section == "rules":
+        name = value.get("name") if isinstance(value, dict) else None
+        return {
+            "name": name if isinstance(name, str) and name else f"rules[{entry}]",
+            "post": {"to": CONVERSATION},
+        }
+    # inputs and outputs: a type that loads nothing; its report, under `path`, is dropped.
+    return {"type": f"{section}.{entry}"}
 
 
 class _Routing(BaseModel):
@@ -116,8 +140,25 @@ def _check(
     inputs = _adapter_options(
         document, "inputs", sections.inputs, registry.input_type, base_dir, issues
     )
+    # The gateway has one place in the file: an output of its type would get no poller and
+    # escape the daily budget.
+    elsewhere = {name for name, entry in sections.outputs.items() if entry.type == GATEWAY_TYPE}
+    for name in sorted(elsewhere):
+        issues.append(
+            issue_at(
+                document,
+                ("outputs", name, "type"),
+                "the c123 gateway is configured under gateway: (account, key, ...), not as an "
+                "output; its output is the built-in 'sms'",
+            )
+        )
     outputs = _adapter_options(
-        document, "outputs", sections.outputs, registry.output_type, base_dir, issues
+        document,
+        "outputs",
+        {name: entry for name, entry in sections.outputs.items() if name not in elsewhere},
+        registry.output_type,
+        base_dir,
+        issues,
     )
     if SMS_OUTPUT in sections.outputs:
         issues.append(
@@ -180,14 +221,19 @@ def load_settings(
     try:
         config = validate(document, Config, base_dir=base_dir)
     except ConfigError as broken:
-        # Report the cross-section problems too, when the sections they need did load.
-        try:
-            routing = validate(document, _Routing, base_dir=base_dir)
-        except ConfigError:
+        # Report the cross-section problems too, from what of those sections is usable.
+        salvaged = salvage(document, _Routing, _stand_in, base_dir=base_dir)
+        if salvaged is None:
             raise broken from None
+        routing, changed = salvaged
         default = Settings(config=Config(), path=path)
         extra = _check(document, routing, base_dir, registry, default.timezone, default.signature)
-        raise ConfigError([*broken.issues, *extra.issues]) from None
+        found = [
+            issue
+            for issue in extra.issues
+            if not any(issue.path[: len(where)] == where for where in changed)
+        ]
+        raise ConfigError(dict.fromkeys([*broken.issues, *found])) from None
     settings = Settings(config=config, path=path)
     checked = _check(document, config, base_dir, registry, settings.timezone, settings.signature)
     if checked.issues:
@@ -198,4 +244,5 @@ def load_settings(
         inputs=checked.inputs,
         outputs=checked.outputs,
         rules=checked.rules,
+        warnings=template_warnings(document, config.rules),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Self
 from zoneinfo import ZoneInfo
 
@@ -74,6 +75,14 @@ class C123Config(ConfigModel):
             _problem(check_key, value.get_secret_value())
         return value
 
+    @field_validator("authkey_file")
+    @classmethod
+    def _key_in_file(cls, value: Path | None) -> Path | None:
+        # What `run` would refuse at start is refused wherever the config is loaded (`check`).
+        if value is not None:
+            read_key(value)
+        return value
+
     @model_validator(mode="after")
     def _one_key_source(self) -> Self:
         if (self.authkey is None) == (self.authkey_file is None):
@@ -81,10 +90,8 @@ class C123Config(ConfigModel):
         return self
 
     def load_key(self) -> SecretStr:
-        """The key, read from the file when one is configured."""
+        """The key, read from the file when one is configured (KeyFileError if unusable)."""
         if self.authkey is not None:
             return self.authkey
         assert self.authkey_file is not None  # guaranteed by _one_key_source
-        key = read_key(self.authkey_file)
-        check_key(key.get_secret_value())
-        return key
+        return read_key(self.authkey_file)

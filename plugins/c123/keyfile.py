@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 from pydantic import SecretStr
 
+from bridge.config import os_reason
+from bridge.plugins.c123.errors import InvalidRequestError
+from bridge.plugins.c123.validation import check_key
+
+
+class KeyFileError(ValueError):
+    """The key file cannot be read or holds no valid key: a config problem, never retried.
+
+    The message names the file and what is wrong with it, never the key.
+    """
+
 
 def read_key(path: Path) -> SecretStr:
-    """The key stored in a file (surrounding white space ignored)."""
-    return SecretStr(path.read_text(encoding="utf-8").strip())
+    """The key stored in a file (surrounding white space ignored); KeyFileError if unusable."""
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise KeyFileError(f"cannot read the key file {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot read the key file {path}: {os_reason(exc)}") from None
+    if not key:
+        raise KeyFileError(f"the key file {path} is empty")
+    try:
+        check_key(key)
+    except InvalidRequestError as exc:
+        raise KeyFileError(f"the key in {path} {exc.problem}") from None
+    return SecretStr(key)
 
 
 class KeyNotSavedError(OSError):
@@ -21,13 +45,16 @@ class KeyNotSavedError(OSError):
     """
 
     def __init__(self, path: Path, cause: OSError, new_key: SecretStr) -> None:
-        super().__init__(f"the new key could not be written to {path}: {cause.strerror or cause}")
+        super().__init__(f"the new key could not be written to {path}: {os_reason(cause)}")
         self.path = path
         self.new_key = new_key
 
 
 def probe_writable(path: Path) -> None:
     """Raise OSError unless a file can be created beside `path` (where the key will be written)."""
+    if path.is_dir():
+        # The probe beside it would pass, and the rename onto it fail after the key changed.
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     probe = path.parent / f".{path.name}.{os.getpid()}.probe"
     fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)

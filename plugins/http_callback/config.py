@@ -8,7 +8,7 @@ from typing import Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from bridge.config import ConfigModel, FilePath, HttpUrl, PositiveDuration
+from bridge.config import ConfigModel, HttpUrl, PositiveDuration, SecretFile
 
 # Headers smsbridge sets itself; letting config replace them would break or forge the signature.
 RESERVED_HEADERS = frozenset(
@@ -29,7 +29,7 @@ class HttpCallbackConfig(ConfigModel):
 
     url: HttpUrl  # the receiver's http:// or https:// URL; redirects are not followed
     secret: SecretStr | None = None  # the HMAC-SHA256 key, e.g. ${CALLBACK_SECRET}; or secret_file
-    secret_file: FilePath | None = None  # read at start, e.g. a systemd credential
+    secret_file: SecretFile | None = None  # read at start, e.g. a systemd credential
     timeout: PositiveDuration = timedelta(seconds=10)  # no answer within this: the job is retried
     headers: dict[str, str] = Field(default_factory=dict)  # extra headers, e.g. {X-Team: ops}
 

@@ -161,3 +161,41 @@ def test_labels_with_escape_codes_are_printed_escaped(
     out = capsys.readouterr().out
     assert not RAW_CONTROL.search(out)
     assert json.loads(out)["event"]["labels"] == labels
+
+
+def test_a_rule_shadowed_by_an_earlier_one_says_which_wins_and_why(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A later rule that matches but is never reached is not shown as just "matches"."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""
+store: {{path: {tmp_path / "outbox.sqlite3"}}}
+rules:
+  - name: first
+    match: {{kind: alert}}
+    sms: {{to: ["15102110086"]}}
+  - name: other-team
+    match: {{labels: {{team: web}}}}
+    sms: {{to: ["15102110087"]}}
+  - name: catch-all
+    sms: {{to: ["15102110088"]}}
+"""
+    )
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"kind": "alert", "labels": {"alertname": "X", "team": "db"}}))
+    report = route(capsys, "-c", str(config), str(event))
+    assert [(r["rule"], r["matched"], r["shadowed_by"]) for r in report["rules"]] == [
+        ("first", True, None),
+        ("other-team", False, None),
+        ("catch-all", True, "first"),
+    ]
+    assert [d["rule"] for d in report["decisions"]] == ["first"]
+    assert main(["route", "-c", str(config), str(event)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2:5] == [
+        "  first: matches and wins: no `continue: true`, so later rules are not tried",
+        "  other-team: no match (team=\"web\" does not hold (team is 'db'))",
+        "  catch-all: matches, but is not reached: rule 'first' wins, it matches first and has "
+        "no `continue: true`",
+    ]

@@ -115,6 +115,27 @@ def test_tab_indentation_gets_a_hint() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "reference"),
+    [
+        ("labels: {team: ${TEAM}}\n", "${TEAM}"),
+        ("labels: {a: 1, team: x${TEAM}}\n", "${TEAM}"),
+        ("token: [${TOKEN}]\n", "${TOKEN}"),
+        ("labels: {team: ${TEAM\n", "${NAME}"),
+    ],
+)
+def test_unquoted_reference_in_braces_gets_a_hint(text: str, reference: str) -> None:
+    """A ${NAME} inside {...} or [...] breaks YAML; the message says to quote it."""
+    assert report(text).endswith(
+        f'; inside {{...}} or [...] a ${{NAME}} must be quoted: "{reference}"'
+    )
+
+
+def test_other_syntax_errors_get_no_quoting_hint() -> None:
+    """The hint is only given where a reference broke the flow collection."""
+    assert "quoted" not in report("labels: {team: ops}}\n")
+
+
 def test_environment_substitution() -> None:
     """`${NAME}` is replaced whole or embedded, and `$${` stays a literal `${`."""
     document = load(

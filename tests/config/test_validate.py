@@ -293,6 +293,25 @@ def test_validate_at_positions_a_plugins_options() -> None:
     )
 
 
+def test_validate_at_omits_the_containers_keys() -> None:
+    """`omit` leaves out a key the container owns (an instance's `type:`), keeping positions."""
+    document = load_yaml(
+        "outputs:\n  chat:\n    type: mattermost\n    webhook: x\n", "config.yaml", {}
+    )
+
+    class Options(ConfigModel):
+        webhook_url: str
+
+    with pytest.raises(ConfigError) as caught:
+        validate_at(document, ("outputs", "chat"), Options, omit={"type"})
+    assert caught.value.render() == (
+        "error: config.yaml has 2 problems\n"
+        "config.yaml:2:3: outputs.chat: required key 'webhook_url' not provided\n"
+        "config.yaml:4:5: outputs.chat.webhook: unknown key; did you mean 'webhook_url'? "
+        "(allowed: type, webhook_url)"
+    )
+
+
 def test_root_must_be_a_mapping() -> None:
     """A list at the top level is a type problem without a path."""
     assert report("- a\n- b\n") == (
