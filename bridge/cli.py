@@ -16,6 +16,7 @@ from bridge.config import ConfigError
 from bridge.logging import configure_logging
 from bridge.plugins.c123.errors import C123Error, InvalidRequestError
 from bridge.runtime.systemd import Notifier
+from bridge.store import SchemaTooNewError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(args, long_running))
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
+        return EXIT_CONFIG
+    except SchemaTooNewError as exc:  # restarting cannot help either: 78 stops systemd's loop
+        print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except InvalidRequestError as exc:
         print(f"smsbridge {args.command}: {exc}", file=sys.stderr)

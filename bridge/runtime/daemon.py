@@ -28,7 +28,6 @@ from bridge.intake.pipeline import STORM, Pipeline
 from bridge.intake.storm import StormSettings
 from bridge.logging import SCRUBBER, register_secrets
 from bridge.metrics import Metrics
-from bridge.outbox import jobs as outbox
 from bridge.outbox.dispatcher import Dispatcher, RetryPolicy
 from bridge.outbox.jobs import JobRecord
 from bridge.plugin.base import Input, Output, PluginContext
@@ -42,8 +41,7 @@ from bridge.rules.config import Directory
 from bridge.runtime.server import HookTable, build_app
 from bridge.runtime.settings import SMS_OUTPUT, Settings, load_settings
 from bridge.sms import segment_count
-from bridge.store import ledger, schema
-from bridge.store.sqlite import Store
+from bridge.store import Store, ledger
 
 if TYPE_CHECKING:
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
@@ -102,10 +100,9 @@ class Daemon:
     async def _start(self) -> None:
         config = self.settings.config
         stack = self._stack
-        self.store = Store(config.store.path, schema=outbox.SCHEMA)
+        self.store = Store(config.store.path)
         await self.store.open()
         stack.push_async_callback(self.store.close)
-        await self.store.write(schema.migrate)
         self.session = await stack.enter_async_context(aiohttp.ClientSession())
         gateway = await self._gateway(config.gateway)
         self.client = C123Client(gateway, self.session, log=self.log, observe=self._observe)
