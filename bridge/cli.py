@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from bridge import __version__
-from bridge.commands import daemon, gateway, route, simulator
+from bridge.commands import daemon, gateway, route, simulator, store
 from bridge.commands.common import EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from bridge.config import ConfigError
 from bridge.logging import configure_logging
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     route.register(subparsers)
     gateway.register(subparsers)
     simulator.register(subparsers)
+    store.register(subparsers)
     return parser
 
 

@@ -99,6 +99,17 @@ class Store:
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name="store-writer")
 
+    async def maintain(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the writer's connection between two commits, outside any transaction.
+
+        For what cannot run inside one (an incremental vacuum, a checkpoint): writes wait while
+        it runs, so it must be short.
+        """
+        if self._writer is None or not self.is_open:
+            raise StoreUnavailableError("the store is not open")
+        writer = self._writer
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, writer)
+
     async def close(self) -> None:
         """Finish queued writes, stop the writer and close the file."""
         if self._task is not None and self._queue is not None:

@@ -192,7 +192,7 @@ def test_run_on_a_newer_schema_exits_78_with_one_readable_line(tmp_path: Path) -
     conn.close()
     config = tmp_path / "config.yaml"
     config.write_text(f"store: {{path: {path}}}\nserver: {{listen: '127.0.0.1:0'}}\n")
-    for command in ("run",):
+    for command in ("run", "migrate"):
         result = subprocess.run(
             [SMSBRIDGE, command, "-c", str(config)],
             capture_output=True,
@@ -264,3 +264,63 @@ def test_statements_split_only_between_statements(literals: list[str]) -> None:
     conn.execute("CREATE TABLE t (x)")
     migrations.script("\n".join(wanted))(conn)
     assert [row[0] for row in conn.execute("SELECT x FROM t ORDER BY rowid")] == literals
+
+
+def migrate(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SMSBRIDGE, "migrate", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_migrate_upgrades_and_turns_on_incremental_vacuum_once(tmp_path: Path) -> None:
+    """`smsbridge migrate` on a first-release file: steps applied, one VACUUM makes it
+    incremental (and gives back what was freed), rows kept; a second run has nothing to do."""
+    path = tmp_path / "old.sqlite3"
+    round_one_file(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executemany("INSERT INTO events (body, received_at) VALUES (?, 0)", [("x" * 2000,)] * 2000)
+    conn.execute("DELETE FROM events WHERE received_at = 0")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    size = path.stat().st_size
+    before = dump(path)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"store:\n  path: {path.name}\n")  # relative to the config file
+
+    first = migrate(config)
+    assert first.returncode == 0, first.stderr
+    assert f"{path}: schema version 0 -> {migrations.latest()}" in first.stdout
+    assert "incremental vacuum turned on (one full VACUUM" in first.stdout
+    assert pragma(path, "auto_vacuum") == 2
+    assert pragma(path, "user_version") == migrations.latest()
+    assert dump(path) == before
+    assert path.stat().st_size < size / 4
+
+    second = migrate(config)
+    assert second.returncode == 0, second.stderr
+    assert f"schema version {migrations.latest()}, up to date" in second.stdout
+    assert "incremental vacuum already on" in second.stdout
+
+
+def test_migrate_creates_a_missing_store(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("store: {path: state/new.sqlite3}\n")
+    result = migrate(config)
+    assert result.returncode == 0, result.stderr
+    assert "created at schema version" in result.stdout
+    assert pragma(tmp_path / "state" / "new.sqlite3", "auto_vacuum") == 2
+
+
+def test_migrate_on_a_file_that_is_not_a_store_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database, " * 100)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"store: {{path: {path}}}\n")
+    result = migrate(config)
+    assert result.returncode == 78
+    assert "Traceback" not in result.stderr
+    assert f"smsbridge migrate: {path}: file is not a database" in result.stderr
