@@ -28,6 +28,7 @@ from bridge.intake.pipeline import STORM, Pipeline
 from bridge.intake.storm import StormSettings
 from bridge.logging import SCRUBBER, register_secrets
 from bridge.metrics import Metrics
+from bridge.outbox import retention
 from bridge.outbox.dispatcher import Dispatcher, RetryPolicy
 from bridge.outbox.jobs import JobRecord
 from bridge.plugin.base import Input, Output, PluginContext
@@ -41,7 +42,7 @@ from bridge.rules.config import Directory
 from bridge.runtime.server import HookTable, build_app
 from bridge.runtime.settings import SMS_OUTPUT, Settings, load_settings
 from bridge.sms import segment_count
-from bridge.store import Store, ledger
+from bridge.store import Store
 
 if TYPE_CHECKING:
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
@@ -351,8 +352,9 @@ class Daemon:
                 await asyncio.wait_for(self._storm_wake.wait(), timeout)
 
     async def _expire(self) -> None:
-        now = self.clock()
-        await self.store.write(lambda conn: ledger.expire(conn, now, KEEP_RECORD_KEYS))
+        keep = self.settings.config.store.retention.total_seconds()
+        policy = retention.RetentionPolicy(keep=keep, keep_record_keys=KEEP_RECORD_KEYS)
+        await retention.prune(self.store, self.clock(), policy, log=self.log)
 
     def _on_failed(self, record: JobRecord, reason: str) -> None:
         self.log.error("delivery_gave_up", output=record.output, job=record.id, reason=reason)

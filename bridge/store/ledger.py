@@ -32,13 +32,6 @@ def first_time(conn: sqlite3.Connection, key: str, now: float) -> bool:
     return cursor.rowcount == 1
 
 
-def expire(conn: sqlite3.Connection, now: float, keep_records: float) -> None:
-    """Drop dedupe keys past their window and polled-record keys older than `keep_records`."""
-    conn.execute("DELETE FROM dedupe WHERE expires_at <= ?", (now,))
-    conn.execute("DELETE FROM seen_records WHERE seen_at < ?", (now - keep_records,))
-    conn.execute("DELETE FROM conversations WHERE expires_at <= ?", (now,))
-
-
 def store_raw(conn: sqlite3.Connection, account: str, action: str, body: bytes, now: float) -> int:
     """Keep a destructive read's answer before anything is done with it."""
     cursor = conn.execute(
