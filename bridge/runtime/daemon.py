@@ -42,7 +42,7 @@ from bridge.rules.config import Directory
 from bridge.runtime.server import HookTable, build_app
 from bridge.runtime.settings import SMS_OUTPUT, Settings, load_settings
 from bridge.sms import segment_count
-from bridge.store import Store
+from bridge.store import Store, StoreReplay
 
 if TYPE_CHECKING:
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
@@ -104,6 +104,7 @@ class Daemon:
         self.store = Store(config.store.path)
         await self.store.open()
         stack.push_async_callback(self.store.close)
+        self.replay = StoreReplay(self.store, self.clock)
         self.session = await stack.enter_async_context(aiohttp.ClientSession())
         gateway = await self._gateway(config.gateway)
         self.client = C123Client(gateway, self.session, log=self.log, observe=self._observe)
@@ -221,6 +222,7 @@ class Daemon:
             http=self.session,
             log=self.log.bind(plugin=type_name, instance=name),
             submit=self.pipeline.submit,
+            replay=self.replay,
         )
 
     async def _serve(self) -> None:

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.events import Event
-from bridge.plugin.base import Input, PluginContext
+from bridge.plugin.base import Input, PluginContext, StoreUnavailableError
 from bridge.plugin.chat import command_event, command_text
 from bridge.plugin.webhook import (
     RequestRejectedError,
@@ -70,10 +70,9 @@ class DingTalkInput(Input):
     """Receives an enterprise robot's callbacks at /hooks/<name>.
 
     DingTalk's `sign` header covers the timestamp only, not the body, so a captured pair could
-    carry another body for the rest of the hour. The input therefore remembers each timestamp it
-    accepted with the msgId it came with, and refuses the pair for any other message. The memory
-    lives as long as the process: a restart inside the window forgets it (the core's msgId
-    dedupe still stops an exact redelivery).
+    carry another body for the rest of the hour. The input therefore claims each timestamp it
+    accepts, with the msgId it came with, in the replay memory (the daemon's is in the store, so
+    it outlives a restart or a reload), and refuses the pair for any other message.
 
     Answers: 200 with a small JSON acknowledgement that DingTalk does not show (the answer comes
     through the reply output); 401 failed authentication; 400/413/415/422 bad requests; 503 when
@@ -94,7 +93,6 @@ class DingTalkInput(Input):
         super().__init__(config, ctx)
         self._clock = clock
         self._window = config.replay_window.total_seconds()
-        self._seen: dict[str, str] = {}  # accepted timestamp header -> the msgId it signed
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("", self._handle)]
@@ -122,7 +120,7 @@ class DingTalkInput(Input):
             callback = Callback.model_validate(raw)
         except ValidationError as exc:
             reject(422, validation_message(exc))
-        self._remember(request, timestamp, callback.msg_id, now)
+        await self._claim(request, timestamp, callback.msg_id, now)
         event = self._event(callback, raw)
         return await submit_and_answer(
             self.ctx,
@@ -131,12 +129,18 @@ class DingTalkInput(Input):
             dedupe_window=DEDUPE_WINDOW,
         )
 
-    def _remember(self, request: web.Request, timestamp: str, msg_id: str, now: float) -> None:
+    async def _claim(self, request: web.Request, timestamp: str, msg_id: str, now: float) -> None:
         """Refuse a signature seen with another msgId; a redelivery of the same one may pass."""
-        horizon = (now - self._window) * 1000
-        # Only requests that passed the signature check get here, so this stays small.
-        self._seen = {ts: seen for ts, seen in self._seen.items() if int(ts) >= horizon}
-        if self._seen.setdefault(timestamp, msg_id) != msg_id:
+        # Remembered until the timestamp leaves the window the check accepts it in: a timestamp
+        # ahead of our clock stays valid for longer than one window from now.
+        until = int(timestamp) / 1000 + self._window
+        key = sha256_hex(PLATFORM, self.ctx.name, "sign", timestamp)
+        try:
+            fresh = await self.ctx.replay.claim(key, msg_id, max(until - now, 0.0))
+        except StoreUnavailableError:
+            self.log.warning("store_unavailable", events=1)
+            reject(503, "the command could not be stored; try again later")
+        if not fresh:
             self._refuse(request, "replayed")
 
     def _event(self, callback: Callback, raw: dict[str, Any]) -> Event | None:

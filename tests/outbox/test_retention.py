@@ -19,7 +19,7 @@ import bridge.store.vacuum as vacuum
 from bridge.config import ConfigError, load_config
 from bridge.config.models import Config
 from bridge.outbox.retention import RetentionPolicy, prune
-from bridge.store import Store
+from bridge.store import Store, StoreReplay
 from bridge.store.schema import SCHEMA
 from bridge.testing import DaemonFactory
 
@@ -238,6 +238,23 @@ async def test_a_file_from_before_incremental_vacuum_is_pruned_without_vacuum(
     assert await store.read(vacuum.free_pages) > 0
     (line,) = [log for log in logs if log["event"] == "store_pruned"]
     assert line["incremental_vacuum"] is False
+    await store.close()
+
+
+async def test_expired_replay_claims_are_forgotten(tmp_path: Path) -> None:
+    """A claim outlives nothing but its window: after retention the key can be claimed anew."""
+    store = Store(tmp_path / "store.sqlite3")
+    await store.open()
+    clock = [NOW]
+    replay = StoreReplay(store, lambda: clock[0])
+    assert await replay.claim("sig", "msg-1", 60)
+    assert not await replay.claim("sig", "msg-2", 60)
+    await prune(store, NOW + 30, POLICY)
+    assert not await replay.claim("sig", "msg-2", 60)
+    await prune(store, NOW + 61, POLICY)
+    assert await store.read(lambda conn: ids(conn, "replay")) == set()
+    clock[0] = NOW + 61
+    assert await replay.claim("sig", "msg-2", 60)
     await store.close()
 
 
