@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from bridge import __version__
-from bridge.commands import daemon, gateway, route, simulator
+from bridge.commands import daemon, gateway, route, simulator, store
 from bridge.commands.common import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -24,6 +24,7 @@ from bridge.logging import configure_logging
 from bridge.plugins.c123.errors import C123Error, InvalidRequestError
 from bridge.plugins.c123.keyfile import KeyFileError
 from bridge.runtime.systemd import Notifier
+from bridge.store import SchemaTooNewError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     route.register(subparsers)
     gateway.register(subparsers)
     simulator.register(subparsers)
+    store.register(subparsers)
     return parser
 
 
@@ -96,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(exc).splitlines():
             print(f"smsbridge {args.command}: {line}", file=sys.stderr)
         return EXIT_USAGE
+    except SchemaTooNewError as exc:  # restarting cannot help either: 78 stops systemd's loop
+        print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except InvalidRequestError as exc:
         print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -44,6 +44,16 @@ class StoreConfig(ConfigModel):
     """The SQLite outbox; under systemd it lives in the StateDirectory."""
 
     path: FilePath = Path("smsbridge.sqlite3")
+    # How long settled messages, their events and raw poll answers are kept.
+    retention: PositiveDuration = timedelta(days=30)
+
+    @field_validator("retention")
+    @classmethod
+    def _at_least_a_day(cls, value: timedelta) -> timedelta:
+        if value < timedelta(days=1):
+            # Caps and the daily budget count the messages of the past day.
+            raise ValueError("expected a duration of at least 1d (caps and budgets count a day)")
+        return value
 
 
 class PollingConfig(ConfigModel):

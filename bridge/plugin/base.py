@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from bridge.events import Event, ReplyRecord, ReportRecord
+from bridge.plugin.replay import MemoryReplay, ReplayMemory
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
@@ -116,6 +117,8 @@ class PluginContext:
     http: aiohttp.ClientSession  # the daemon's one shared session
     log: Any  # a structlog logger bound to plugin=<type>, instance=<name>
     submit: Submit = _no_submit  # inputs hand their events to the core through this
+    # Signatures and nonces already accepted; the daemon's is kept in the store.
+    replay: ReplayMemory = field(default_factory=MemoryReplay)
 
 
 @dataclass(frozen=True, slots=True)

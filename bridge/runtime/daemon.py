@@ -21,6 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 
 import bridge.intake.storm as storm
 import bridge.runtime.health as health
+import bridge.store.ledger as ledger
 from bridge.config import ConfigError
 from bridge.events import Conversation
 from bridge.intake.chatops import ChatOps
@@ -30,7 +31,7 @@ from bridge.intake.processor import Processor
 from bridge.intake.replies import RecordIntake
 from bridge.logging import SCRUBBER, register_secrets
 from bridge.metrics import Metrics
-from bridge.outbox import jobs as outbox
+from bridge.outbox import retention
 from bridge.outbox.dispatcher import Dispatcher, RetryPolicy
 from bridge.outbox.jobs import JobRecord
 from bridge.plugin.base import Delivery, Input, Output, Parsed, PluginContext
@@ -44,8 +45,7 @@ from bridge.rules.config import Directory
 from bridge.runtime.server import HookTable, build_app
 from bridge.runtime.settings import SMS_OUTPUT, Settings, load_settings
 from bridge.sms import segment_count
-from bridge.store import ledger, schema
-from bridge.store.sqlite import Store
+from bridge.store import Store, StoreReplay
 
 if TYPE_CHECKING:
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
@@ -108,10 +108,10 @@ class Daemon:
     async def _start(self) -> None:
         config = self.settings.config
         stack = self._stack
-        self.store = Store(config.store.path, schema=outbox.SCHEMA)
+        self.store = Store(config.store.path)
         await self.store.open()
         stack.push_async_callback(self.store.close)
-        await self.store.write(schema.migrate)
+        self.replay = StoreReplay(self.store, self.clock)
         self.session = await stack.enter_async_context(aiohttp.ClientSession())
         gateway = await self._gateway(config.gateway)
         self.client = C123Client(gateway, self.session, log=self.log, observe=self._observe)
@@ -260,6 +260,7 @@ class Daemon:
             http=self.session,
             log=self.log.bind(plugin=type_name, instance=name),
             submit=partial(self._submit, name),
+            replay=self.replay,
         )
 
     async def _serve(self) -> None:
@@ -395,8 +396,9 @@ class Daemon:
                 await asyncio.wait_for(self._storm_wake.wait(), timeout)
 
     async def _expire(self) -> None:
-        now = self.clock()
-        await self.store.write(lambda conn: ledger.expire(conn, now, KEEP_RECORD_KEYS))
+        keep = self.settings.config.store.retention.total_seconds()
+        policy = retention.RetentionPolicy(keep=keep, keep_record_keys=KEEP_RECORD_KEYS)
+        await retention.prune(self.store, self.clock(), policy, log=self.log)
 
     def _on_failed(self, record: JobRecord, reason: str) -> None:
         self.log.error("delivery_gave_up", output=record.output, job=record.id, reason=reason)

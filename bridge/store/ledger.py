@@ -1,4 +1,4 @@
-"""What the daemon has seen: de-duplication keys, raw poll answers, small settings.
+"""What the daemon has seen: de-duplication keys, replay memory, raw poll answers, settings.
 
 Functions here take a sqlite3 connection and run inside a Store.write()/read() call, so a
 caller composes several of them into one atomic, group-committed transaction.
@@ -32,11 +32,17 @@ def first_time(conn: sqlite3.Connection, key: str, now: float) -> bool:
     return cursor.rowcount == 1
 
 
-def expire(conn: sqlite3.Connection, now: float, keep_records: float) -> None:
-    """Drop dedupe keys past their window and polled-record keys older than `keep_records`."""
-    conn.execute("DELETE FROM dedupe WHERE expires_at <= ?", (now,))
-    conn.execute("DELETE FROM seen_records WHERE seen_at < ?", (now - keep_records,))
-    conn.execute("DELETE FROM conversations WHERE expires_at <= ?", (now,))
+def claim(conn: sqlite3.Connection, key: str, value: str, now: float, window: float) -> bool:
+    """Record that `key` was used with `value` for `window` seconds; False when it was used
+    with another value within its window (the same value again is a redelivery, and passes)."""
+    row = conn.execute("SELECT value, expires_at FROM replay WHERE key = ?", (key,)).fetchone()
+    if row is not None and row["expires_at"] > now:
+        return bool(row["value"] == value)
+    conn.execute(
+        "INSERT OR REPLACE INTO replay (key, value, expires_at) VALUES (?, ?, ?)",
+        (key, value, now + window),
+    )
+    return True
 
 
 def store_raw(conn: sqlite3.Connection, account: str, action: str, body: bytes, now: float) -> int:

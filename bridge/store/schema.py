@@ -1,9 +1,13 @@
-"""The outbox database schema: every table the daemon keeps in its SQLite file."""
+"""The SQL of the schema's steps: every table the daemon keeps in its SQLite file.
+
+Each constant is the SQL of one step in `bridge.store.migrations`; a step that shipped is never
+edited (files carry it already): a change is a new step with new SQL.
+"""
 
 from __future__ import annotations
 
-import sqlite3
-
+# Version 1: the tables of the first release, exactly as it created them (IF NOT EXISTS, so a
+# file that release wrote takes this step without a change).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -87,7 +91,31 @@ CREATE TABLE IF NOT EXISTS seen_records (
     key TEXT PRIMARY KEY,
     seen_at REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS inbox (
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+# Version 2: replay memory (signatures and nonces an input accepted, kept for their window), and
+# the indexes retention needs: it finds what still refers to an event or a job by them, and
+# SQLite checks the events foreign keys with them when an event is deleted.
+REPLAY_AND_RETENTION = """
+CREATE TABLE replay (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX jobs_event ON jobs(event_id);
+CREATE INDEX conversations_event ON conversations(event_id);
+CREATE INDEX conversations_job ON conversations(job_id);
+CREATE INDEX group_members_event ON group_members(event_id);
+"""
+
+# Step 3: the inbox (verified deliveries stored before the answer, processed afterwards).
+INBOX = """
+CREATE TABLE inbox (
     id INTEGER PRIMARY KEY,
     source TEXT NOT NULL,
     kind TEXT NOT NULL DEFAULT 'input',
@@ -96,16 +124,5 @@ CREATE TABLE IF NOT EXISTS inbox (
     processed_at REAL,
     error TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS inbox_unprocessed ON inbox(id) WHERE processed_at IS NULL;
-CREATE TABLE IF NOT EXISTS settings (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
+CREATE INDEX inbox_unprocessed ON inbox(id) WHERE processed_at IS NULL;
 """
-
-
-def migrate(conn: sqlite3.Connection) -> None:
-    """Bring a store made by an earlier version up to this schema (columns added since)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(conversations)")}
-    if "code" not in columns:
-        conn.execute("ALTER TABLE conversations ADD COLUMN code INTEGER NOT NULL DEFAULT 1")

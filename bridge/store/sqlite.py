@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import bridge.store.migrations as migrations
 from bridge.plugin.base import StoreUnavailableError
 
 T = TypeVar("T")
@@ -27,10 +28,19 @@ class _Pending:
     future: asyncio.Future[Any]
 
 
+# A WAL file that a burst grew is cut back to this when it restarts, not kept at its peak.
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
+
+
 def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.row_factory = sqlite3.Row
+    if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+        # A new file: only now, before WAL mode writes its header and before the first table,
+        # can it be made to hand freed pages back (retention's incremental vacuum).
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     # FULL: a commit is on disk when it returns, so an acknowledged webhook survives power loss.
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -46,9 +56,8 @@ class Store:
     resolves only after that commit is durable.
     """
 
-    def __init__(self, path: Path, *, schema: str = "", synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
-        self._schema = schema
         self._synchronous = synchronous
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
@@ -58,25 +67,48 @@ class Store:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
         self.commits = 0  # batches committed, for metrics and tests
+        self.migrated: list[migrations.Migration] = []  # schema steps open() applied
 
     @property
     def is_open(self) -> bool:
         return self._task is not None and not self._task.done()
 
     async def open(self) -> None:
-        """Create the file and schema if needed and start the writer."""
+        """Create the file if needed, bring its schema up to date, and start the writer.
+
+        Raises SchemaTooNewError (and opens nothing) when a newer smsbridge wrote the file.
+        """
         loop = asyncio.get_running_loop()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await loop.run_in_executor(
-            self._executor, _connect, self.path, self._synchronous
-        )
-        if self._schema:
-            await loop.run_in_executor(self._executor, self._writer.executescript, self._schema)
-        self._reader = await loop.run_in_executor(
-            self._reads, _connect, self.path, self._synchronous
-        )
+        try:
+            self._writer = await loop.run_in_executor(
+                self._executor, _connect, self.path, self._synchronous
+            )
+            try:
+                self.migrated = await loop.run_in_executor(
+                    self._executor, migrations.upgrade, self._writer
+                )
+            except migrations.SchemaTooNewError as exc:
+                raise migrations.SchemaTooNewError(f"{self.path}: {exc}") from None
+            self._reader = await loop.run_in_executor(
+                self._reads, _connect, self.path, self._synchronous
+            )
+        except BaseException:
+            await self.close()
+            raise
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name="store-writer")
+
+    async def maintain(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the writer's connection between two commits, outside any transaction.
+
+        For what cannot run inside one (an incremental vacuum, a checkpoint): writes wait while
+        it runs, so it must be short.
+        """
+        if self._writer is None or not self.is_open:
+            raise StoreUnavailableError("the store is not open")
+        writer = self._writer
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, writer)
 
     async def close(self) -> None:
         """Finish queued writes, stop the writer and close the file."""

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.events import Event
-from bridge.plugin.base import Parsed, PluginContext
+from bridge.plugin.base import Parsed, PluginContext, StoreUnavailableError
 from bridge.plugin.chat import command_event, command_text
 from bridge.plugin.webhook import (
     HttpInput,
@@ -79,10 +79,9 @@ class DingTalkInput(HttpInput[DingTalkInputConfig]):
     """Receives an enterprise robot's callbacks at /hooks/<name>.
 
     DingTalk's `sign` header covers the timestamp only, not the body, so a captured pair could
-    carry another body for the rest of the hour. The input therefore remembers each timestamp it
-    accepted with the msgId it came with, and refuses the pair for any other message. The memory
-    lives as long as the process: a restart inside the window forgets it (the core's msgId
-    dedupe still stops an exact redelivery).
+    carry another body for the rest of the hour. The input therefore claims each timestamp it
+    accepts, with the msgId it came with, in the replay memory (the daemon's is in the store, so
+    it outlives a restart or a reload), and refuses the pair for any other message.
 
     Answers: 200 with a small JSON acknowledgement that DingTalk does not show (the answer comes
     through the reply output); 401 failed authentication; 400/413/415/422 bad requests; 503 when
@@ -102,7 +101,6 @@ class DingTalkInput(HttpInput[DingTalkInputConfig]):
         super().__init__(config, ctx)
         self._clock = clock
         self._window = config.replay_window.total_seconds()
-        self._seen: dict[str, str] = {}  # accepted timestamp header -> the msgId it signed
 
     async def receive(self, request: web.Request) -> web.Response:
         now = self._clock()
@@ -123,7 +121,7 @@ class DingTalkInput(HttpInput[DingTalkInputConfig]):
             callback = _callback(raw)
         except ValueError as exc:
             reject(422, str(exc))
-        self._remember(request, timestamp, callback.msg_id, now)
+        await self._claim(request, timestamp, callback.msg_id, now)
         event = self._event(callback, raw)
         return await self.accept(
             body,
@@ -137,12 +135,18 @@ class DingTalkInput(HttpInput[DingTalkInputConfig]):
         event = self._event(_callback(raw), raw)
         return Parsed([event] if event is not None else [])
 
-    def _remember(self, request: web.Request, timestamp: str, msg_id: str, now: float) -> None:
+    async def _claim(self, request: web.Request, timestamp: str, msg_id: str, now: float) -> None:
         """Refuse a signature seen with another msgId; a redelivery of the same one may pass."""
-        horizon = (now - self._window) * 1000
-        # Only requests that passed the signature check get here, so this stays small.
-        self._seen = {ts: seen for ts, seen in self._seen.items() if int(ts) >= horizon}
-        if self._seen.setdefault(timestamp, msg_id) != msg_id:
+        # Remembered until the timestamp leaves the window the check accepts it in: a timestamp
+        # ahead of our clock stays valid for longer than one window from now.
+        until = int(timestamp) / 1000 + self._window
+        key = sha256_hex(PLATFORM, self.ctx.name, "sign", timestamp)
+        try:
+            fresh = await self.ctx.replay.claim(key, msg_id, max(until - now, 0.0))
+        except StoreUnavailableError:
+            self.log.warning("store_unavailable", events=1)
+            reject(503, "the command could not be stored; try again later")
+        if not fresh:
             self._refuse(request, "replayed")
 
     def _event(self, callback: Callback, raw: dict[str, Any]) -> Event | None:

@@ -98,7 +98,7 @@ def test_caps_are_read_from_the_outbox(
     config, event = files
 
     async def fill() -> None:
-        store = Store(tmp_path / "outbox.sqlite3", schema=outbox.SCHEMA)
+        store = Store(tmp_path / "outbox.sqlite3")
         await store.open()
         alert = Event(kind=EventKind.ALERT, source="am")
 

@@ -24,7 +24,7 @@ FAST = RetryPolicy(base=0.01, factor=1.0, ceiling=0.01, max_attempts=3)
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "outbox.db", schema=outbox.SCHEMA)
+    store = Store(tmp_path / "outbox.db")
     await store.open()
     yield store
     await store.close()

@@ -39,7 +39,8 @@ from bridge.plugins.dingtalk import (
     check,
     sign,
 )
-from bridge.testing import DaemonFactory, RecordingSubmit, ServeInput
+from bridge.store import Store, StoreReplay
+from bridge.testing import DaemonFactory, RecordingSubmit, ServeInput, input_app, post_json
 
 PAYLOADS = Path(__file__).parent / "payloads"
 APP_SECRET = "dt-app-secret-0123456789abcdef"
@@ -555,3 +556,73 @@ outputs:
     reply = (await fake.until(2))[1]
     assert reply["text"]["content"] == "@manager7675 alice: on my way"
     assert fake.refused == 0
+
+
+async def test_a_captured_signature_is_refused_after_a_restart(
+    tmp_path: Path, fake: FakeDingTalk, smsbridge_daemon: DaemonFactory
+) -> None:
+    """The replay memory is in the store: a signed command is accepted and sent, the daemon
+    restarts on the same store, and the captured signature carrying another command is 401."""
+    config = f"""
+store: {{path: {tmp_path / "shared.sqlite3"}}}
+contacts:
+  alice: "{ALICE}"
+  bob: "15102110087"
+inputs:
+  dt:
+    type: dingtalk
+    app_secret: ${{DT_APP_SECRET}}
+    reply_output: dt-out
+    commands: {{allow_users: ["*"]}}
+outputs:
+  dt-out:
+    type: dingtalk
+    access_token: ${{DT_TOKEN}}
+    secret: ${{DT_SECRET}}
+    api_url: {fake.url}
+    rate_limit: 100
+"""
+    environ = {"DT_APP_SECRET": APP_SECRET, "DT_TOKEN": TOKEN, "DT_SECRET": ROBOT_SECRET}
+    types = [DingTalkInput, DingTalkOutput]
+    first = await smsbridge_daemon(config, types=types, environ=environ)
+    captured = signed()
+    status, _ = await post_json(first, "/hooks/dt", callback(), captured)
+    assert status == 200
+    assert first.simulator is not None
+    await first.simulator.state.wait_for(lambda state: len(state.messages) == 1)
+    await first.stop()
+
+    second = await smsbridge_daemon(config, types=types, environ=environ)
+
+    def jobs(conn: Any) -> int:
+        return int(conn.execute("SELECT count(*) FROM jobs").fetchone()[0])
+
+    queued = await second.store.read(jobs)
+    forged = callback(" sms bob wire the money to 6222", msgId="msgForged==")
+    with capture_logs() as logs:
+        status, body = await post_json(second, "/hooks/dt", forged, captured)
+    assert status == 401
+    assert body == {"error": "this signature was already used for another message"}
+    assert [log["reason"] for log in logs if log["event"] == "auth_failed"] == ["replayed"]
+    assert await second.store.read(jobs) == queued  # nothing was queued, so nothing is sent
+    assert second.simulator is not None
+    assert second.simulator.state.messages == []
+
+
+async def test_replay_memory_unavailable_is_503_and_nothing_is_submitted(
+    tmp_path: Path,
+    aiohttp_client: Any,
+    http_session: aiohttp.ClientSession,
+    recorder: RecordingSubmit,
+) -> None:
+    """The claim could not be committed (the store is down): 503 so DingTalk retries, never 500."""
+    store = Store(tmp_path / "s.sqlite3")  # never opened: every write is refused
+    ctx = PluginContext(
+        "dt", http_session, structlog.get_logger(), submit=recorder, replay=StoreReplay(store)
+    )
+    config = DingTalkInputConfig.model_validate({"app_secret": APP_SECRET, "reply_output": "o"})
+    client = await aiohttp_client(input_app(DingTalkInput(config, ctx)))
+    status, body = await post(client, callback(), signed())
+    assert status == 503
+    assert body == {"error": "the command could not be stored; try again later"}
+    assert recorder.calls == []

@@ -11,7 +11,15 @@ import pytest
 from bridge.plugin.base import StoreUnavailableError
 from bridge.store.sqlite import Store
 
-SCHEMA = "CREATE TABLE IF NOT EXISTS t (x INTEGER NOT NULL);"
+
+async def opened(path: Path) -> Store:
+    """A store with a scratch table `t` beside the daemon's own."""
+    store = Store(path)
+    await store.open()
+    await store.write(
+        lambda conn: conn.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER NOT NULL)")
+    )
+    return store
 
 
 def insert(value: int):  # type: ignore[no-untyped-def]
@@ -28,8 +36,7 @@ def count(conn: sqlite3.Connection) -> int:
 
 async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
     """Many concurrent writers are committed in far fewer transactions than writes."""
-    store = Store(tmp_path / "s.db", schema=SCHEMA)
-    await store.open()
+    store = await opened(tmp_path / "s.db")
     results = await asyncio.gather(*(store.write(insert(i)) for i in range(200)))
     assert results == list(range(200))
     assert store.commits < 50
@@ -39,8 +46,7 @@ async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
 
 async def test_a_failing_write_rolls_back_alone(tmp_path: Path) -> None:
     """One write raising does not undo the writes batched with it."""
-    store = Store(tmp_path / "s.db", schema=SCHEMA)
-    await store.open()
+    store = await opened(tmp_path / "s.db")
 
     def bad(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO t (x) VALUES (999)")
@@ -59,18 +65,16 @@ async def test_a_failing_write_rolls_back_alone(tmp_path: Path) -> None:
 async def test_committed_writes_survive_reopening(tmp_path: Path) -> None:
     """What write() returned for is in the file when it is opened again."""
     path = tmp_path / "s.db"
-    store = Store(path, schema=SCHEMA)
-    await store.open()
+    store = await opened(path)
     await store.write(insert(7))
     await store.close()
-    again = Store(path, schema=SCHEMA)
-    await again.open()
+    again = await opened(path)
     assert await again.read(count) == 1
     await again.close()
 
 
 async def test_closed_store_refuses_writes(tmp_path: Path) -> None:
     """Writing to a store that is not open raises StoreUnavailableError (inputs answer 5xx)."""
-    store = Store(tmp_path / "s.db", schema=SCHEMA)
+    store = Store(tmp_path / "s.db")
     with pytest.raises(StoreUnavailableError):
         await store.write(insert(1))

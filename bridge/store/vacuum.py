@@ -1,0 +1,40 @@
+"""Handing free pages back to the file system: incremental vacuum, and the one-off full VACUUM
+that turns it on for a file made before it was the default.
+
+Each function takes the writer's connection outside any transaction (`Store.maintain`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+
+
+def is_incremental(conn: sqlite3.Connection) -> bool:
+    return int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) == INCREMENTAL
+
+
+def free_pages(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+
+def incremental_step(conn: sqlite3.Connection, pages: int) -> int:
+    """Hand up to `pages` free pages back; returns how many went (0 when not incremental)."""
+    before = free_pages(conn)
+    # executescript steps the pragma to its end: execute() would free a single page.
+    conn.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
+    return before - free_pages(conn)
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy the WAL into the file (passive: no waiting on readers); a file that lost pages is
+    truncated to its new size here."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def make_incremental(conn: sqlite3.Connection) -> None:
+    """Rewrite the whole file with incremental vacuum on: long, and writes wait meanwhile."""
+    conn.execute(f"PRAGMA auto_vacuum={INCREMENTAL}")
+    conn.execute("VACUUM")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
