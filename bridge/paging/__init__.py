@@ -14,8 +14,10 @@ from bridge.paging.config import (
 )
 from bridge.paging.localtime import to_instant
 from bridge.paging.quiet import QuietHours
+from bridge.paging.schedules import Handoff, next_handoffs, rotation_on_call, who_is_on_call
 
 __all__ = [
+    "Handoff",
     "HandoffTime",
     "OncallConfig",
     "OverrideConfig",
@@ -27,5 +29,8 @@ __all__ = [
     "SilencesConfig",
     "StepConfig",
     "check_references",
+    "next_handoffs",
+    "rotation_on_call",
     "to_instant",
+    "who_is_on_call",
 ]
