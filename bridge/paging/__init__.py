@@ -14,9 +14,12 @@ from bridge.paging.config import (
 )
 from bridge.paging.localtime import to_instant
 from bridge.paging.quiet import QuietHours
+from bridge.paging.replies import Action, Command, normalize_reply, parse_reply
 from bridge.paging.schedules import Handoff, next_handoffs, rotation_on_call, who_is_on_call
 
 __all__ = [
+    "Action",
+    "Command",
     "Handoff",
     "HandoffTime",
     "OncallConfig",
@@ -30,6 +33,8 @@ __all__ = [
     "StepConfig",
     "check_references",
     "next_handoffs",
+    "normalize_reply",
+    "parse_reply",
     "rotation_on_call",
     "to_instant",
     "who_is_on_call",
