@@ -13,6 +13,7 @@ from bridge.paging.config import (
     check_references,
 )
 from bridge.paging.localtime import to_instant
+from bridge.paging.policy import NobodyOnCall, Page, Target, TimelineEntry, escalation_timeline
 from bridge.paging.quiet import QuietHours
 from bridge.paging.replies import Action, Command, normalize_reply, parse_reply
 from bridge.paging.schedules import Handoff, next_handoffs, rotation_on_call, who_is_on_call
@@ -22,8 +23,10 @@ __all__ = [
     "Command",
     "Handoff",
     "HandoffTime",
+    "NobodyOnCall",
     "OncallConfig",
     "OverrideConfig",
+    "Page",
     "PolicyConfig",
     "QuietHours",
     "RotationConfig",
@@ -31,7 +34,10 @@ __all__ = [
     "SilenceAuth",
     "SilencesConfig",
     "StepConfig",
+    "Target",
+    "TimelineEntry",
     "check_references",
+    "escalation_timeline",
     "next_handoffs",
     "normalize_reply",
     "parse_reply",
