@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from bridge import __version__
-from bridge.commands import daemon, gateway, route, simulator
+from bridge.commands import daemon, gateway, oncall, route, simulator
 from bridge.commands.common import EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from bridge.config import ConfigError
 from bridge.logging import configure_logging
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     daemon.register(subparsers)
     route.register(subparsers)
+    oncall.register(subparsers)
     gateway.register(subparsers)
     simulator.register(subparsers)
     return parser
