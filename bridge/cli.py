@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from bridge import __version__
-from bridge.commands import daemon, gateway, route, simulator, store
+from bridge.commands import daemon, gateway, oncall, route, simulator, store
 from bridge.commands.common import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     daemon.register(subparsers)
     route.register(subparsers)
+    oncall.register(subparsers)
     gateway.register(subparsers)
     simulator.register(subparsers)
     store.register(subparsers)

@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bridge.config import ConfigModel, Duration, FilePath, PositiveDuration
+from bridge.paging import OncallConfig
 from bridge.plugins.c123.config import C123Config
 from bridge.rules.config import Contacts, Groups, Rules
 
@@ -128,3 +129,4 @@ class Config(ConfigModel):
     storm: StormConfig = StormConfig()
     dispatch: DispatchConfig = DispatchConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    oncall: OncallConfig | None = None  # paging: schedules, escalation policies, replies
