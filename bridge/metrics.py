@@ -59,6 +59,12 @@ class Metrics:
         self.cost = Counter(
             "smsbridge_sms_cost_yuan", "SMS cost billed by the gateway, in yuan.", registry=r
         )
+        self.account_paused = Gauge(
+            "smsbridge_account_paused",
+            "1 while the gateway account is paused (its messages held), by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.outbox_jobs = Gauge(
             "smsbridge_outbox_jobs", "Jobs in the outbox by state.", ["state"], registry=r
         )

@@ -266,7 +266,7 @@ class GatewayPoller:
         ledger.put_setting(conn, key, str(balance))
         self.metrics.balance.set(float(balance))
         if previous is not None and balance > previous:
-            released = outbox.release_held_for_balance(conn, now)
+            released = outbox.release_held(conn, self.output, now)
             if released:
                 touched.add(self.output)
                 self.log.info("balance_topped_up", balance=str(balance), released=released)

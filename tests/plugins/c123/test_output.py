@@ -85,30 +85,46 @@ async def test_jobs_for_the_same_message_share_one_send(
 
 
 @pytest.mark.parametrize(
-    ("code", "kind", "after", "hold"),
+    ("code", "kind", "after"),
     [
-        (-1, OutcomeKind.RETRY, 5.0, False),
-        (-9, OutcomeKind.RETRY, 300.0, True),
-        (-11, OutcomeKind.RETRY, 300.0, True),
-        (-10, OutcomeKind.UNKNOWN, None, False),
-        (-2, OutcomeKind.FAILED, None, False),
-        (-4, OutcomeKind.FAILED, None, False),
+        (-1, OutcomeKind.RETRY, 5.0),
+        (-9, OutcomeKind.HOLD, 300.0),
+        (-11, OutcomeKind.HOLD, 300.0),
+        (-10, OutcomeKind.UNKNOWN, None),
+        (-4, OutcomeKind.FAILED, None),
+        (-2, OutcomeKind.PAUSE_ACCOUNT, 60.0),
+        (-3, OutcomeKind.PAUSE_ACCOUNT, 60.0),
+        (-5, OutcomeKind.PAUSE_ACCOUNT, 60.0),
+        (-6, OutcomeKind.PAUSE_ACCOUNT, 60.0),
+        (-7, OutcomeKind.PAUSE_ACCOUNT, 60.0),
+        (-8, OutcomeKind.PAUSE_ACCOUNT, 60.0),
     ],
 )
 async def test_gateway_codes_map_to_outcomes(
-    rig: tuple[Simulator, C123Output],
-    code: int,
-    kind: OutcomeKind,
-    after: float | None,
-    hold: bool,
+    rig: tuple[Simulator, C123Output], code: int, kind: OutcomeKind, after: float | None
 ) -> None:
-    """Each refusal becomes retry (pause; -9/-11 hold for a top-up), failed, or unknown."""
+    """Each refusal becomes retry, hold (a top-up), pause_account, failed, or unknown: the
+    core never sees a gateway code, only the outcome and the reason."""
     sim, output = rig
     sim.state.add_fault(Fault(FaultKind.CODE, code=code, action=Action.SEND_ONCE))
     (outcome,) = await output.deliver(jobs(("15102110086", "x")))
-    assert (outcome.kind, outcome.retry_after, outcome.code) == (kind, after, str(code))
-    assert outcome.hold is hold
+    assert (outcome.kind, outcome.code) == (kind, str(code))
+    # A paused account is looked at again when the next probe is due (a minute by default).
+    assert outcome.retry_after == (None if after is None else pytest.approx(after, abs=0.5))
     assert f"code {code}" in outcome.reason
+
+
+async def test_a_paused_account_makes_no_call(rig: tuple[Simulator, C123Output]) -> None:
+    """After an account fault every job is held at once, without another gateway call."""
+    sim, output = rig
+    sim.state.add_fault(Fault(FaultKind.CODE, code=-7, action=Action.SEND_ONCE))
+    await output.deliver(jobs(("15102110086", "x")))
+    calls = sum(sim.state.calls.values())
+    outcomes = await output.deliver(jobs(("15102110087", "y"), ("15102110088", "z")))
+    assert {o.kind for o in outcomes} == {OutcomeKind.PAUSE_ACCOUNT}
+    assert {o.code for o in outcomes} == {"api_disabled"}
+    assert all("no call made" in o.reason for o in outcomes)
+    assert sum(sim.state.calls.values()) == calls
 
 
 async def test_lost_answer_is_unknown(rig: tuple[Simulator, C123Output]) -> None:
