@@ -84,7 +84,7 @@ class Recorder:
         outbox.mark_sent(conn, record.id, now, outcome.ref, outcome.segments, outcome.cost)
         self.metrics.messages.labels(name, "sent").inc()
         self.metrics.segments.inc(outcome.segments)
-        self.metrics.cost.inc(float(outcome.cost))
+        self.metrics.cost.inc(outcome.cost)
         self.log.info(
             "message_sent",
             output=name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from bridge.plugin.base import Job, Outcome, OutcomeKind, Output, PluginContext
 from bridge.plugins.c123.client import C123Client
@@ -122,15 +123,18 @@ class C123Output(Output):
         by_pair: dict[tuple[str, str], list[Job]],
         outcomes: dict[int, Outcome],
     ) -> None:
-        price = result.items[0].price
+        billed = result.billed()
         for message in call.messages:
-            for job in by_pair[(message.number, message.text)]:
+            segments, cost = billed[message.number]
+            for index, job in enumerate(by_pair[(message.number, message.text)]):
+                # Jobs that came to the same SMS share it: the first carries what it cost.
+                first = index == 0
                 outcomes[job.id] = Outcome(
                     job.id,
                     OutcomeKind.SENT,
                     ref=result.msgid_for(message.number),
-                    segments=message.segments,
-                    cost=price * message.segments,
+                    segments=segments if first else 0,
+                    cost=cost if first else Decimal(0),
                 )
 
     def _record_failure(

@@ -333,8 +333,8 @@ async def test_estimates_match_the_gateway_bill(client: C123Client, simulator: S
     for index, text in enumerate(texts):
         estimate = client.outgoing(A, text)
         result = await client.send_once([A], text)
-        assert result.segments == estimate.segments, index
-        assert result.cost == estimate.cost, index
+        assert result.segments == estimate.estimated_segments, index
+        assert result.cost == estimate.estimated_cost, index
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,30 @@ async def test_a_paused_account_makes_no_call(rig: tuple[Simulator, C123Output])
     assert sum(sim.state.calls.values()) == calls
 
 
+async def test_billed_figures_are_the_gateways(rig: tuple[Simulator, C123Output]) -> None:
+    """Segments and cost come from the answer's total and price, not the bridge's estimate;
+    one SMS that two jobs came to is billed once."""
+    sim, output = rig
+    long_text = "长" * 100  # two segments with the signature
+    outcomes = await output.deliver(
+        jobs(
+            ("15102110086", long_text),
+            ("15102110087", long_text),
+            ("+8615102110087", long_text),  # the same SMS as the job before
+            ("15102110088", "short"),
+        )
+    )
+    billed = {m.mobile: m.segments for m in sim.state.messages}
+    assert [o.segments for o in outcomes] == [
+        billed["15102110086"],
+        billed["15102110087"],
+        0,
+        billed["15102110088"],
+    ]
+    assert [o.cost for o in outcomes] == [o.segments * Decimal("0.10") for o in outcomes]
+    assert sum(o.cost for o in outcomes) == Decimal(100) - sim.state.account().balance
+
+
 async def test_lost_answer_is_unknown(rig: tuple[Simulator, C123Output]) -> None:
     """When the gateway took the send but the answer was lost, the job is unknown, not failed."""
     sim, output = rig
