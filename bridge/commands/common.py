@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
+import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -12,6 +14,9 @@ import aiohttp
 from bridge.config import load_config
 from bridge.config.models import Config
 from bridge.plugins.c123.client import C123Client
+from bridge.plugins.c123.errors import KeyRotationError
+from bridge.plugins.c123.marks import StoreMarks
+from bridge.store.sqlite import Store
 
 EXIT_OK = 0
 EXIT_REFUSED = 1  # the gateway refused or could not be reached, or the message is held
@@ -64,9 +69,36 @@ def load(path: Path | None) -> Config:
 
 
 @asynccontextmanager
-async def gateway(config: Config) -> AsyncIterator[C123Client]:
-    """A client on the configured gateway (or the built-in simulator), with its own session."""
+async def gateway(config: Config, *, shared: bool = False) -> AsyncIterator[C123Client]:
+    """A client on the configured gateway (or the built-in simulator), with its own session.
+
+    A configured account keeps its marks (a wrong key, a pause, a rotation) in the daemon's
+    store, so a command respects what the daemon found and the daemon what a command found.
+    A store this command cannot open is said on stderr, or (`shared`: the command must reach
+    the daemon) raises KeyRotationError.
+    """
     from bridge.plugins.c123.connect import open_client  # loads the simulator only if used
 
-    async with aiohttp.ClientSession() as session, open_client(config.gateway, session) as client:
-        yield client
+    async with AsyncExitStack() as stack:
+        marks = None
+        if config.gateway is not None:
+            store = Store(config.store.path)
+            try:
+                await store.open()
+            except (OSError, sqlite3.Error) as exc:
+                await store.close()
+                problem = f"the store {config.store.path} cannot be opened ({exc})"
+                if shared:
+                    raise KeyRotationError(
+                        f"{problem}: a running daemon could not be told; the key was not rotated"
+                    ) from None
+                print(
+                    f"smsbridge: {problem}; marks the daemon keeps there (a wrong key, a "
+                    "paused account) are not seen by this command",
+                    file=sys.stderr,
+                )
+            else:
+                stack.push_async_callback(store.close)
+                marks = StoreMarks(store)
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        yield await stack.enter_async_context(open_client(config.gateway, session, marks=marks))

@@ -66,7 +66,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="issue a new gateway key and store it in the key file",
         description=(
             "Ask the gateway for a new key. The old key stops working at once; the new one is "
-            "written to the key file (0600, fsynced) before anything else."
+            "written to the key file (0600, fsynced) before anything else. A running daemon "
+            "finishes its calls in flight and makes no new ones until the new key is in the "
+            "file; it then goes on with the new key, without a restart."
         ),
     )
     add_common(rotate)
@@ -245,9 +247,12 @@ async def cmd_rotate_key(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    async with gateway(config) as client:
+    async with gateway(config, shared=True) as client:
+        # A daemon's call in flight must not reach the gateway after the old key died.
+        drain = client.config.timeout.total.total_seconds() + 5.0
         try:
-            rotation = await client.update_key(key_file)
+            async with client.gate.rotation(drain):
+                rotation = await client.update_key(key_file)
         except KeyNotSavedError as exc:
             print(f"smsbridge rotate-key: {exc}; the old key no longer works.", file=sys.stderr)
             if sys.stderr.isatty():

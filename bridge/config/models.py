@@ -91,11 +91,15 @@ class StormConfig(ConfigModel):
 
 
 class DispatchConfig(ConfigModel):
-    """How the outbox retries."""
+    """How the outbox sends and retries."""
 
     max_attempts: Annotated[int, Field(ge=1)] = 20
     backoff_max: PositiveDuration = timedelta(minutes=10)
     batch_size: Annotated[int, Field(ge=1, le=10000)] = 500
+    # Calls in flight at once per output (per gateway account), within its rate limit.
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    # A message held (low balance, paused account) longer than this after it was queued fails.
+    max_hold: PositiveDuration = timedelta(hours=24)
 
 
 class SimulatorConfig(ConfigModel):

@@ -107,7 +107,7 @@ class RecordIntake:
         previous = Decimal(previous_text) if previous_text is not None else None
         ledger.put_setting(conn, key, str(balance))
         if previous is not None and balance > previous:
-            released = jobs.release_held_for_balance(conn, now)
+            released = jobs.release_held(conn, source, now)
             if released:
                 touched.add(source)
                 self.pipeline.notes.info(

@@ -1,4 +1,4 @@
-"""Workers that claim due jobs, hand them to their output, and record each outcome."""
+"""Workers that claim due jobs, deliver them in concurrent calls, and record each outcome."""
 
 from __future__ import annotations
 
@@ -7,49 +7,80 @@ import contextlib
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 import bridge.outbox.jobs as outbox
 from bridge.metrics import Metrics
-from bridge.outbox.jobs import JobRecord, JobState
+from bridge.outbox.jobs import JobRecord
+from bridge.outbox.recording import HOLDS, Recorder, RetryPolicy
 from bridge.plugin.base import Outcome, OutcomeKind, Output
-from bridge.sms import mask_number
 from bridge.store.sqlite import Store
 
+__all__ = ["Dispatcher", "RetryPolicy"]
+
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how long a job is retried before a person is told it failed."""
-
-    base: float = 2.0  # seconds before the first retry
-    factor: float = 2.0
-    ceiling: float = 600.0  # never wait longer than this between tries
-    max_attempts: int = 20  # then the job fails with the last reason
-
-    def delay(self, attempts: int, suggested: float | None, jitter: float = 1.0) -> float:
-        backoff = min(self.ceiling, self.base * self.factor ** max(attempts - 1, 0)) * jitter
-        # The ceiling bounds a suggestion too: a held message is looked at again at least then.
-        return min(self.ceiling, max(backoff, suggested or 0.0))
-
-
-def _display(record: JobRecord) -> str:
-    return mask_number(record.recipient) if record.recipient.isdigit() else record.recipient
-
-
-_SETTLED_EVENTS = {JobState.FAILED: "message_failed", JobState.UNKNOWN: "message_unknown"}
 
 
 def _held_like(hold: Outcome, record: JobRecord) -> Outcome:
     return replace(hold, job_id=record.id)
 
 
+@dataclass(slots=True)
+class _Batch:
+    """One claim: once a call of it is held (a top-up, a paused account), the rest wait too."""
+
+    hold: Outcome | None = None
+
+
+class _Lane:
+    """One output's calls under way: at most `concurrency` at once, each recorded on its own."""
+
+    def __init__(self, concurrency: int, wake: Callable[[], None]) -> None:
+        self.slots = asyncio.Semaphore(concurrency)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.failure: BaseException | None = None
+        self._wake = wake
+
+    def start(self, call: Coroutine[Any, Any, None], name: str) -> None:
+        """Run a call that holds a slot (already acquired) until it is recorded."""
+        task = asyncio.create_task(self._run(call), name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, call: Coroutine[Any, Any, None]) -> None:
+        try:
+            await call
+        except Exception as exc:  # the worker raises it: a failing store must not go unseen
+            if self.failure is None:
+                self.failure = exc
+        finally:
+            self.slots.release()
+            self._wake()  # its jobs may be due again (a retry), or the worker must raise
+
+    def check(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    async def drain(self) -> None:
+        while self.tasks:
+            await asyncio.wait(list(self.tasks))
+
+    async def cancel(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await self.drain()
+
+
 class Dispatcher:
-    """One worker per output: claim due jobs, deliver them as one batch, record outcomes."""
+    """One worker per output: claim due jobs, deliver them in up to `concurrency` calls at once.
+
+    Each call's outcomes are recorded before its slot is free for another call, so a crash
+    repeats at most the calls in flight. A held call (a top-up, a paused account) holds the
+    rest of its claim without calling.
+    """
 
     def __init__(
         self,
@@ -60,6 +91,7 @@ class Dispatcher:
         log: Any,
         clock: Clock = time.time,
         batch_size: int = 500,
+        concurrency: int = 4,
         retry: RetryPolicy | None = None,
         on_failed: Callable[[JobRecord, str], None] = lambda record, reason: None,
     ) -> None:
@@ -69,8 +101,9 @@ class Dispatcher:
         self.log = log
         self.clock = clock
         self.batch_size = batch_size
+        self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
-        self.on_failed = on_failed
+        self.recorder = Recorder(metrics, log, self.retry, on_failed)
         self._wakeups = {name: asyncio.Event() for name in self.outputs}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -86,7 +119,9 @@ class Dispatcher:
         def work(conn: sqlite3.Connection) -> list[JobRecord]:
             records = outbox.in_flight(conn)
             for record in records:
-                self._settle_unknown(conn, record, "interrupted while sending", "interrupted", now)
+                self.recorder.settle_unknown(
+                    conn, record, "interrupted while sending", "interrupted", now
+                )
             return records
 
         records = await self.store.write(work)
@@ -129,11 +164,22 @@ class Dispatcher:
             if event is not None:
                 event.set()
 
-    async def stop(self, grace: float) -> None:
-        """Stop claiming; let deliveries under way finish for up to `grace` seconds.
+    async def release_held(self, output: str) -> int:
+        """The output works again (its account resumed): its held jobs go out now."""
+        released = await self.store.write(
+            partial(outbox.release_held, output=output, now=self.clock())
+        )
+        if released:
+            self.log.info("messages_released", output=output, count=released)
+        self.wake([output])
+        return released
 
-        A delivery still running then is cancelled; its jobs stay 'sending' and recover()
-        settles them on the next start.
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; let calls under way finish for up to `grace` seconds.
+
+        Claimed jobs not yet handed to their output go back to the queue. A call still running
+        after the grace is cancelled; its jobs stay 'sending' and recover() settles them on
+        the next start.
         """
         self._stopping = True
         for event in self._wakeups.values():
@@ -152,15 +198,29 @@ class Dispatcher:
 
     async def _worker(self, name: str) -> None:
         wakeup = self._wakeups[name]
-        while not self._stopping:
-            wakeup.clear()
-            records, due = await self.store.write(partial(self._claim, name, self.clock()))
-            if records:
-                await self._deliver(name, records)
-                continue
-            timeout = None if due is None else max(due - self.clock(), 0.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), timeout)
+        lane = _Lane(self.concurrency, wakeup.set)
+        try:
+            while not self._stopping:
+                lane.check()
+                wakeup.clear()
+                await lane.slots.acquire()  # claim only when a call can start at once
+                try:
+                    records, due = await self.store.write(partial(self._claim, name, self.clock()))
+                except BaseException:
+                    lane.slots.release()
+                    raise
+                if records:
+                    await self._launch(name, records, lane)
+                    continue
+                lane.slots.release()
+                timeout = None if due is None else max(due - self.clock(), 0.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), timeout)
+        except asyncio.CancelledError:
+            await lane.cancel()
+            raise
+        await lane.drain()  # stopping: the calls under way record their outcomes first
+        lane.check()
 
     def _claim(
         self, name: str, now: float, conn: sqlite3.Connection
@@ -169,7 +229,8 @@ class Dispatcher:
         records = outbox.claim(conn, name, now, self.batch_size)
         return records, None if records else outbox.next_due(conn, name)
 
-    async def _deliver(self, name: str, records: Sequence[JobRecord]) -> None:
+    async def _launch(self, name: str, records: Sequence[JobRecord], lane: _Lane) -> None:
+        """Start one call per unit as slots free up; the first slot is already held."""
         output = self.outputs[name]
         by_id = {record.id: record for record in records}
         try:
@@ -177,21 +238,32 @@ class Dispatcher:
         except Exception:
             self.log.exception("output_split_failed", output=name)
             units = [[record.job()] for record in records]
+        batch = _Batch()
         for index, unit in enumerate(units):
-            # Record each call's outcomes before the next call: a crash repeats one call at most.
-            hold = await self._deliver_unit(name, output, [by_id[job.id] for job in unit])
-            if hold is not None:
-                # The gateway waits on the outside world (a top-up): the rest of this batch
-                # waits with it instead of each making a call that would be refused the same way.
-                rest = [by_id[job.id] for later in units[index + 1 :] for job in later]
-                if rest:
-                    await self._record_all(name, rest, partial(_held_like, hold))
+            if index:
+                await lane.slots.acquire()
+            if batch.hold is not None or self._stopping or lane.failure is not None:
+                lane.slots.release()
+                rest = [by_id[job.id] for later in units[index:] for job in later]
+                await self._set_aside(name, rest, batch.hold)
                 return
+            call = self._call(name, output, [by_id[job.id] for job in unit], batch)
+            lane.start(call, f"dispatch-{name}-call")
 
-    async def _deliver_unit(
-        self, name: str, output: Output[Any], records: Sequence[JobRecord]
-    ) -> Outcome | None:
-        """Deliver one unit and record its outcomes; returns a hold outcome if there was one."""
+    async def _set_aside(self, name: str, rest: list[JobRecord], hold: Outcome | None) -> None:
+        """Jobs of a claim that will not be handed to the output now."""
+        if hold is not None:
+            # The gateway waits on the outside world (a top-up, the account): these wait with
+            # it instead of each making a call that would be refused the same way.
+            await self._record_all(name, rest, partial(_held_like, hold))
+        else:
+            ids = [record.id for record in rest]
+            await self.store.write(partial(outbox.unclaim, job_ids=ids, now=self.clock()))
+
+    async def _call(
+        self, name: str, output: Output[Any], records: Sequence[JobRecord], batch: _Batch
+    ) -> None:
+        """Deliver one unit and record its outcomes; a hold among them holds the batch."""
         try:
             outcomes = await output.deliver([record.job() for record in records])
         except asyncio.CancelledError:
@@ -212,7 +284,9 @@ class Dispatcher:
             )
 
         await self._record_all(name, records, outcome_of)
-        return next((o for o in outcomes if o.kind is OutcomeKind.RETRY and o.hold), None)
+        hold = next((o for o in outcomes if o.kind in HOLDS), None)
+        if hold is not None and batch.hold is None:
+            batch.hold = hold
 
     async def _record_all(
         self, name: str, records: Sequence[JobRecord], outcome_of: Callable[[JobRecord], Outcome]
@@ -226,170 +300,20 @@ class Dispatcher:
         def work(conn: sqlite3.Connection) -> None:
             for record in records:
                 outcome = outcome_of(record)
-                if outcome.kind is OutcomeKind.RETRY and outcome.hold:
+                if outcome.kind in HOLDS:
                     held.append(outcome)
-                self._record(conn, name, record, outcome, now, jitter)
+                self.recorder.record(conn, name, record, outcome, now, jitter)
 
         await self.store.write(work)
         if held:
-            # One line for the batch: a balance outage must not flood the journal per message.
+            # One line per call: an outage must not flood the journal with one per message.
             first = held[0]
             self.log.warning(
                 "messages_held",
                 output=name,
                 count=len(held),
+                hold=first.kind.value,
                 reason=first.reason,
                 code=first.code,
                 check_again_in=round(self.retry.delay(1, first.retry_after, jitter), 1),
             )
-
-    def _record(
-        self,
-        conn: sqlite3.Connection,
-        name: str,
-        record: JobRecord,
-        outcome: Outcome,
-        now: float,
-        jitter: float = 1.0,
-    ) -> None:
-        who = _display(record)
-        if outcome.kind is OutcomeKind.SENT:
-            outbox.mark_sent(conn, record.id, now, outcome.ref, outcome.segments, outcome.cost)
-            self.metrics.messages.labels(name, "sent").inc()
-            self.metrics.segments.inc(outcome.segments)
-            self.metrics.cost.inc(float(outcome.cost))
-            self.log.info(
-                "message_sent",
-                output=name,
-                job=record.id,
-                to=who,
-                ref=outcome.ref,
-                segments=outcome.segments,
-                attempt=record.attempts + 1,
-                latency=round(now - record.created_at, 4),
-            )
-        elif outcome.kind is OutcomeKind.RETRY and outcome.hold:
-            self._hold(conn, name, record, outcome, now, jitter)
-        elif outcome.kind is OutcomeKind.RETRY:
-            self._retry(
-                conn, name, record, outcome.reason, outcome.code, outcome.retry_after, now, jitter
-            )
-        elif outcome.kind is OutcomeKind.FAILED:
-            self._fail(conn, name, record, outcome.reason, outcome.code, now)
-        else:
-            self._settle_unknown(conn, record, outcome.reason, outcome.code, now, jitter)
-
-    def _retry(
-        self,
-        conn: sqlite3.Connection,
-        name: str,
-        record: JobRecord,
-        reason: str,
-        code: str,
-        suggested: float | None,
-        now: float,
-        jitter: float = 1.0,
-    ) -> None:
-        attempts = record.attempts + 1
-        if attempts >= self.retry.max_attempts:
-            self._fail(
-                conn, name, record, f"gave up after {attempts} attempts: {reason}", code, now
-            )
-            return
-        delay = self.retry.delay(attempts, suggested, jitter)
-        outbox.mark_retry(conn, record.id, now, now + delay, reason, code)
-        self.metrics.retries.labels(name, code or "none").inc()
-        self.log.warning(
-            "message_retry",
-            output=name,
-            job=record.id,
-            to=_display(record),
-            reason=reason,
-            code=code,
-            attempt=attempts,
-            retry_in=round(delay, 1),
-        )
-
-    def _hold(
-        self,
-        conn: sqlite3.Connection,
-        name: str,
-        record: JobRecord,
-        outcome: Outcome,
-        now: float,
-        jitter: float,
-    ) -> None:
-        delay = self.retry.delay(1, outcome.retry_after, jitter)
-        outbox.mark_retry(
-            conn, record.id, now, now + delay, outcome.reason, outcome.code, attempt=False
-        )
-        self.metrics.retries.labels(name, outcome.code or "none").inc()
-
-    def _fail(
-        self,
-        conn: sqlite3.Connection,
-        name: str,
-        record: JobRecord,
-        reason: str,
-        code: str,
-        now: float,
-    ) -> None:
-        self._settle(conn, name, record, JobState.FAILED, reason, code, now)
-        self.on_failed(record, reason)
-
-    def _settle_unknown(
-        self,
-        conn: sqlite3.Connection,
-        record: JobRecord,
-        reason: str,
-        code: str,
-        now: float,
-        jitter: float = 1.0,
-    ) -> None:
-        name = record.output
-        if record.retry_ambiguous:
-            self.log.warning(
-                "message_ambiguous_retry",
-                output=name,
-                job=record.id,
-                to=_display(record),
-                reason=reason,
-                note="may already have been sent; resending as the rule allows",
-            )
-            reason = f"may have been sent ({reason})"
-            self._retry(conn, name, record, reason, code, None, now, jitter)
-            return
-        self._settle(
-            conn,
-            name,
-            record,
-            JobState.UNKNOWN,
-            reason,
-            code,
-            now,
-            note="may or may not have been sent; not resent because the rule forbids duplicates",
-        )
-
-    def _settle(
-        self,
-        conn: sqlite3.Connection,
-        name: str,
-        record: JobRecord,
-        state: JobState,
-        reason: str,
-        code: str,
-        now: float,
-        **context: str,
-    ) -> None:
-        """Mark a job failed or unknown for good, count it, and say why in the log."""
-        outbox.mark_final(conn, record.id, state, now, reason, code)
-        self.metrics.messages.labels(name, state.value).inc()
-        self.log.error(
-            _SETTLED_EVENTS[state],
-            output=name,
-            job=record.id,
-            to=_display(record),
-            reason=reason,
-            code=code,
-            **context,
-        )

@@ -15,14 +15,19 @@ from enum import StrEnum
 from typing import Any
 
 from bridge.events import Conversation, Event, Intent
-from bridge.plugin.base import Job
+from bridge.plugin.base import Job, OutcomeKind
 from bridge.store.schema import SCHEMA
 
 __all__ = ["SCHEMA"]  # re-exported: the store is opened with outbox.SCHEMA
 
 
+# A held job is pending with its code naming the hold: it uses no attempt, and comes due at
+# once when its output says the outside world changed (a top-up, the account works again).
+HOLDS = (OutcomeKind.HOLD.value, OutcomeKind.PAUSE_ACCOUNT.value)
+
+
 class JobState(StrEnum):
-    """Where a job stands; pending jobs with a future next_at are waiting to retry."""
+    """Where a job stands; pending jobs with a future next_at wait to retry, or are held."""
 
     PENDING = "pending"
     SENDING = "sending"
@@ -174,6 +179,26 @@ def mark_retry(
     )
 
 
+def mark_held(
+    conn: sqlite3.Connection,
+    job_id: int,
+    now: float,
+    next_at: float,
+    reason: str,
+    hold: OutcomeKind,
+) -> None:
+    """Hold a job until `next_at` (or a release) without using an attempt; `hold` names why."""
+    mark_retry(conn, job_id, now, next_at, reason, hold.value, attempt=False)
+
+
+def unclaim(conn: sqlite3.Connection, job_ids: Iterable[int], now: float) -> None:
+    """Give claimed jobs back, untouched: they were never handed to their output."""
+    conn.executemany(
+        "UPDATE jobs SET state = 'pending', updated_at = ? WHERE id = ? AND state = 'sending'",
+        [(now, job_id) for job_id in job_ids],
+    )
+
+
 def mark_final(
     conn: sqlite3.Connection, job_id: int, state: JobState, now: float, reason: str, code: str
 ) -> None:
@@ -191,12 +216,12 @@ def in_flight(conn: sqlite3.Connection) -> list[JobRecord]:
     return [_record(row) for row in rows]
 
 
-def release_held_for_balance(conn: sqlite3.Connection, now: float) -> int:
-    """Make jobs waiting for a top-up (-9, -11) due now; returns how many."""
+def release_held(conn: sqlite3.Connection, output: str, now: float) -> int:
+    """Make an output's held jobs due now (its account works again); returns how many."""
     cursor = conn.execute(
-        """UPDATE jobs SET next_at = ? WHERE state = 'pending' AND code IN ('-9', '-11')
-           AND next_at > ?""",
-        (now, now),
+        """UPDATE jobs SET next_at = ? WHERE state = 'pending' AND output = ? AND next_at > ?
+           AND code IN (?, ?)""",
+        (now, output, now, *HOLDS),
     )
     return cursor.rowcount
 

@@ -137,6 +137,12 @@ class OutcomeKind(StrEnum):
 
     SENT = "sent"
     RETRY = "retry"  # certainly not sent, and trying again later can help
+    # Certainly not sent, and waiting on the outside world (a top-up): uses no attempt, and the
+    # rest of the batch waits with it instead of making calls that would be refused alike.
+    HOLD = "hold"
+    # Certainly not sent: the output's account takes no calls (a wrong key, a locked account).
+    # Like HOLD, but the output says when it works again; held jobs then go out at once.
+    PAUSE_ACCOUNT = "pause_account"
     FAILED = "failed"  # certainly not sent, and trying again cannot help
     UNKNOWN = "unknown"  # may or may not have been sent: retrying may duplicate it
 
@@ -149,10 +155,9 @@ class Outcome:
     kind: OutcomeKind
     reason: str = ""  # for people: why it failed or waits
     ref: str = ""  # the output's id for the message (the gateway's msgid)
-    segments: int = 0
+    segments: int = 0  # what the far side billed, when it says
     cost: Decimal = Decimal(0)
     retry_after: float | None = None  # seconds the output suggests waiting
-    hold: bool = False  # RETRY that waits on the outside world (a top-up): uses no attempt
     code: str = ""  # the machine-readable cause, e.g. a gateway result code
 
 

@@ -23,7 +23,7 @@ import bridge.intake.storm as storm
 import bridge.runtime.health as health
 import bridge.store.ledger as ledger
 from bridge.config import ConfigError
-from bridge.events import Conversation
+from bridge.events import Conversation, Event, EventKind
 from bridge.intake.chatops import ChatOps
 from bridge.intake.conversations import ConversationSettings
 from bridge.intake.pipeline import STORM, Pipeline, StormSettings
@@ -38,6 +38,7 @@ from bridge.plugin.base import Delivery, Input, Output, Parsed, PluginContext
 from bridge.plugin.chat import ChatInputConfig
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config
+from bridge.plugins.c123.marks import Pause, StoreMarks
 from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.output import C123Output
 from bridge.plugins.c123.poller import GatewayPoller
@@ -114,7 +115,15 @@ class Daemon:
         self.replay = StoreReplay(self.store, self.clock)
         self.session = await stack.enter_async_context(aiohttp.ClientSession())
         gateway = await self._gateway(config.gateway)
-        self.client = C123Client(gateway, self.session, log=self.log, observe=self._observe)
+        self.client = C123Client(
+            gateway,
+            self.session,
+            log=self.log,
+            observe=self._observe,
+            marks=StoreMarks(self.store),
+            on_pause=self._on_pause,
+            on_resume=self._on_resume,
+        )
         register_secrets(_secret_holders(self.settings))
         SCRUBBER.add_secret(gateway.load_key().get_secret_value())
         self.pipeline = Pipeline(
@@ -137,13 +146,16 @@ class Daemon:
             log=self.log,
             clock=self.clock,
             batch_size=config.dispatch.batch_size,
+            concurrency=config.dispatch.concurrency,
             retry=RetryPolicy(
                 ceiling=config.dispatch.backoff_max.total_seconds(),
                 max_attempts=config.dispatch.max_attempts,
+                max_hold=config.dispatch.max_hold.total_seconds(),
             ),
             on_failed=self._on_failed,
         )
         await self.dispatcher.recover()
+        await stack.enter_async_context(self.client.gate.watching())
         self.dispatcher.start()
         stack.push_async_callback(self._stop_dispatch)
         self.records = RecordIntake(
@@ -399,6 +411,25 @@ class Daemon:
         keep = self.settings.config.store.retention.total_seconds()
         policy = retention.RetentionPolicy(keep=keep, keep_record_keys=KEEP_RECORD_KEYS)
         await retention.prune(self.store, self.clock(), policy, log=self.log)
+
+    async def _on_pause(self, pause: Pause) -> None:
+        """The gateway account takes no calls: SMS are held; a system event tells operators."""
+        self.metrics.account_paused.clear()
+        self.metrics.account_paused.labels(pause.reason).set(1)
+        account = self.client.config.account
+        event = Event(
+            kind=EventKind.SYSTEM,
+            source=SMS_OUTPUT,
+            labels={"alertname": "SmsAccountPaused", "account": account, "reason": pause.reason},
+            text=f"SMS account paused ({pause.reason}): {pause.detail}; messages are held",
+            data={"reason": pause.reason, "detail": pause.detail},
+            fingerprint=f"account-paused|{account}|{pause.reason}",
+        )
+        await self.processor.run_events([event])
+
+    async def _on_resume(self) -> None:
+        self.metrics.account_paused.clear()
+        await self.dispatcher.release_held(SMS_OUTPUT)
 
     def _on_failed(self, record: JobRecord, reason: str) -> None:
         self.log.error("delivery_gave_up", output=record.output, job=record.id, reason=reason)

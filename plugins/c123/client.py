@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import structlog
@@ -16,16 +17,22 @@ from pydantic import SecretStr
 
 from bridge.plugin.ratelimit import Limiter
 from bridge.plugins.c123 import wire
+from bridge.plugins.c123.account import AccountGate, PauseHook, ResumeHook
 from bridge.plugins.c123.config import C123Config
 from bridge.plugins.c123.errors import (
     C123Error,
     ConnectFailedError,
     ConnectionDroppedError,
     ConnectTimeoutError,
+    GatewayRefusedError,
     HttpStatusError,
+    MalformedResponseError,
     ResponseTimeoutError,
+    UnknownResultCodeError,
 )
 from bridge.plugins.c123.keyfile import KeyNotSavedError, probe_writable, write_key
+from bridge.plugins.c123.keys import KeySource
+from bridge.plugins.c123.marks import Marks
 from bridge.plugins.c123.models import (
     Action,
     Balance,
@@ -52,6 +59,7 @@ from bridge.plugins.c123.validation import (
 )
 from bridge.sms import segment_count
 
+T = TypeVar("T")
 Clock = Callable[[], datetime]
 CallObserver = Callable[[Action, str, float], None]  # action, outcome, seconds
 
@@ -77,13 +85,21 @@ class C123Client:
         clock: Clock = _utcnow,
         observe: CallObserver | None = None,
         log: Any = None,
+        marks: Marks | None = None,
+        on_pause: PauseHook | None = None,
+        on_resume: ResumeHook | None = None,
     ) -> None:
         self.config = config
         self.limits = limits
         self._session = session
         self._account = check_account(config.account)
-        self._key = authkey if authkey is not None else config.load_key()
-        check_key(self._key.get_secret_value())
+        inline = authkey if authkey is not None else config.authkey
+        if inline is not None:
+            check_key(inline.get_secret_value())
+            keys = KeySource(inline=inline)
+        else:
+            config.load_key()  # a missing or malformed key file is refused here, at once
+            keys = KeySource(path=config.authkey_file)
         self._clock = clock
         self._observe = observe
         self._timeout = aiohttp.ClientTimeout(
@@ -94,6 +110,16 @@ class C123Client:
         self._limiter = Limiter(rate, burst=max(1, int(rate))) if rate else None
         # Bind once: a lazy proxy would rebuild the logger on every call of a hot path.
         self._log = (log if log is not None else structlog.get_logger("smsbridge.c123")).bind()
+        self.gate = AccountGate(
+            self._account,
+            keys,
+            self._prove,
+            marks=marks,
+            probe_interval=config.probe_interval.total_seconds(),
+            log=self._log,
+            on_pause=on_pause,
+            on_resume=on_resume,
+        )
 
     def __repr__(self) -> str:
         return f"C123Client(base_url={self.config.base_url!r}, account={self._account!r})"
@@ -101,31 +127,78 @@ class C123Client:
     # --- transport ---------------------------------------------------------------------------
 
     async def request(self, action: Action, fields: Mapping[str, str] | None = None) -> bytes:
-        """POST one action and return the raw body; raises a typed error when none usable came.
+        """POST one action and return the raw body of a successful answer; raises the typed
+        error of any other answer, or of none.
 
         Callers that must store an answer before reading it (destructive reads) use this with
         the `wire.parse_*` functions; everyone else uses the typed methods below.
         """
-        form = {
-            "action": action.value,
-            "ac": self._account,
-            "authkey": self._key.get_secret_value(),
-        }
-        form.update(fields or {})
-        url = self.config.base_url + action.path
+        return await self._call(action, fields, partial(wire.check_answer, action))
+
+    async def _call(
+        self, action: Action, fields: Mapping[str, str] | None, parse: Callable[[bytes], T]
+    ) -> T:
+        """One call through the account's gate (which may refuse it without calling)."""
+        return await self.gate.call(action, partial(self._post, action, fields, parse))
+
+    async def _prove(self, key: SecretStr) -> object:
+        """The gate's proof of a key and probe of a paused account: one getBalance."""
+        return await self._post(Action.GET_BALANCE, None, wire.parse_balance, key)
+
+    async def _post(
+        self,
+        action: Action,
+        fields: Mapping[str, str] | None,
+        parse: Callable[[bytes], T],
+        key: SecretStr,
+    ) -> T:
+        """POST with `key` and read the answer; a failed call is logged, counted by its kind."""
         if self._limiter is not None:
             await self._limiter.acquire()
         started = time.perf_counter()
-        outcome = "transport_error"
+        result = "transport_error"
+        try:
+            body, result = await self._exchange(action, fields, key)
+            try:
+                return parse(body)
+            except GatewayRefusedError:
+                raise  # an answer the protocol documents
+            except UnknownResultCodeError:
+                result = "unknown_code"
+                raise
+            except MalformedResponseError:
+                result = "malformed"
+                raise
+        except C123Error as exc:
+            if isinstance(exc, HttpStatusError):
+                result = f"http_{exc.status}"
+            self._log.warning(
+                "gateway_call_failed",
+                action=action.value,
+                error=type(exc).__name__,
+                detail=str(exc),
+                retryable=exc.retryable,
+                ambiguous=exc.ambiguous,
+            )
+            raise
+        finally:
+            if self._observe is not None:
+                self._observe(action, result, time.perf_counter() - started)
+
+    async def _exchange(
+        self, action: Action, fields: Mapping[str, str] | None, key: SecretStr
+    ) -> tuple[bytes, str]:
+        """The raw body and its metric label; raises a typed error when no answer came."""
+        form = {"action": action.value, "ac": self._account, "authkey": key.get_secret_value()}
+        form.update(fields or {})
+        url = self.config.base_url + action.path
         try:
             async with self._session.post(url, data=form, timeout=self._timeout) as response:
                 body = await response.read()
                 if response.status >= 400:
-                    outcome = f"http_{response.status}"
                     raise HttpStatusError(response.status, action=action.value)
-                outcome = "answered"
-                return body
-        except C123Error:
+                return body, "answered"
+        except HttpStatusError:
             raise
         except aiohttp.ConnectionTimeoutError:
             raise ConnectTimeoutError("connect timed out", action=action.value) from None
@@ -141,24 +214,6 @@ class C123Client:
             raise ConnectionDroppedError(
                 f"connection dropped ({type(exc).__name__})", action=action.value
             ) from None
-        finally:
-            elapsed = time.perf_counter() - started
-            if self._observe is not None:
-                self._observe(action, outcome, elapsed)
-
-    async def _call(self, action: Action, fields: Mapping[str, str] | None = None) -> bytes:
-        try:
-            return await self.request(action, fields)
-        except C123Error as exc:
-            self._log.warning(
-                "gateway_call_failed",
-                action=action.value,
-                error=type(exc).__name__,
-                detail=str(exc),
-                retryable=exc.retryable,
-                ambiguous=exc.ambiguous,
-            )
-            raise
 
     def _send_fields(self, numbers: Sequence[str], content: str, at: str | None) -> dict[str, str]:
         fields = {"m": ",".join(numbers), "c": content}
@@ -174,8 +229,9 @@ class C123Client:
         return check_schedule(at, self.config.timezone, self._clock(), self.limits)
 
     async def _send(self, action: Action, numbers: list[str], fields: dict[str, str]) -> SendResult:
-        body = await self._call(action, fields)
-        return wire.parse_send(action, body, tuple(numbers))
+        return await self._call(
+            action, fields, partial(wire.parse_send, action, numbers=tuple(numbers))
+        )
 
     # --- sends -------------------------------------------------------------------------------
 
@@ -264,15 +320,15 @@ class C123Client:
 
     async def get_send_state(self) -> list[DeliveryReport]:
         """Delivery reports the gateway has not handed out before (it hands each out once)."""
-        return wire.parse_reports(await self._call(Action.GET_SEND_STATE))
+        return await self._call(Action.GET_SEND_STATE, None, wire.parse_reports)
 
     async def get_reply(self) -> list[InboundReply]:
         """Replies the gateway has not handed out before (it hands each out once)."""
-        return wire.parse_replies(await self._call(Action.GET_REPLY))
+        return await self._call(Action.GET_REPLY, None, wire.parse_replies)
 
     async def get_balance(self) -> Balance:
         """The account's balance in yuan."""
-        return wire.parse_balance(await self._call(Action.GET_BALANCE))
+        return await self._call(Action.GET_BALANCE, None, wire.parse_balance)
 
     async def update_key(self, key_file: Path) -> KeyRotation:
         """Rotate the key: the new one is in `key_file` (0600, fsynced) before this returns.
@@ -282,13 +338,12 @@ class C123Client:
         """
         # Prove the file can be written before the gateway forgets the old key.
         await asyncio.to_thread(probe_writable, key_file)
-        body = await self._call(Action.UPDATE_KEY)
-        rotation = wire.parse_key_rotation(body)
+        rotation = await self._call(Action.UPDATE_KEY, None, wire.parse_key_rotation)
         try:
             await asyncio.to_thread(write_key, key_file, rotation.authkey)
         except OSError as exc:
             raise KeyNotSavedError(key_file, exc, SecretStr(rotation.authkey)) from None
-        self._key = SecretStr(rotation.authkey)
+        self.gate.adopt(SecretStr(rotation.authkey))
         self._log.warning("gateway_key_rotated", key_file=str(key_file))
         return rotation
 

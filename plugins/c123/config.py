@@ -55,6 +55,8 @@ class C123Config(ConfigModel):
     segment_price: Annotated[Decimal, Field(ge=0)] = Decimal("0.10")
     # The provider publishes no rate and answers -1 when we are too fast; stay well below.
     rate_limit: Annotated[float, Field(gt=0)] | None = 10.0
+    # A paused account (locked, disabled, ...) is asked for its balance this often.
+    probe_interval: PositiveDuration = timedelta(minutes=1)
 
     @field_validator("base_url")
     @classmethod

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config
+from bridge.plugins.c123.marks import Marks
 from bridge.plugins.c123.simulator import (
     DEFAULT_ACCOUNT,
     DEFAULT_AUTHKEY,
@@ -38,12 +39,16 @@ async def embedded_simulator(
 
 @asynccontextmanager
 async def open_client(
-    config: C123Config | None, session: aiohttp.ClientSession, log: Any = None
+    config: C123Config | None,
+    session: aiohttp.ClientSession,
+    log: Any = None,
+    marks: Marks | None = None,
 ) -> AsyncIterator[C123Client]:
-    """A client for `config`; with no gateway configured, one on a built-in simulator."""
+    """A client for `config` keeping the account's marks in `marks`; with no gateway
+    configured, one on a built-in simulator."""
     log = log if log is not None else structlog.get_logger("smsbridge.c123")
     if config is not None:
-        yield C123Client(config, session, log=log)
+        yield C123Client(config, session, log=log, marks=marks)
         return
     async with embedded_simulator() as (simulator, sim_config):
         log.warning(

@@ -17,6 +17,8 @@ class C123Error(Exception):
 
     retryable: bool = False
     certainty: SendCertainty = SendCertainty.NOT_SENT
+    # Set on faults of the account rather than the message: the account pauses (see account.py).
+    account_fault: str = ""
 
     def __init__(self, message: str, *, action: str = "") -> None:
         super().__init__(f"{action}: {message}" if action else message)
@@ -61,10 +63,12 @@ class RateLimitedError(GatewayRefusedError):
 
 class WrongKeyError(GatewayRefusedError):
     code, meaning = -2, "wrong key (repeated wrong keys lock it)"
+    account_fault = "wrong_key"
 
 
 class KeyLockedError(GatewayRefusedError):
     code, meaning = -3, "key locked"
+    account_fault = "key_locked"
 
 
 class BadParametersError(GatewayRefusedError):
@@ -73,18 +77,22 @@ class BadParametersError(GatewayRefusedError):
 
 class NoSuchAccountError(GatewayRefusedError):
     code, meaning = -5, "no such account"
+    account_fault = "no_such_account"
 
 
 class AccountLockedError(GatewayRefusedError):
     code, meaning = -6, "account locked or expired"
+    account_fault = "account_locked"
 
 
 class ApiDisabledError(GatewayRefusedError):
     code, meaning = -7, "account has API sending disabled"
+    account_fault = "api_disabled"
 
 
 class ChannelGroupError(GatewayRefusedError):
     code, meaning = -8, "channel group not allowed"
+    account_fault = "channel_group"
 
 
 class InsufficientBalanceError(GatewayRefusedError):
@@ -138,6 +146,22 @@ def refusal_for(code: int, *, action: str) -> GatewayRefusedError:
     return REFUSALS[code](action=action)
 
 
+class AccountPausedError(C123Error):
+    """No call was made: the account is paused, its key is known to be wrong, or unreadable.
+
+    `account_fault` is one of the account-fault names (wrong_key, key_locked, ...) or key_file.
+    """
+
+    def __init__(self, reason: str, detail: str, *, action: str = "") -> None:
+        super().__init__(f"account paused ({reason}): {detail}; no call made", action=action)
+        self.account_fault = reason
+        self.detail = detail
+
+
+class KeyRotationError(C123Error):
+    """A key rotation could not go ahead safely; the gateway was not asked for a new key."""
+
+
 # --- The answer could not be had or read -----------------------------------------------------
 
 
@@ -177,6 +201,10 @@ class HttpStatusError(TransportError):
         # and the gateway did not process it. A 5xx may come after the send was committed.
         self.retryable = status >= 500
         self.certainty = SendCertainty.MAYBE_SENT if status >= 500 else SendCertainty.NOT_SENT
+
+
+class KeyNotProvenError(TransportError):
+    """The getBalance that proves a key got no clear answer, so the call itself was not made."""
 
 
 class MalformedResponseError(TransportError):

@@ -61,17 +61,34 @@ def probe_writable(path: Path) -> None:
     probe.unlink()
 
 
+def _owner(path: Path) -> tuple[int, int] | None:
+    """The owner to give the new file: the old file's, when root replaces someone else's."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    if os.geteuid() != 0 or (info.st_uid, info.st_gid) == (0, 0):
+        return None
+    return info.st_uid, info.st_gid
+
+
 def write_key(path: Path, key: str) -> None:
     """Replace the key file atomically: temp file, fsync, rename, fsync the directory; mode 0600.
 
     The gateway forgets the old key the moment it issues a new one, so the new key must be on
-    disk before anything else happens: a torn or lost write would lock the account out.
+    disk before anything else happens: a torn or lost write would lock the account out. A file
+    replaced by root keeps its owner.
     """
     directory = path.parent
     temp = directory / f".{path.name}.{os.getpid()}.tmp"
+    owner = _owner(path)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)  # the umask may have narrowed it; make sure it is exactly 0600
+        if owner is not None:
+            # root rewrites the file of a service user (systemd's DynamicUser): the daemon
+            # must still be able to read the new key.
+            os.fchown(fd, *owner)
         os.write(fd, f"{key}\n".encode())
         os.fsync(fd)
     finally:

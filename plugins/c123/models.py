@@ -96,6 +96,22 @@ class SendResult:
     def remain(self) -> Decimal | None:
         return min((item.remain for item in self.items), default=None)
 
+    def billed(self) -> dict[str, tuple[int, Decimal]]:
+        """Segments and cost the gateway billed per number.
+
+        sendOnce answers one `total` for every number of the task (one text, so the same count
+        for each): it is shared out evenly, any remainder to the first numbers.
+        """
+        if len(self.items) == 1 and len(self.numbers) > 1:
+            item = self.items[0]
+            each, extra = divmod(item.segments, len(self.numbers))
+            shares = [each + (index < extra) for index in range(len(self.numbers))]
+            return {n: (s, item.price * s) for n, s in zip(self.numbers, shares, strict=True)}
+        return {
+            number: (item.segments, item.price * item.segments)
+            for number, item in zip(self.numbers, self.items, strict=True)
+        }
+
     def msgid_for(self, number: str) -> str:
         """The message id that delivery reports for this number will carry."""
         if len(self.items) == 1:
@@ -159,12 +175,12 @@ class KeyRotation:
 
 @dataclass(frozen=True, slots=True)
 class OutgoingSms:
-    """One text to one number, with what it is expected to cost before the gateway says so."""
+    """One text to one number, with the bridge's estimate of what it costs (the gateway bills)."""
 
     number: str
     text: str
-    segments: int
-    cost: Decimal
+    estimated_segments: int
+    estimated_cost: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +195,9 @@ class PlannedCall:
         return tuple(message.number for message in self.messages)
 
     @property
-    def segments(self) -> int:
-        return sum(message.segments for message in self.messages)
+    def estimated_segments(self) -> int:
+        return sum(message.estimated_segments for message in self.messages)
 
     @property
-    def cost(self) -> Decimal:
-        return sum((message.cost for message in self.messages), Decimal(0))
+    def estimated_cost(self) -> Decimal:
+        return sum((message.estimated_cost for message in self.messages), Decimal(0))

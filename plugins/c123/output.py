@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from bridge.plugin.base import Job, Outcome, OutcomeKind, Output, PluginContext
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config
 from bridge.plugins.c123.errors import (
+    AccountPausedError,
     C123Error,
     ChargingFailedError,
     GatewayRefusedError,
@@ -34,23 +36,31 @@ class _Checked:
     invalid: list[tuple[Job, InvalidRequestError]] = field(default_factory=list)
 
 
-def classify(error: C123Error) -> tuple[OutcomeKind, float | None, bool]:
-    """How a failed call's jobs stand: retry (when, and whether it is a hold), failed, unknown."""
+def classify(error: C123Error) -> tuple[OutcomeKind, float | None]:
+    """How a failed call's jobs stand, and when they are looked at again.
+
+    The result codes stop here: the core hears pause_account, hold, retry, failed or unknown.
+    """
+    if error.account_fault:
+        # The gate has paused the account; it says when it looks again (or resumes it sooner).
+        return OutcomeKind.PAUSE_ACCOUNT, None
     if error.ambiguous:
-        return OutcomeKind.UNKNOWN, None, False
+        return OutcomeKind.UNKNOWN, None
     if isinstance(error, RateLimitedError):
-        return OutcomeKind.RETRY, RATE_LIMIT_PAUSE, False
+        return OutcomeKind.RETRY, RATE_LIMIT_PAUSE
     if isinstance(error, InsufficientBalanceError | ChargingFailedError):
         # Only a top-up helps: wait for it without using up the job's attempts.
-        return OutcomeKind.RETRY, BALANCE_HOLD, True
+        return OutcomeKind.HOLD, BALANCE_HOLD
     if error.retryable:
-        return OutcomeKind.RETRY, None, False
-    return OutcomeKind.FAILED, None, False
+        return OutcomeKind.RETRY, None
+    return OutcomeKind.FAILED, None
 
 
 def _code(error: C123Error) -> str:
     if isinstance(error, GatewayRefusedError | UnknownResultCodeError):
         return str(error.code)
+    if isinstance(error, AccountPausedError):
+        return error.account_fault
     return type(error).__name__
 
 
@@ -113,15 +123,18 @@ class C123Output(Output[C123Config]):
         by_pair: dict[tuple[str, str], list[Job]],
         outcomes: dict[int, Outcome],
     ) -> None:
-        price = result.items[0].price
+        billed = result.billed()
         for message in call.messages:
-            for job in by_pair[(message.number, message.text)]:
+            segments, cost = billed[message.number]
+            for index, job in enumerate(by_pair[(message.number, message.text)]):
+                # Jobs that came to the same SMS share it: the first carries what it cost.
+                first = index == 0
                 outcomes[job.id] = Outcome(
                     job.id,
                     OutcomeKind.SENT,
                     ref=result.msgid_for(message.number),
-                    segments=message.segments,
-                    cost=price * message.segments,
+                    segments=segments if first else 0,
+                    cost=cost if first else Decimal(0),
                 )
 
     def _record_failure(
@@ -131,9 +144,11 @@ class C123Output(Output[C123Config]):
         by_pair: dict[tuple[str, str], list[Job]],
         outcomes: dict[int, Outcome],
     ) -> None:
-        kind, after, hold = classify(error)
+        kind, after = classify(error)
+        if kind is OutcomeKind.PAUSE_ACCOUNT:
+            after = self.client.gate.hold_for()
         for message in call.messages:
             for job in by_pair[(message.number, message.text)]:
                 outcomes[job.id] = Outcome(
-                    job.id, kind, str(error), retry_after=after, code=_code(error), hold=hold
+                    job.id, kind, str(error), retry_after=after, code=_code(error)
                 )

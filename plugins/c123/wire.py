@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -31,6 +32,10 @@ T = TypeVar("T")
 
 # Reply times above this are milliseconds: 10^11 seconds is the year 5138.
 _MILLIS_THRESHOLD = 10**11
+# Refusals are a few dozen bytes; a big answer is read whole only by whoever uses its records.
+_PEEK_ABOVE = 4096
+_HEAD = re.compile(rb"\A\s*(?:<\?xml[^>]{0,200}\?>\s*)?<xml(\s[^>]{0,400})>")
+_ATTRIBUTE = re.compile(rb"""([A-Za-z_]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
 
 def decode_body(body: bytes) -> str:
@@ -70,6 +75,26 @@ def parse_items(action: Action, body: bytes) -> list[Element]:
     if code in REFUSALS:
         raise refusal_for(code, action=action.value)
     raise UnknownResultCodeError(raw_code[:40], action=action.value)
+
+
+def check_answer(action: Action, body: bytes) -> bytes:
+    """The body, once it is known to be a success for `action`; else the typed error it means.
+
+    A large answer is judged by its root element alone, so a 20,000-record answer is not
+    parsed twice; anything that does not look like a plain success is parsed in full.
+    """
+    if len(body) > _PEEK_ABOVE:
+        head = _HEAD.match(body[:1024])
+        if head is not None:
+            found = {
+                m.group(1): m.group(2) or m.group(3) or b""
+                for m in _ATTRIBUTE.finditer(head.group(1))
+            }
+            name, code = found.get(b"name", b"").strip(), found.get(b"result", b"").strip()
+            if name in (b"", action.value.encode()) and code.isdigit() and int(code) > 0:
+                return body
+    parse_items(action, body)
+    return body
 
 
 def _attr(item: Element, name: str, action: Action, *aliases: str) -> str:

@@ -129,18 +129,27 @@ async def test_low_balance_holds_until_top_up(tmp_path: Path, simulator: Simulat
     assert {state for state, _ in states.values()} == {"sent"}
 
 
-async def test_permanent_refusal_fails_with_a_reason(tmp_path: Path, simulator: Simulator) -> None:
-    """A wrong key is not retried: the messages fail with a reason a person can read."""
+async def test_an_account_fault_holds_instead_of_failing(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    """-2 pauses the account: the messages are held (no attempt used), never failed."""
     simulator.state.add_fault(Fault(action=SEND, kind=FaultKind.CODE, code=-2))
     daemon = await run(tmp_path, simulator)
     await simulator.state.wait_for(lambda s: not s.faults)
-    states = await settled(daemon)
-    assert set(states.values()) == {
+    await daemon.dispatcher.stop(grace=5)
+    rows = await daemon.store.read(
+        lambda c: c.execute("SELECT state, attempts, code, reason FROM jobs").fetchall()
+    )
+    await daemon.stop()
+    assert {tuple(row) for row in rows} == {
         (
-            "failed",
+            "pending",
+            0,
+            "pause_account",
             "sendBatch: gateway refused with code -2: wrong key (repeated wrong keys lock it)",
         )
     }
+    assert simulator.state.calls["sendBatch"] == 1
 
 
 async def test_rate_limit_retries_are_bounded(tmp_path: Path, simulator: Simulator) -> None:

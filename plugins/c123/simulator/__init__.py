@@ -15,7 +15,7 @@ from bridge.plugins.c123.simulator.config import (
     SimAccount,
     SimulatorSettings,
 )
-from bridge.plugins.c123.simulator.state import GatewayState, SimMessage
+from bridge.plugins.c123.simulator.state import GatewayState, SimMessage, key_digest
 from bridge.plugins.c123.simulator.timing import ManualClock
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "SimMessage",
     "Simulator",
     "SimulatorSettings",
+    "key_digest",
     "make_app",
     "serve",
 ]

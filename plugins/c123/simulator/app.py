@@ -52,6 +52,7 @@ def make_app(state: GatewayState) -> web.Application:
     app.router.add_delete("/_sim/faults", _clear_faults)
     app.router.add_post("/_sim/balance", _balance)
     app.router.add_post("/_sim/carrier-codes", _carrier_codes)
+    app.router.add_get("/_sim/accounts/{ac}", _account)
     app.router.add_post("/_sim/accounts/{ac}/flags", _flags)
     app.router.add_post("/_sim/reset", _reset)
     return app
@@ -145,27 +146,35 @@ def _gateway(path: str) -> Handler:
         if action is None or action.path != path:
             # A real client never does this: a loud 404 catches its bug at once.
             raise web.HTTPNotFound(text=f"no action {name[:40]!r} at {path}\n")
-        fault = state.take_fault(action)
-        if fault is not None:
-            log.info("simulator_fault", kind=fault.kind.value, action=action.value)
-            if fault.kind is FaultKind.DELAY:
-                await asyncio.sleep(fault.seconds)
-            elif fault.kind is FaultKind.DROP:
-                return _drop(request)
-            elif fault.kind is FaultKind.HTTP500:
-                return web.Response(status=500, text="500 Internal Server Error\n")
-            elif fault.kind is FaultKind.MALFORMED:
-                body, content_type = malformed(action.value, fault.variant)
-                return web.Response(text=body, content_type=content_type, charset="utf-8")
-            elif fault.kind is FaultKind.CODE:
-                return _xml(forced_code(action.value, fault.code or 0))
-            else:
-                state.handle(action, params)
-                return _drop(request)
-        answer = state.handle(action, params)
-        return _xml(render(answer, reply_time_millis=state.settings.reply_time_millis))
+        with state.answering(params):
+            return await _answer(request, state, action, params)
 
     return handle
+
+
+async def _answer(
+    request: web.Request, state: GatewayState, action: Action, params: dict[str, str]
+) -> web.StreamResponse:
+    """The answer to one call: a queued fault, or what the gateway would say."""
+    fault = state.take_fault(action)
+    if fault is not None:
+        log.info("simulator_fault", kind=fault.kind.value, action=action.value)
+        if fault.kind is FaultKind.DELAY:
+            await asyncio.sleep(fault.seconds)
+        elif fault.kind is FaultKind.DROP:
+            return _drop(request)
+        elif fault.kind is FaultKind.HTTP500:
+            return web.Response(status=500, text="500 Internal Server Error\n")
+        elif fault.kind is FaultKind.MALFORMED:
+            body, content_type = malformed(action.value, fault.variant)
+            return web.Response(text=body, content_type=content_type, charset="utf-8")
+        elif fault.kind is FaultKind.CODE:
+            return _xml(forced_code(action.value, fault.code or 0))
+        else:
+            state.handle(action, params)
+            return _drop(request)
+    answer = state.handle(action, params)
+    return _xml(render(answer, reply_time_millis=state.settings.reply_time_millis))
 
 
 async def _params(request: web.Request) -> dict[str, str]:
@@ -286,6 +295,23 @@ async def _carrier_codes(request: web.Request) -> web.Response:
             raise InvalidInput(mobile, "must be a carrier code or null")
         codes[mobile] = code
     return _json(request.app[STATE].set_carrier_codes(codes))
+
+
+async def _account(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    account = state.accounts.get(request.match_info["ac"])
+    if account is None:
+        return _json({"error": f"no account {request.match_info['ac']!r}", "field": "ac"}, 404)
+    names = ("key_locked", "account_locked", "api_disabled", "failed_keys", "wrong_key_calls")
+    return _json(
+        {
+            "account": account.config.ac,
+            "balance": money_text(account.balance),
+            **{name: getattr(account, name) for name in names},
+            "in_flight": account.in_flight,
+            "max_in_flight": account.max_in_flight,
+        }
+    )
 
 
 async def _flags(request: web.Request) -> web.Response:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import re
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -67,7 +68,10 @@ class AccountState:
     account_locked: bool
     api_disabled: bool
     bucket: TokenBucket | None
-    failed_keys: int = 0
+    failed_keys: int = 0  # wrong keys in a row (they lock the key)
+    wrong_key_calls: int = 0  # every call refused for a wrong key, ever
+    in_flight: int = 0  # calls being answered right now
+    max_in_flight: int = 0  # the most calls ever answered at once
     reports: list[Report] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
     last_msgid: dict[str, str] = field(default_factory=dict)
@@ -76,6 +80,11 @@ class AccountState:
         """The signature the gateway appends for a csid; the default one for absent or unknown."""
         signatures = self.config.signatures
         return signatures.get(_id(csid), signatures.get(0, ""))
+
+
+def key_digest(key: str) -> str:
+    """How the simulator counts calls by key without keeping the key: its SHA-256."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _id(text: str) -> int:
@@ -109,6 +118,7 @@ class GatewayState:
         self.accounts: dict[str, AccountState] = {}
         self.messages: list[SimMessage] = []
         self.calls: Counter[str] = Counter()
+        self.calls_by_key: Counter[str] = Counter()  # by key_digest() of the key sent
         self.faults: list[Fault] = []
         self.carrier_codes: dict[str, str] = {}
         self.reset()
@@ -130,6 +140,7 @@ class GatewayState:
         }
         self.messages = []
         self.calls = Counter()
+        self.calls_by_key = Counter()
         self.faults = []
         self.carrier_codes = dict(self.settings.carrier_codes)
         self._notify()
@@ -149,6 +160,22 @@ class GatewayState:
         """Count one request that reached a gateway endpoint, whatever becomes of it."""
         self.calls[action] += 1
         self._notify()
+
+    @contextlib.contextmanager
+    def answering(self, params: Mapping[str, str]) -> Iterator[None]:
+        """Count a call by the key it carries, and as in flight (per account) while it lasts."""
+        self.calls_by_key[key_digest(params.get("authkey", ""))] += 1
+        account = self.accounts.get(params.get("ac", ""))
+        if account is not None:
+            account.in_flight += 1
+            account.max_in_flight = max(account.max_in_flight, account.in_flight)
+        self._notify()
+        try:
+            yield
+        finally:
+            if account is not None:
+                account.in_flight -= 1
+            self._notify()
 
     def take_fault(self, action: Action) -> Fault | None:
         """The first queued fault for this action, used up by this call."""
@@ -191,6 +218,7 @@ class GatewayState:
         key = params.get("authkey", "").encode()
         if not hmac.compare_digest(key, account.authkey.encode()):
             account.failed_keys += 1
+            account.wrong_key_calls += 1
             if account.failed_keys >= self.settings.key_lock_after:
                 account.key_locked = True
                 log.warning("simulator_key_locked", account=ac, attempts=account.failed_keys)

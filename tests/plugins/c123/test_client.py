@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
 import pytest
+import structlog.testing
 from pydantic import SecretStr
 
-from bridge.plugins.c123 import errors, wire
+from bridge.plugins.c123 import errors
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config, TimeoutConfig
 from bridge.plugins.c123.keyfile import KeyNotSavedError
@@ -167,7 +169,7 @@ async def test_forced_codes_become_typed_errors(
     client: C123Client, simulator: Simulator, code: int, cls: type[errors.C123Error]
 ) -> None:
     """Every documented failure code reaches the caller as its own error class."""
-    simulator.state.add_fault(Fault(FaultKind.CODE, code=code))
+    simulator.state.add_fault(Fault(FaultKind.CODE, code=code, action=Action.SEND_ONCE))
     with pytest.raises(cls):
         await client.send_once([A], "hello")
     assert simulator.state.messages == []
@@ -176,27 +178,28 @@ async def test_forced_codes_become_typed_errors(
 async def test_real_refusal_paths(simulator: Simulator, session: aiohttp.ClientSession) -> None:
     """Wrong key, locked key, unknown account, locks, channel group and balance refuse for real."""
     url = simulator.url
+
+    def good() -> C123Client:  # a fresh client each time: an account fault pauses a client
+        return C123Client(make_config(url), session)
+
     wrong = C123Client(make_config(url, authkey=SecretStr("0" * 32)), session)
-    for _ in range(4):
-        with pytest.raises(errors.WrongKeyError):
-            await wrong.get_balance()
     with pytest.raises(errors.WrongKeyError):
         await wrong.get_balance()
-    good = C123Client(make_config(url), session)
+    simulator.state.set_flags(DEFAULT_ACCOUNT, key_locked=True)
     with pytest.raises(errors.KeyLockedError):
-        await good.get_balance()
+        await good().get_balance()
     simulator.state.set_flags(DEFAULT_ACCOUNT, key_locked=False, account_locked=True)
     with pytest.raises(errors.AccountLockedError):
-        await good.get_balance()
+        await good().get_balance()
     simulator.state.set_flags(DEFAULT_ACCOUNT, account_locked=False, api_disabled=True)
     with pytest.raises(errors.ApiDisabledError):
-        await good.send_once([A], "x")
+        await good().send_once([A], "x")
     simulator.state.set_flags(DEFAULT_ACCOUNT, api_disabled=False)
     with pytest.raises(errors.NoSuchAccountError):
         await C123Client(make_config(url, account="9@9"), session).get_balance()
     simulator.state.set_balance(remain=Decimal("0.05"))
     with pytest.raises(errors.InsufficientBalanceError):
-        await good.send_once([A], "x")
+        await good().send_once([A], "x")
     assert simulator.state.messages == []
 
 
@@ -214,17 +217,15 @@ async def test_channel_group_refused(session: aiohttp.ClientSession) -> None:
 
 async def test_bad_parameters_from_the_gateway(client: C123Client) -> None:
     """A request the gateway finds wrong (bypassing validation) is BadParametersError."""
-    body = await client.request(Action.SEND_ONCE, {"m": "123", "c": "x"})
     with pytest.raises(errors.BadParametersError):
-        wire.parse_send(Action.SEND_ONCE, body, ("123",))
+        await client.request(Action.SEND_ONCE, {"m": "123", "c": "x"})
 
 
 async def test_rate_limit_is_minus_one(session: aiohttp.ClientSession) -> None:
     """Bursting past the gateway's rate is refused with a retryable -1."""
     async with Simulator(SimulatorSettings(rate_limit=0.001, rate_burst=2)) as sim:
         client = C123Client(make_config(sim.url), session)
-        await client.get_balance()
-        await client.get_balance()
+        await client.get_balance()  # the key's proof, then the call: both tokens
         with pytest.raises(errors.RateLimitedError) as info:
             await client.get_balance()
         assert info.value.retryable
@@ -261,7 +262,8 @@ async def test_faults_are_distinct_typed_errors(
 ) -> None:
     """Each way an answer can fail has its own error, and says if the send may have happened."""
     client = C123Client(make_config(simulator.url, timeout=TimeoutConfig(total=0.5)), session)
-    simulator.state.add_fault(fault)
+    # Aimed at the send, not at the getBalance that proves the key first.
+    simulator.state.add_fault(replace(fault, action=Action.SEND_ONCE))
     with pytest.raises(cls) as info:
         await client.send_once([A], "hello")
     assert info.value.ambiguous is ambiguous
@@ -270,7 +272,7 @@ async def test_faults_are_distinct_typed_errors(
 
 async def test_accepted_then_dropped_is_ambiguous(client: C123Client, simulator: Simulator) -> None:
     """When the gateway takes the message but the answer is lost, the error says maybe-sent."""
-    simulator.state.add_fault(Fault(FaultKind.ACCEPT_THEN_DROP))
+    simulator.state.add_fault(Fault(FaultKind.ACCEPT_THEN_DROP, action=Action.SEND_ONCE))
     with pytest.raises(errors.ConnectionDroppedError) as info:
         await client.send_once([A], "hello")
     assert info.value.ambiguous
@@ -331,5 +333,46 @@ async def test_estimates_match_the_gateway_bill(client: C123Client, simulator: S
     for index, text in enumerate(texts):
         estimate = client.outgoing(A, text)
         result = await client.send_once([A], text)
-        assert result.segments == estimate.segments, index
-        assert result.cost == estimate.cost, index
+        assert result.segments == estimate.estimated_segments, index
+        assert result.cost == estimate.estimated_cost, index
+
+
+@pytest.mark.parametrize(
+    ("fault", "label", "error"),
+    [
+        (Fault(FaultKind.MALFORMED), "malformed", "MalformedResponseError"),
+        (
+            Fault(FaultKind.MALFORMED, variant=MalformedVariant.WRONG_ROOT),
+            "malformed",
+            "MalformedResponseError",
+        ),
+        (Fault(FaultKind.CODE, code=-42), "unknown_code", "UnknownResultCodeError"),
+        (Fault(FaultKind.HTTP500), "http_500", "HttpStatusError"),
+        (Fault(FaultKind.CODE, code=-1), "answered", "RateLimitedError"),
+    ],
+    ids=["html", "wrong-root", "unknown-code", "http-500", "refused"],
+)
+async def test_a_failed_call_is_logged_and_labelled(
+    simulator: Simulator,
+    session: aiohttp.ClientSession,
+    fault: Fault,
+    label: str,
+    error: str,
+) -> None:
+    """A malformed answer or an unknown code is a failed call: logged with the action and the
+    error type, and its duration counted under an error label, on the raw path pollers use."""
+    observed: list[tuple[str, str]] = []
+    with structlog.testing.capture_logs() as logs:
+        client = C123Client(
+            make_config(simulator.url),
+            session,
+            observe=lambda action, result, seconds: observed.append((action.value, result)),
+        )
+        await client.get_balance()
+        simulator.state.add_fault(replace(fault, action=Action.GET_REPLY))
+        with pytest.raises(errors.C123Error) as info:
+            await client.request(Action.GET_REPLY)
+    assert type(info.value).__name__ == error
+    assert observed[-1] == ("getReply", label)
+    failed = [entry for entry in logs if entry["event"] == "gateway_call_failed"]
+    assert [(entry["action"], entry["error"]) for entry in failed] == [("getReply", error)]

@@ -165,9 +165,12 @@ async def _every_failure(r: Rig, spare: Path) -> list[BaseException]:
         lambda c: c.get_reply(),
         lambda c: c.get_balance(),
     ]
-    fast = r.make_client(CANARY, total=0.5)
     for call in calls:
         for fault in FAULTS:
+            # A fresh client for each fault, its key proven first: an account fault (-3)
+            # pauses the client that got it, which then makes no further call.
+            fast = r.make_client(CANARY, total=0.5)
+            await fast.get_balance()
             r.simulator.state.add_fault(
                 Fault(fault.kind, seconds=fault.seconds, code=fault.code, variant=fault.variant)
             )

@@ -56,7 +56,7 @@ async def test_jobs_are_coalesced_and_each_gets_its_msgid(
     outcomes = await output.deliver(batch)
     assert [o.job_id for o in outcomes] == [job.id for job in batch]
     assert all(o.kind is OutcomeKind.SENT for o in outcomes)
-    assert sum(sim.state.calls.values()) == 1
+    assert sim.state.calls == {"getBalance": 1, "sendBatch": 1}  # the key's proof, one send
     by_number = {m.mobile: m.msgid for m in sim.state.messages}
     for job, outcome in zip(batch, outcomes, strict=True):
         assert outcome.ref == by_number[job.recipient]
@@ -85,36 +85,76 @@ async def test_jobs_for_the_same_message_share_one_send(
 
 
 @pytest.mark.parametrize(
-    ("code", "kind", "after", "hold"),
+    ("code", "kind", "after"),
     [
-        (-1, OutcomeKind.RETRY, 5.0, False),
-        (-9, OutcomeKind.RETRY, 300.0, True),
-        (-11, OutcomeKind.RETRY, 300.0, True),
-        (-10, OutcomeKind.UNKNOWN, None, False),
-        (-2, OutcomeKind.FAILED, None, False),
-        (-4, OutcomeKind.FAILED, None, False),
+        (-1, OutcomeKind.RETRY, 5.0),
+        (-9, OutcomeKind.HOLD, 300.0),
+        (-11, OutcomeKind.HOLD, 300.0),
+        (-10, OutcomeKind.UNKNOWN, None),
+        (-4, OutcomeKind.FAILED, None),
+        (-2, OutcomeKind.PAUSE_ACCOUNT, 60.0),
+        (-3, OutcomeKind.PAUSE_ACCOUNT, 60.0),
+        (-5, OutcomeKind.PAUSE_ACCOUNT, 60.0),
+        (-6, OutcomeKind.PAUSE_ACCOUNT, 60.0),
+        (-7, OutcomeKind.PAUSE_ACCOUNT, 60.0),
+        (-8, OutcomeKind.PAUSE_ACCOUNT, 60.0),
     ],
 )
 async def test_gateway_codes_map_to_outcomes(
-    rig: tuple[Simulator, C123Output],
-    code: int,
-    kind: OutcomeKind,
-    after: float | None,
-    hold: bool,
+    rig: tuple[Simulator, C123Output], code: int, kind: OutcomeKind, after: float | None
 ) -> None:
-    """Each refusal becomes retry (pause; -9/-11 hold for a top-up), failed, or unknown."""
+    """Each refusal becomes retry, hold (a top-up), pause_account, failed, or unknown: the
+    core never sees a gateway code, only the outcome and the reason."""
     sim, output = rig
     sim.state.add_fault(Fault(FaultKind.CODE, code=code, action=Action.SEND_ONCE))
     (outcome,) = await output.deliver(jobs(("15102110086", "x")))
-    assert (outcome.kind, outcome.retry_after, outcome.code) == (kind, after, str(code))
-    assert outcome.hold is hold
+    assert (outcome.kind, outcome.code) == (kind, str(code))
+    # A paused account is looked at again when the next probe is due (a minute by default).
+    assert outcome.retry_after == (None if after is None else pytest.approx(after, abs=0.5))
     assert f"code {code}" in outcome.reason
+
+
+async def test_a_paused_account_makes_no_call(rig: tuple[Simulator, C123Output]) -> None:
+    """After an account fault every job is held at once, without another gateway call."""
+    sim, output = rig
+    sim.state.add_fault(Fault(FaultKind.CODE, code=-7, action=Action.SEND_ONCE))
+    await output.deliver(jobs(("15102110086", "x")))
+    calls = sum(sim.state.calls.values())
+    outcomes = await output.deliver(jobs(("15102110087", "y"), ("15102110088", "z")))
+    assert {o.kind for o in outcomes} == {OutcomeKind.PAUSE_ACCOUNT}
+    assert {o.code for o in outcomes} == {"api_disabled"}
+    assert all("no call made" in o.reason for o in outcomes)
+    assert sum(sim.state.calls.values()) == calls
+
+
+async def test_billed_figures_are_the_gateways(rig: tuple[Simulator, C123Output]) -> None:
+    """Segments and cost come from the answer's total and price, not the bridge's estimate;
+    one SMS that two jobs came to is billed once."""
+    sim, output = rig
+    long_text = "长" * 100  # two segments with the signature
+    outcomes = await output.deliver(
+        jobs(
+            ("15102110086", long_text),
+            ("15102110087", long_text),
+            ("+8615102110087", long_text),  # the same SMS as the job before
+            ("15102110088", "short"),
+        )
+    )
+    billed = {m.mobile: m.segments for m in sim.state.messages}
+    assert [o.segments for o in outcomes] == [
+        billed["15102110086"],
+        billed["15102110087"],
+        0,
+        billed["15102110088"],
+    ]
+    assert [o.cost for o in outcomes] == [o.segments * Decimal("0.10") for o in outcomes]
+    assert sum(o.cost for o in outcomes) == Decimal(100) - sim.state.account().balance
 
 
 async def test_lost_answer_is_unknown(rig: tuple[Simulator, C123Output]) -> None:
     """When the gateway took the send but the answer was lost, the job is unknown, not failed."""
     sim, output = rig
-    sim.state.add_fault(Fault(FaultKind.ACCEPT_THEN_DROP))
+    sim.state.add_fault(Fault(FaultKind.ACCEPT_THEN_DROP, action=Action.SEND_ONCE))
     (outcome,) = await output.deliver(jobs(("15102110086", "x")))
     assert outcome.kind is OutcomeKind.UNKNOWN
     assert outcome.code == "ConnectionDroppedError"
