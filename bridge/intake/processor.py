@@ -200,8 +200,10 @@ class Processor:
                 work.replies = [ReplyRecord.from_json(item) for item in json.loads(body or b"[]")]
             else:
                 work.reports = [ReportRecord.from_json(item) for item in json.loads(body or b"[]")]
+        except LookupError as exc:
+            work.error = f"cannot read the stored delivery: {exc.args[0]}"[:300]
         except Exception as exc:
-            work.error = f"cannot read the stored delivery: {type(exc).__name__}: {exc}"[:300]
+            work.error = f"cannot read the stored delivery: {exc}"[:300]
             work.events.clear()
         return work
 

@@ -15,8 +15,8 @@ import aiohttp
 import structlog
 from pydantic import SecretStr
 
+import bridge.plugins.c123.wire as wire
 from bridge.plugin.ratelimit import Limiter
-from bridge.plugins.c123 import wire
 from bridge.plugins.c123.account import AccountGate, PauseHook, ResumeHook
 from bridge.plugins.c123.config import C123Config
 from bridge.plugins.c123.errors import (

@@ -11,9 +11,9 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
+import bridge.plugins.c123.wire as wire
 from bridge.events import ReplyRecord, ReportRecord
 from bridge.plugin.base import RecordSink
-from bridge.plugins.c123 import wire
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.errors import C123Error
 from bridge.plugins.c123.models import Action, DeliveryReport, InboundReply
