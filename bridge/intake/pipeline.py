@@ -100,6 +100,8 @@ class Pipeline:
         self.metrics = metrics
         self.log = log
         self.notes = DeferredLog()  # what happens inside a transaction is logged after it
+        # Event bodies encoded before the transaction, by id(event) (see `encode_ahead`).
+        self.encoded: dict[int, bytes] = {}
         self.storm = storm or StormSettings()
         self.clock = clock
         self.wake = wake
@@ -130,7 +132,7 @@ class Pipeline:
         """Write what the decisions about one event call for; returns the jobs queued."""
         if not decisions:
             return self._fallback(conn, event, now, touched)
-        event_id = outbox.add_event(conn, event)
+        event_id = self.add_event(conn, event)
         jobs = 0
         for decision in decisions:
             if decision.sms is not None:
@@ -284,7 +286,12 @@ class Pipeline:
 
     def add_event(self, conn: sqlite3.Connection, event: Event) -> int:
         """Store an event's context (replies and reports carry it back later)."""
-        return outbox.add_event(conn, event)
+        return outbox.add_event(conn, event, self.encoded.get(id(event)))
+
+    def encode_ahead(self, events: Iterable[Event]) -> None:
+        """Encode these events' bodies now, so the transaction that stores them does not."""
+        for event in events:
+            self.encoded[id(event)] = outbox.encode_event(event)
 
     def flush_log(self, log: Any) -> None:
         """Write the log lines of committed transactions."""
@@ -338,7 +345,7 @@ class Pipeline:
             text = f"{who}: delivered" if status == "delivered" else f"{who}: {status}: {code}"
         else:
             return 0
-        event_id = outbox.add_event(conn, event)
+        event_id = self.add_event(conn, event)
         return self.post_answer(conn, event, text, event_id, now, touched, rule=event.kind.value)
 
     def _limit(

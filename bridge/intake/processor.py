@@ -174,6 +174,7 @@ class Processor:
                 break
         for work in works:
             await self._prepare_commands(work)
+            self.pipeline.encode_ahead(event for event, _ in work.events)
         try:
             await self._commit(works, now)
         except StoreUnavailableError:
@@ -184,6 +185,8 @@ class Processor:
             self.log.exception("inbox_batch_failed", rows=len(works))
             for work in works:
                 await self._commit_alone(work, now)
+        finally:
+            self.pipeline.encoded.clear()
         for work in works:
             self._cache.pop(work.row.id, None)
         return len(works)

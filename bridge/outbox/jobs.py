@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -79,21 +80,32 @@ def _record(row: sqlite3.Row) -> JobRecord:
 # --- events ----------------------------------------------------------------------------------
 
 
-def add_event(conn: sqlite3.Connection, event: Event) -> int:
-    """Store an event's context (replies and reports carry it back later)."""
+def encode_event(event: Event) -> bytes:
+    """An event as stored: compressed JSON (an alert's context compresses about threefold)."""
+    text = json.dumps(event.to_json(), ensure_ascii=False, default=str, separators=(",", ":"))
+    return zlib.compress(text.encode(), 6)
+
+
+def add_event(conn: sqlite3.Connection, event: Event, body: bytes | None = None) -> int:
+    """Store an event's context (replies and reports carry it back later).
+
+    `body` is `encode_event(event)` made before the transaction, where the caller can.
+    """
     cursor = conn.execute(
         "INSERT INTO events (body, received_at) VALUES (?, ?)",
-        (
-            json.dumps(event.to_json(), ensure_ascii=False, default=str),
-            event.received_at.timestamp(),
-        ),
+        (body if body is not None else encode_event(event), event.received_at.timestamp()),
     )
     return int(cursor.lastrowid or 0)
 
 
 def get_event(conn: sqlite3.Connection, event_id: int) -> Event | None:
     row = conn.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()
-    return Event.from_json(json.loads(row["body"])) if row else None
+    if row is None:
+        return None
+    body = row["body"]
+    # Stores written before compression hold the JSON text itself.
+    text = zlib.decompress(body) if isinstance(body, bytes) else body
+    return Event.from_json(json.loads(text))
 
 
 # --- jobs ------------------------------------------------------------------------------------
