@@ -25,6 +25,7 @@ from bridge.config.loader import Document
 from bridge.config.models import Config, PluginInstance
 from bridge.plugin.base import Input, Output
 from bridge.plugin.registry import PluginLoadError, Registry
+from bridge.paging import check_references as check_oncall
 from bridge.rules.config import CONVERSATION, Contacts, Groups, Rules, check_references
 from bridge.rules.ruleset import RuleError, RuleSet
 from bridge.runtime.template_names import template_warnings
@@ -194,6 +195,11 @@ def _check(
         sections.contacts, sections.groups, sections.rules, output_names, sections.inputs
     ):
         issues.append(issue_at(document, where, message))
+    # A broken file is cross-checked from its routing sections only (`_Routing`).
+    oncall = sections.oncall if isinstance(sections, Config) else None
+    if oncall is not None:
+        for where, message in check_oncall(oncall, sections.contacts, sections.groups):
+            issues.append(issue_at(document, where, message))
     rules = RuleSet([])
     if not issues:
         try:

@@ -98,3 +98,15 @@ def test_bad_config_exits_78_naming_each_problem(
     err = capsys.readouterr().err
     assert "has 2 problems" in err  # the shift of both schedules
     assert "rotation.shift: expected a shift length like '1w', '1d' or '12h', got '1y'" in err
+
+
+def test_check_finds_an_unknown_oncall_name_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check` (and so `run`) refuses what `oncall` refuses: one config, one verdict."""
+    path = tmp_path / "smsbridge.yaml"
+    path.write_text(CONFIG.replace("[alice, bob]", "[alice, bobby]"))
+    assert main(["check", "-c", str(path)]) == EXIT_CONFIG
+    assert "oncall.schedules.primary.rotation.members[1]: unknown contact" in (
+        capsys.readouterr().err
+    )
