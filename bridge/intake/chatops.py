@@ -124,7 +124,7 @@ class ChatOps:
         if policy is None:
             return 0, "SMS commands are not enabled here"
         if not ({"*", user, name} & set(policy.allow_users)):
-            pipeline.log.warning(
+            pipeline.notes.warning(
                 "command_refused", source=event.source, user=user, reason="user not allowed"
             )
             return 0, f"not allowed: {name} may not send SMS from here"

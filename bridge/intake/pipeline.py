@@ -352,18 +352,31 @@ class Pipeline:
         self, conn: sqlite3.Connection, action: SmsAction, number: str, segments: int, now: float
     ) -> str:
         """Why this SMS may not go now ('' when it may)."""
-        if action.cap_per_hour:
-            recent = outbox.sends_since(conn, action.output, number, now - 3600)
-            # The last slot of the hour is kept for the summary of what was held back.
-            if recent >= max(action.cap_per_hour - 1, 1):
-                return "cap"
-        budget = self.storm.daily_segment_budget
-        if budget is not None and segments:
-            start = self.day_start(now)
-            used = outbox.segments_since(conn, self.sms_outputs, start)
-            if used + segments > budget:
-                return "budget"
+        # The last slot of the hour is kept for the summary of what was held back.
+        if action.cap_per_hour and self.cap_reached(
+            conn, action.output, number, max(action.cap_per_hour - 1, 1), now
+        ):
+            return "cap"
+        if segments and self.over_budget(conn, segments, now):
+            return "budget"
         return ""
+
+    def cap_reached(
+        self, conn: sqlite3.Connection, output: str, number: str, slots: int, now: float
+    ) -> bool:
+        """True when `number` got `slots` messages on `output` in the hour before `now`.
+
+        The one cap check: rules, held-back summaries and their due times all use it.
+        """
+        return outbox.sends_since(conn, output, number, now - 3600) >= slots
+
+    def over_budget(self, conn: sqlite3.Connection, segments: int, now: float) -> bool:
+        """True when `segments` more would pass today's segment budget (one check for all)."""
+        budget = self.storm.daily_segment_budget
+        if budget is None:
+            return False
+        used = outbox.segments_since(conn, self.sms_outputs, self.day_start(now))
+        return used + segments > budget
 
     def day_start(self, now: float) -> float:
         """Midnight of `now`'s day in the budget's zone, as a timestamp."""

@@ -112,20 +112,17 @@ def _flush_held(
     touched: set[str],
 ) -> None:
     cap = pipeline.rules.smallest_cap(output)
-    if cap and outbox.sends_since(conn, output, number, now - 3600) >= cap:
+    if cap and pipeline.cap_reached(conn, output, number, cap, now):
         return  # no slot this hour; try again when one frees up
     held = holding.take_held(conn, output, number)
     if held is None:
         return
     text = summary_text(held)
     segments = pipeline.sms_outputs[output](output, text) if output in pipeline.sms_outputs else 0
-    budget = pipeline.storm.daily_segment_budget
-    if budget is not None and "budget" in held.reasons:
-        used = outbox.segments_since(conn, pipeline.sms_outputs, pipeline.day_start(now))
-        if used + segments > budget:
-            # Still no budget: keep holding; the log and metric already counted them.
-            holding.hold(conn, output, number, "held", list(_expand(held)), "budget", now)
-            return
+    if "budget" in held.reasons and pipeline.over_budget(conn, segments, now):
+        # Still no budget: keep holding; the log and metric already counted them.
+        holding.hold(conn, output, number, "held", list(_expand(held)), "budget", now)
+        return
     event = Event(
         kind=EventKind.SYSTEM, source="smsbridge", text=text, labels={"alertname": "HeldBack"}
     )
@@ -158,7 +155,7 @@ def next_due(pipeline: Pipeline, conn: sqlite3.Connection) -> float | None:
         # leaves the window, not at once: that made the storm loop flush every 50 ms until
         # then. (_flush_held skips it until a slot frees, with the same test.)
         cap = pipeline.rules.smallest_cap(output)
-        if cap and outbox.sends_since(conn, output, number, now - 3600) >= cap:
+        if cap and pipeline.cap_reached(conn, output, number, cap, now):
             oldest = outbox.first_send_since(conn, output, number, now - 3600)
             if oldest is not None:
                 summary_due = max(summary_due, oldest + 3600)

@@ -23,9 +23,9 @@ from bridge.config import (
 )
 from bridge.config.loader import Document
 from bridge.config.models import Config, PluginInstance
+from bridge.paging import check_references as check_oncall
 from bridge.plugin.base import Input, Output
 from bridge.plugin.registry import PluginLoadError, Registry
-from bridge.paging import check_references as check_oncall
 from bridge.rules.config import CONVERSATION, Contacts, Groups, Rules, check_references
 from bridge.rules.ruleset import RuleError, RuleSet
 from bridge.runtime.template_names import template_warnings
