@@ -7,7 +7,7 @@ import contextlib
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -20,6 +20,15 @@ from bridge.sms import mask_number
 from bridge.store.sqlite import Store
 
 Clock = Callable[[], float]
+# Runs one output's worker loop as a task: (output name, the loop) -> the task running it.
+Spawn = Callable[[str, Callable[[], Awaitable[None]]], asyncio.Task[None]]
+
+
+def _own_task(output: str, worker: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+    async def run() -> None:
+        await worker()
+
+    return asyncio.create_task(run(), name=f"dispatch-{output}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +71,7 @@ class Dispatcher:
         batch_size: int = 500,
         retry: RetryPolicy | None = None,
         on_failed: Callable[[JobRecord, str], None] = lambda record, reason: None,
+        spawn: Spawn = _own_task,
     ) -> None:
         self.store = store
         self.outputs = dict(outputs)
@@ -71,12 +81,14 @@ class Dispatcher:
         self.batch_size = batch_size
         self.retry = retry or RetryPolicy()
         self.on_failed = on_failed
+        self._spawn = spawn  # a supervisor's, in the daemon: a worker that fails is restarted
         self._wakeups = {name: asyncio.Event() for name in self.outputs}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
 
-    async def recover(self) -> int:
-        """Settle jobs left 'sending' by a stop that did not wait for them; returns how many.
+    async def recover(self, output: str | None = None) -> int:
+        """Settle jobs left 'sending' (by all outputs, or one whose worker is not running) by
+        a stop or failure that did not record them; returns how many.
 
         Their calls may or may not have reached the gateway, so they are ambiguous: resent
         where the rule accepts duplicates (paging does by default), otherwise marked unknown.
@@ -84,7 +96,7 @@ class Dispatcher:
         now = self.clock()
 
         def work(conn: sqlite3.Connection) -> list[JobRecord]:
-            records = outbox.in_flight(conn)
+            records = outbox.in_flight(conn, output)
             for record in records:
                 self._settle_unknown(conn, record, "interrupted while sending", "interrupted", now)
             return records
@@ -98,7 +110,7 @@ class Dispatcher:
         """Start one worker per output (again, after a stop)."""
         self._stopping = False
         for name in self.outputs:
-            self._tasks[name] = asyncio.create_task(self._worker(name), name=f"dispatch-{name}")
+            self._tasks[name] = self._spawn(name, partial(self._worker, name))
 
     async def replace_outputs(self, outputs: Mapping[str, Output]) -> None:
         """Swap in a reloaded set of outputs: new names get workers, removed names lose theirs.
@@ -114,7 +126,7 @@ class Dispatcher:
         for name in outputs:
             if name not in self._tasks:
                 self._wakeups[name] = asyncio.Event()
-                self._tasks[name] = asyncio.create_task(self._worker(name), name=f"dispatch-{name}")
+                self._tasks[name] = self._spawn(name, partial(self._worker, name))
 
     async def _cancel_after(self, task: asyncio.Task[None]) -> None:
         # The removed output's jobs stay queued; it may come back with the next reload.
