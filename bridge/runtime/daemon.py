@@ -227,15 +227,23 @@ class Daemon:
 
     async def _serve(self) -> None:
         server = self.settings.config.server
+        read_timeout = server.read_timeout.total_seconds()
         app = build_app(
             self.hooks,
             self.metrics,
             partial(health.readiness, self),
             max_body=server.max_body,
+            read_timeout=read_timeout,
+            log=self.log,
             before_scrape=partial(health.refresh_gauges, self),
         )
         runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=server.shutdown_timeout.total_seconds()
+            app,
+            access_log=None,
+            shutdown_timeout=server.shutdown_timeout.total_seconds(),
+            # Armed when a connection opens and after each answer: a request head that is not
+            # complete within it (slowloris), or an idle connection, is closed (aiohttp 3.14.4+).
+            keepalive_timeout=read_timeout,
         )
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
