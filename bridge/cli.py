@@ -11,11 +11,18 @@ from collections.abc import Sequence
 
 from bridge import __version__
 from bridge.commands import daemon, gateway, route, simulator
-from bridge.commands.common import EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from bridge.commands.common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_TEMPFAIL,
+    EXIT_USAGE,
+)
 from bridge.config import ConfigError
 from bridge.logging import configure_logging
 from bridge.plugins.c123.errors import C123Error, InvalidRequestError
 from bridge.runtime.systemd import Notifier
+from bridge.store.sqlite import StoreOpenError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,3 +91,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except C123Error as exc:
         print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except StoreOpenError as exc:  # an environment problem, told in one line like a config one
+        print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
+        return EXIT_TEMPFAIL if exc.transient else EXIT_CONFIG

@@ -16,6 +16,7 @@ from bridge.plugins.c123.client import C123Client
 EXIT_OK = 0
 EXIT_REFUSED = 1  # the gateway refused, or could not be reached
 EXIT_USAGE = 2
+EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: may pass by itself (a full disk), so systemd restarts it
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus keys on it
 
 
