@@ -64,7 +64,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     finally:
         notifier.stopping()
         watchdog.cancel()
-        await daemon.supervisor.stop(["reload"])  # no reload half done while things stop
+        await daemon.supervisor.stop(["reload"])  # take no reload while everything stops
         await daemon.stop()
     return EXIT_OK
 
