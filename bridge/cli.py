@@ -15,6 +15,7 @@ from bridge.commands.common import (
     EXIT_CONFIG,
     EXIT_OK,
     EXIT_REFUSED,
+    EXIT_TEMPFAIL,
     EXIT_USAGE,
     BadInputError,
     exit_code_help,
@@ -25,6 +26,7 @@ from bridge.plugins.c123.errors import C123Error, InvalidRequestError
 from bridge.plugins.c123.keyfile import KeyFileError
 from bridge.runtime.systemd import Notifier
 from bridge.store import SchemaTooNewError
+from bridge.store.sqlite import StoreOpenError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,3 +110,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except C123Error as exc:
         print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except StoreOpenError as exc:  # an environment problem, told in one line like a config one
+        print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
+        return EXIT_TEMPFAIL if exc.transient else EXIT_CONFIG

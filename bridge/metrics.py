@@ -180,3 +180,9 @@ class Metrics:
         self.store_commits = Counter(
             "smsbridge_store_commits", "Group commits of the outbox store.", registry=r
         )
+        self.task_restarts = Counter(
+            "smsbridge_task_restarts",
+            "Background tasks restarted after they failed, by task.",
+            ["task"],
+            registry=r,
+        )

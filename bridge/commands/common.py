@@ -21,6 +21,7 @@ from bridge.store.sqlite import Store
 EXIT_OK = 0
 EXIT_REFUSED = 1  # the gateway refused or could not be reached, or the message is held
 EXIT_USAGE = 2  # refused before any gateway call: bad input (argparse uses 2 as well)
+EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: may pass by itself (a full disk), so systemd restarts it
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus keys on it
 
 # Every command's exit codes, shown by `smsbridge --help` and in the README.
@@ -28,7 +29,12 @@ EXIT_CODES = (
     (EXIT_OK, "done"),
     (EXIT_REFUSED, "refused by the gateway (or it could not be reached), or held"),
     (EXIT_USAGE, "refused before any call: bad input (an option, a number, a text, a time)"),
-    (EXIT_CONFIG, "bad config, wherever it is found (a key file's content too)"),
+    (EXIT_TEMPFAIL, "the store's disk is full at start: it may pass, so systemd tries again"),
+    (
+        EXIT_CONFIG,
+        "bad config, wherever it is found (a key file's content too), or a store that "
+        "cannot be opened or written",
+    ),
 )
 
 

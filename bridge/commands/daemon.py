@@ -69,16 +69,15 @@ async def cmd_run(args: argparse.Namespace) -> int:
             status = health.status_line(daemon)
             notifier.ready(status if ok else f"reload failed, kept the previous config; {status}")
 
-    background = [
-        asyncio.create_task(reload_on_request()),
-        asyncio.create_task(notifier.watchdog(partial(health.alive, daemon))),
-    ]
+    daemon.supervisor.start("reload", reload_on_request)
+    # Not supervised: if the pinger itself failed, systemd restarting the service is right.
+    watchdog = asyncio.create_task(notifier.watchdog(partial(health.alive, daemon)))
     try:
         await asyncio.Event().wait()  # until the command line cancels us on SIGTERM/SIGINT
     finally:
         notifier.stopping()
-        for task in background:
-            task.cancel()
+        watchdog.cancel()
+        await daemon.supervisor.stop(["reload"])  # take no reload while everything stops
         await daemon.stop()
     return EXIT_OK
 

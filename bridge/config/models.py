@@ -23,6 +23,9 @@ class ServerConfig(ConfigModel):
     listen: str = DEFAULT_LISTEN
     max_body: Annotated[int, Field(gt=0)] = 1024 * 1024  # bytes; larger requests get 413
     shutdown_timeout: PositiveDuration = timedelta(seconds=10)
+    # A request's head, and then its body, must arrive within this; an idle connection is
+    # closed after it too. Slow senders (slowloris) cannot hold connections open.
+    read_timeout: PositiveDuration = timedelta(seconds=10)
 
     @field_validator("listen")
     @classmethod

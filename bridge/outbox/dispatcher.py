@@ -7,7 +7,7 @@ import contextlib
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -22,6 +22,15 @@ from bridge.store.sqlite import Store
 __all__ = ["Dispatcher", "RetryPolicy"]
 
 Clock = Callable[[], float]
+# Runs one output's worker loop as a task: (output name, the loop) -> the task running it.
+Spawn = Callable[[str, Callable[[], Awaitable[None]]], asyncio.Task[None]]
+
+
+def _own_task(output: str, worker: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+    async def run() -> None:
+        await worker()
+
+    return asyncio.create_task(run(), name=f"dispatch-{output}")
 
 
 def _held_like(hold: Outcome, record: JobRecord) -> Outcome:
@@ -94,6 +103,7 @@ class Dispatcher:
         concurrency: int = 4,
         retry: RetryPolicy | None = None,
         on_failed: Callable[[JobRecord, str], None] = lambda record, reason: None,
+        spawn: Spawn = _own_task,
     ) -> None:
         self.store = store
         self.outputs = dict(outputs)
@@ -104,12 +114,14 @@ class Dispatcher:
         self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
         self.recorder = Recorder(metrics, log, self.retry, on_failed)
+        self._spawn = spawn  # a supervisor's, in the daemon: a worker that fails is restarted
         self._wakeups = {name: asyncio.Event() for name in self.outputs}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
 
-    async def recover(self) -> int:
-        """Settle jobs left 'sending' by a stop that did not wait for them; returns how many.
+    async def recover(self, output: str | None = None) -> int:
+        """Settle jobs left 'sending' (by all outputs, or one whose worker is not running) by
+        a stop or failure that did not record them; returns how many.
 
         Their calls may or may not have reached the gateway, so they are ambiguous: resent
         where the rule accepts duplicates (paging does by default), otherwise marked unknown.
@@ -117,7 +129,7 @@ class Dispatcher:
         now = self.clock()
 
         def work(conn: sqlite3.Connection) -> list[JobRecord]:
-            records = outbox.in_flight(conn)
+            records = outbox.in_flight(conn, output)
             for record in records:
                 self.recorder.settle_unknown(
                     conn, record, "interrupted while sending", "interrupted", now
@@ -133,7 +145,7 @@ class Dispatcher:
         """Start one worker per output (again, after a stop)."""
         self._stopping = False
         for name in self.outputs:
-            self._tasks[name] = asyncio.create_task(self._worker(name), name=f"dispatch-{name}")
+            self._tasks[name] = self._spawn(name, partial(self._worker, name))
 
     async def replace_outputs(self, outputs: Mapping[str, Output[Any]]) -> None:
         """Swap in a reloaded set of outputs: new names get workers, removed names lose theirs.
@@ -149,7 +161,7 @@ class Dispatcher:
         for name in outputs:
             if name not in self._tasks:
                 self._wakeups[name] = asyncio.Event()
-                self._tasks[name] = asyncio.create_task(self._worker(name), name=f"dispatch-{name}")
+                self._tasks[name] = self._spawn(name, partial(self._worker, name))
 
     async def _cancel_after(self, task: asyncio.Task[None]) -> None:
         # The removed output's jobs stay queued; it may come back with the next reload.

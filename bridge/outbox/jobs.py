@@ -222,9 +222,14 @@ def mark_final(
     )
 
 
-def in_flight(conn: sqlite3.Connection) -> list[JobRecord]:
-    """Jobs claimed by a process that stopped before recording their outcome."""
-    rows = conn.execute("SELECT * FROM jobs WHERE state = 'sending' ORDER BY id").fetchall()
+def in_flight(conn: sqlite3.Connection, output: str | None = None) -> list[JobRecord]:
+    """Jobs claimed by a worker that stopped before recording their outcome (of one output)."""
+    if output is None:
+        rows = conn.execute("SELECT * FROM jobs WHERE state = 'sending' ORDER BY id").fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT * FROM jobs WHERE state = 'sending' AND output = ? ORDER BY id", (output,)
+        ).fetchall()
     return [_record(row) for row in rows]
 
 

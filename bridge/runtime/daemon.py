@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
@@ -34,7 +35,14 @@ from bridge.metrics import Metrics
 from bridge.outbox import retention
 from bridge.outbox.dispatcher import Dispatcher, RetryPolicy
 from bridge.outbox.jobs import JobRecord
-from bridge.plugin.base import Delivery, Input, Output, Parsed, PluginContext
+from bridge.plugin.base import (
+    Delivery,
+    Input,
+    Output,
+    Parsed,
+    PluginContext,
+    StoreUnavailableError,
+)
 from bridge.plugin.chat import ChatInputConfig
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config
@@ -45,11 +53,17 @@ from bridge.plugins.c123.poller import GatewayPoller
 from bridge.rules.config import Directory
 from bridge.runtime.server import HookTable, build_app
 from bridge.runtime.settings import SMS_OUTPUT, Settings, load_settings
+from bridge.runtime.supervisor import Backoff, Run, Supervisor
 from bridge.sms import segment_count
 from bridge.store import Store, StoreReplay
+from bridge.store.sqlite import StoreOpenError
 
 if TYPE_CHECKING:
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
+
+STORM_TASK = "storm"
+PROCESSOR_TASK = "processor"
+EXPIRE_TASK = "expire"
 
 
 # Keys of polled records are kept this long, in case the gateway hands a record out again.
@@ -66,12 +80,16 @@ class Daemon:
         clock: Callable[[], float] = time.time,
         simulator_settings: SimulatorSettings | None = None,
         log: Any = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.simulator_settings = simulator_settings
         self.log = log if log is not None else structlog.get_logger("smsbridge")
         self.metrics = Metrics()
+        self.supervisor = Supervisor(
+            log=self.log, restarts=self.metrics.task_restarts, backoff=backoff
+        )
         self.hooks = HookTable()
         self.simulator: Simulator | None = None
         self.port = 0
@@ -109,10 +127,10 @@ class Daemon:
     async def _start(self) -> None:
         config = self.settings.config
         stack = self._stack
-        self.store = Store(config.store.path)
-        await self.store.open()
-        stack.push_async_callback(self.store.close)
+        await self._open_store()
         self.replay = StoreReplay(self.store, self.clock)
+        # Last before the store closes: whatever is still supervised stops (bounded).
+        stack.push_async_callback(self._stop_tasks, None)
         self.session = await stack.enter_async_context(aiohttp.ClientSession())
         gateway = await self._gateway(config.gateway)
         self.client = C123Client(
@@ -153,6 +171,7 @@ class Daemon:
                 max_hold=config.dispatch.max_hold.total_seconds(),
             ),
             on_failed=self._on_failed,
+            spawn=self._spawn_worker,
         )
         await self.dispatcher.recover()
         await stack.enter_async_context(self.client.gate.watching())
@@ -181,10 +200,9 @@ class Daemon:
             on_poll=self._polled,
         )
         await self._replay_raw_polls()
-        processor = asyncio.create_task(self.processor.run(), name="processor")
-        stack.push_async_callback(self._cancel, processor)
-        storm = asyncio.create_task(self._storm_loop(), name="storm")
-        stack.push_async_callback(self._cancel, storm)
+        self.supervisor.start(PROCESSOR_TASK, self.processor.run)
+        self.supervisor.start(STORM_TASK, self._storm_loop)
+        stack.push_async_callback(self._stop_tasks, [STORM_TASK, PROCESSOR_TASK])
         self._inputs = await self._start_inputs(self.settings)
         stack.push_async_callback(self._stop_adapters, lambda: self._inputs)
         self.hooks.install(self._inputs)
@@ -205,6 +223,22 @@ class Daemon:
         """Stop accepting, let sends under way finish (bounded), close everything; loses nothing."""
         await self._stack.aclose()
         self.log.info("daemon_stopped")
+
+    async def _open_store(self) -> None:
+        """Open the store and commit once: a store that cannot be written fails the start."""
+        path = self.settings.config.store.path
+        self.store = Store(path)
+        self._stack.push_async_callback(self.store.close)
+        started = str(self.clock())
+        try:
+            await self.store.open()
+            # A real write and commit, so a read-only or full disk shows now, not at the first
+            # webhook; the value tells an operator when the daemon last started.
+            await self.store.write(
+                lambda conn: ledger.put_setting(conn, "daemon.started_at", started)
+            )
+        except (OSError, sqlite3.Error, StoreUnavailableError) as exc:
+            raise StoreOpenError(path, exc) from exc
 
     async def _gateway(self, gateway: C123Config | None) -> C123Config:
         if gateway is not None:
@@ -277,15 +311,23 @@ class Daemon:
 
     async def _serve(self) -> None:
         server = self.settings.config.server
+        read_timeout = server.read_timeout.total_seconds()
         app = build_app(
             self.hooks,
             self.metrics,
             partial(health.readiness, self),
             max_body=server.max_body,
+            read_timeout=read_timeout,
+            log=self.log,
             before_scrape=partial(health.refresh_gauges, self),
         )
         runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=server.shutdown_timeout.total_seconds()
+            app,
+            access_log=None,
+            shutdown_timeout=server.shutdown_timeout.total_seconds(),
+            # Armed when a connection opens and after each answer: a request head that is not
+            # complete within it (slowloris), or an idle connection, is closed (aiohttp 3.14.4+).
+            keepalive_timeout=read_timeout,
         )
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
@@ -296,32 +338,48 @@ class Daemon:
         self._stack.push_async_callback(site.stop)
 
     def _schedule(self) -> None:
+        """APScheduler is the clock: its jobs only trigger; the work runs supervised."""
         polling = self.settings.config.polling
-        scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1})
-        jobs = (
-            (self.poller.poll_replies, polling.replies),
-            (self.poller.poll_reports, polling.reports),
-            (self.poller.poll_balance, polling.balance),
+        periodic: tuple[tuple[str, Run, float], ...] = (
+            ("poll-replies", self.poller.poll_replies, polling.replies.total_seconds()),
+            ("poll-reports", self.poller.poll_reports, polling.reports.total_seconds()),
+            ("poll-balance", self.poller.poll_balance, polling.balance.total_seconds()),
+            (EXPIRE_TASK, self._expire, 3600.0),
         )
-        for function, every in jobs:
+        scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1})
+        for name, work, every in periodic:
+            self.supervisor.start_triggered(name, work)
+            first = _soon() if name != EXPIRE_TASK else None
             scheduler.add_job(
-                function, "interval", seconds=every.total_seconds(), next_run_time=_soon()
+                self._trigger, "interval", args=[name], seconds=every, next_run_time=first
             )
-        scheduler.add_job(self._expire, "interval", hours=1)
         scheduler.start()
-        self._stack.push_async_callback(self._stop_scheduler, scheduler)
+        self._stack.push_async_callback(
+            self._stop_scheduler, scheduler, [name for name, _, _ in periodic]
+        )
 
-    async def _stop_scheduler(self, scheduler: AsyncIOScheduler) -> None:
+    async def _trigger(self, name: str) -> None:
+        # A coroutine, so APScheduler runs it on the loop (a plain function goes to a thread).
+        self.supervisor.trigger(name)
+
+    async def _stop_scheduler(self, scheduler: AsyncIOScheduler, names: list[str]) -> None:
         scheduler.pause()
         # A poll under way has stored its raw answer first, but let it finish processing.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(
-                self.settings.config.server.shutdown_timeout.total_seconds()
-            ):
-                await self.poller.lock.acquire()
-                self.poller.lock.release()
+        await self._stop_tasks(names)
         scheduler.shutdown(wait=False)
         await asyncio.sleep(0)
+
+    async def _stop_tasks(self, names: list[str] | None) -> None:
+        grace = self.settings.config.server.shutdown_timeout.total_seconds()
+        await self.supervisor.stop(names, grace=grace)
+
+    def _spawn_worker(self, output: str, worker: Run) -> asyncio.Task[None]:
+        async def run() -> None:
+            # A worker that failed may have left the jobs it claimed 'sending': settle them.
+            await self.dispatcher.recover(output)
+            await worker()
+
+        return self.supervisor.start(f"dispatch-{output}", run)
 
     async def _stop_dispatch(self) -> None:
         await self.dispatcher.stop(self.settings.config.server.shutdown_timeout.total_seconds())
@@ -333,12 +391,6 @@ class Daemon:
                 await plugin.stop()
             except Exception:
                 self.log.exception("adapter_stop_failed", instance=name)
-
-    @staticmethod
-    async def _cancel(task: asyncio.Task[None]) -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
     # --- running ---------------------------------------------------------------------------
 
@@ -397,12 +449,8 @@ class Daemon:
             # Cleared first, so a wake-up that comes during the flush is not lost. Only storm
             # state wakes this loop (STORM), not every send, so it cannot wake itself in a spin.
             self._storm_wake.clear()
-            try:
-                await storm.flush_due(self.pipeline)
-                due = await self.store.read(partial(storm.next_due, self.pipeline))
-            except Exception:  # keep flushing later rather than silently stop for good
-                self.log.exception("storm_flush_failed")
-                due = self.clock() + 5.0
+            await storm.flush_due(self.pipeline)  # a failure is the supervisor's: logged, restarted
+            due = await self.store.read(partial(storm.next_due, self.pipeline))
             timeout = None if due is None else max(due - self.clock(), 0.05)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._storm_wake.wait(), timeout)

@@ -39,7 +39,11 @@ def status_line(daemon: Daemon) -> str:
 
 
 async def alive(daemon: Daemon) -> bool:
-    """True when the store answers within a second (a wedged writer stops the watchdog)."""
+    """What feeds the systemd watchdog: the store answers within a second (a wedged writer
+    stops it) and no task has failed for good (a restart of the service may cure what restarts
+    of the task did not)."""
+    if daemon.supervisor.dead():
+        return False
     try:
         async with asyncio.timeout(1.0):
             await daemon.store.read(lambda conn: conn.execute("SELECT 1").fetchone())
@@ -49,11 +53,13 @@ async def alive(daemon: Daemon) -> bool:
 
 
 def readiness(daemon: Daemon) -> dict[str, str]:
-    """Check name -> what is wrong ('' when fine)."""
-    problems = {"store": "" if daemon.store.is_open else "the store is not open"}
+    """Check name -> what is wrong ('' when fine): the store, the gateway, each failing task."""
+    problems = {"store": daemon.store.problem}
     balance = Action.GET_BALANCE.value
     gateway = daemon.poller.problems.get(balance, "")
     if not gateway and balance not in daemon.poller.answered:
         gateway = "not reached yet"
     problems["gateway"] = gateway
+    for name, why in daemon.supervisor.problems().items():
+        problems[f"task:{name}"] = why
     return problems

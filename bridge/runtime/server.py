@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import generate_latest
 
 from bridge.metrics import Metrics
@@ -15,22 +17,68 @@ Readiness = Callable[[], dict[str, str]]  # check name -> problem ('' when fine)
 # The classic text format, which every Prometheus understands (Debian 12 ships 2.42).
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_TOO_SLOW = web.RequestKey("too_slow", bool)  # its body did not arrive in time
 
 
-async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer every HTTP error with a JSON body that names the problem."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
-            raise
-        message = {
-            404: f"no such path {request.path}",
-            405: f"method {request.method} not allowed on {request.path}",
-            413: "request body too large",
-        }.get(exc.status, exc.reason)
-        headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
-        return web.json_response({"error": message}, status=exc.status, headers=headers)
+def _json_errors(log: Any) -> Middleware:
+    """Answer every HTTP error with a JSON body that names the problem; an unexpected exception
+    is a JSON 500 (its traceback goes to the log, never to the client)."""
+
+    @web.middleware
+    async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400 or exc.content_type == "application/json":
+                raise
+            message = {
+                404: f"no such path {request.path}",
+                405: f"method {request.method} not allowed on {request.path}",
+                413: "request body too large",
+            }.get(exc.status, exc.reason)
+            headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
+            return web.json_response({"error": message}, status=exc.status, headers=headers)
+        except Exception:
+            if request.get(_TOO_SLOW):
+                # The connection is closed already: whatever the handler hit, nobody is told.
+                return web.Response(status=408)
+            log.exception("request_failed", method=request.method, path=request.path)
+            return web.json_response(
+                {"error": "internal error; the daemon's log has the details"}, status=500
+            )
+
+    return json_errors
+
+
+def _body_deadline(timeout: float, log: Any) -> Middleware:
+    """Close the connection when a request's body has not all arrived within `timeout`.
+
+    aiohttp bounds the wait for a request's head (keepalive_timeout, armed from the moment a
+    connection opens), but not the wait for its body once a handler reads it.
+    """
+
+    def too_slow(request: web.Request) -> None:
+        if request.content.is_eof():
+            return
+        request[_TOO_SLOW] = True
+        log.warning(
+            "request_read_timeout", method=request.method, path=request.path, timeout=timeout
+        )
+        if request.transport is not None:
+            request.transport.close()  # the handler's pending read fails; nothing is answered
+
+    @web.middleware
+    async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.body_exists or request.content.is_eof():
+            return await handler(request)
+        timer = asyncio.get_running_loop().call_later(timeout, too_slow, request)
+        request.content.on_eof(timer.cancel)
+        try:
+            return await handler(request)
+        finally:
+            timer.cancel()
+
+    return body_deadline
 
 
 class HookTable:
@@ -63,10 +111,19 @@ def build_app(
     ready: Readiness,
     *,
     max_body: int,
+    read_timeout: float,
+    log: Any,
     before_scrape: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
-    """One application for every input, plus the health and metrics endpoints."""
-    app = web.Application(client_max_size=max_body, middlewares=[web.middleware(_json_errors)])
+    """One application for every input, plus the health and metrics endpoints.
+
+    Serve it with `AppRunner(keepalive_timeout=read_timeout)`, which bounds the wait for each
+    request's head; the middleware here bounds the wait for its body.
+    """
+    app = web.Application(
+        client_max_size=max_body,
+        middlewares=[_json_errors(log), _body_deadline(read_timeout, log)],
+    )
     app.router.add_route("*", r"/hooks/{name}{tail:(/.*)?}", hooks.handle)
 
     async def healthz(request: web.Request) -> web.Response:

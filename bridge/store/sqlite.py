@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -20,6 +22,70 @@ Work = Callable[[sqlite3.Connection], Any]
 
 # A batch bigger than this would hold back the first writer's answer for too long.
 MAX_BATCH = 512
+
+# Errors that say the file cannot take writes now (full, read-only, I/O, locked by another
+# process past busy_timeout), not that one write's SQL is wrong: they fail the whole batch.
+_STORAGE_FAULTS = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+
+def _storage_fault(exc: BaseException) -> bool:
+    """True when an error is about the file or disk, not about one write's SQL."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _STORAGE_FAULTS
+
+
+class StoreOpenError(Exception):
+    """The store cannot be opened or written at start: a problem of the host, not of a request.
+
+    `transient` is True when it may pass by itself (a full disk), False when a person must act
+    (a read-only file system, missing permissions, not a database).
+    """
+
+    def __init__(self, path: Path, exc: BaseException) -> None:
+        reason, self.transient = _diagnose(path, exc.__cause__ or exc)
+        self.path = path
+        super().__init__(f"cannot use the store {path}: {reason}")
+
+
+# OS errors that explain why SQLite could not open or write a file.
+_TELLING = frozenset(
+    (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOENT)
+)
+_FULL = frozenset((errno.ENOSPC, errno.EDQUOT))
+
+
+def _diagnose(path: Path, exc: BaseException) -> tuple[str, bool]:
+    """The operating system's reason where it gives one (SQLite's text hides it), and whether
+    it is a full disk."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc), exc.errno in _FULL
+    folder = path if path.is_dir() else path.parent
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_bavail == 0:
+            return f"{os.strerror(errno.ENOSPC)} ({exc})", True
+    try:  # ask the file system directly: can this file (or, if missing, its folder) be written?
+        if path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+        else:
+            os.close(os.open(folder, os.O_TMPFILE | os.O_WRONLY))
+    except OSError as os_exc:
+        if os_exc.errno in _TELLING:
+            return f"{os_exc.strerror} ({exc})", os_exc.errno in _FULL
+    code = getattr(exc, "sqlite_errorcode", None)
+    return str(exc), code is not None and code & 0xFF == sqlite3.SQLITE_FULL
 
 
 @dataclass(slots=True)
@@ -68,10 +134,20 @@ class Store:
         self._task: asyncio.Task[None] | None = None
         self.commits = 0  # batches committed, for metrics and tests
         self.migrated: list[migrations.Migration] = []  # schema steps open() applied
+        self.last_commit_error: str | None = None  # why the last batch failed; None once one works
 
     @property
     def is_open(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    @property
+    def problem(self) -> str:
+        """Why the store cannot take writes ('' when it can, as far as the last commit shows)."""
+        if not self.is_open:
+            return "the store is not open"
+        if self.last_commit_error is not None:
+            return f"the last commit failed: {self.last_commit_error}"
+        return ""
 
     async def open(self) -> None:
         """Create the file if needed, bring its schema up to date, and start the writer.
@@ -128,8 +204,9 @@ class Store:
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in a write transaction; returns once its effects are committed to disk.
 
-        Raises StoreUnavailableError when the store is closed or the commit failed, and
-        whatever `work` itself raised (its changes are rolled back, the batch's are not).
+        Raises StoreUnavailableError when the store is closed or the batch could not be
+        committed (a full or read-only disk, raised by the commit or by any work in the batch),
+        and whatever else `work` itself raised (its changes are rolled back, the batch's are not).
         """
         if self._queue is None or not self.is_open:
             raise StoreUnavailableError("the store is not open")
@@ -157,13 +234,18 @@ class Store:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                results = await loop.run_in_executor(self._executor, self._commit, batch)
+                results, wrote = await loop.run_in_executor(self._executor, self._commit, batch)
             except Exception as exc:  # the commit itself failed: nothing in the batch is stored
+                self.last_commit_error = str(exc)
                 for pending in batch:
                     if not pending.future.done():
-                        pending.future.set_exception(StoreUnavailableError(f"commit failed: {exc}"))
+                        failure = StoreUnavailableError(f"commit failed: {exc}")
+                        failure.__cause__ = exc
+                        pending.future.set_exception(failure)
             else:
                 self.commits += 1
+                if wrote:  # a batch that changed nothing proves little about the disk
+                    self.last_commit_error = None
                 for pending, (ok, value) in zip(batch, results, strict=True):
                     if pending.future.done():
                         continue
@@ -175,10 +257,12 @@ class Store:
                 for _ in batch:
                     self._queue.task_done()
 
-    def _commit(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+    def _commit(self, batch: list[_Pending]) -> tuple[list[tuple[bool, Any]], bool]:
+        """Run and commit a batch: each work's outcome, and whether any row was written."""
         conn = self._writer
         assert conn is not None
         results: list[tuple[bool, Any]] = []
+        changes = conn.total_changes
         conn.execute("BEGIN IMMEDIATE")
         try:
             for pending in batch:
@@ -186,6 +270,8 @@ class Store:
                 try:
                     value = pending.work(conn)
                 except Exception as exc:
+                    if _storage_fault(exc):
+                        raise  # the file cannot take this batch; SQLite may have rolled it back
                     conn.execute("ROLLBACK TO work")
                     conn.execute("RELEASE work")
                     results.append((False, exc))
@@ -197,4 +283,4 @@ class Store:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
-        return results
+        return results, conn.total_changes != changes
