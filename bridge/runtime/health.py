@@ -4,14 +4,47 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
+from bridge.metrics import Metrics
 from bridge.outbox import jobs as outbox
 from bridge.outbox.jobs import JobState
+from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.models import Action
+from bridge.plugins.c123.poller import GatewayPoller
+from bridge.runtime.settings import Settings
+from bridge.runtime.supervisor import Supervisor
+from bridge.store import Store
 
-if TYPE_CHECKING:
-    from bridge.runtime.daemon import Daemon
+
+class Daemon(Protocol):
+    """What health looks at in the running daemon (the daemon module builds on this one)."""
+
+    commits_reported: int
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def supervisor(self) -> Supervisor: ...
+    @property
+    def poller(self) -> GatewayPoller: ...
+    @property
+    def client(self) -> C123Client: ...
+    @property
+    def simulator(self) -> Any: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def inputs(self) -> Mapping[str, Any]: ...
+    @property
+    def outputs(self) -> Mapping[str, Any]: ...
 
 
 async def refresh_gauges(daemon: Daemon) -> None:
