@@ -24,9 +24,8 @@ from bridge.config import ConfigError
 from bridge.logging import configure_logging
 from bridge.plugins.c123.errors import C123Error, InvalidRequestError
 from bridge.plugins.c123.keyfile import KeyFileError
-from bridge.runtime.systemd import Notifier
-from bridge.store import SchemaTooNewError
-from bridge.store.sqlite import StoreOpenError
+from bridge.runtime import Notifier
+from bridge.store import SchemaTooNewError, StoreOpenError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,7 +37,7 @@ from multidict import CIMultiDict
 
 from bridge.config import ConfigModel
 from bridge.events import Event
-from bridge.plugin.base import (
+from bridge.plugin import (
     Accepted,
     Delivery,
     Input,
@@ -47,12 +47,11 @@ from bridge.plugin.base import (
     Output,
     Parsed,
     PluginContext,
+    Registry,
     StoreUnavailableError,
 )
-from bridge.plugin.registry import Registry
 from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
-from bridge.runtime.daemon import Daemon
-from bridge.runtime.settings import load_settings
+from bridge.runtime import Daemon, load_settings
 
 T = TypeVar("T")
 

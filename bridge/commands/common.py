@@ -16,7 +16,7 @@ from bridge.config.models import Config
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.errors import KeyRotationError
 from bridge.plugins.c123.marks import StoreMarks
-from bridge.store.sqlite import Store
+from bridge.store import Store
 
 EXIT_OK = 0
 EXIT_REFUSED = 1  # the gateway refused or could not be reached, or the message is held

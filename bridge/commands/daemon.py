@@ -12,10 +12,7 @@ import structlog
 
 from bridge.commands.common import EXIT_OK
 from bridge.config import format_path
-from bridge.runtime import health
-from bridge.runtime.daemon import Daemon
-from bridge.runtime.settings import load_settings
-from bridge.runtime.systemd import Notifier
+from bridge.runtime import Daemon, Notifier, health, load_settings
 
 log = structlog.get_logger("smsbridge")
 

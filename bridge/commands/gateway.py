@@ -24,7 +24,7 @@ from bridge.plugins.c123.errors import C123Error, InvalidRequestError
 from bridge.plugins.c123.keyfile import KeyNotSavedError, probe_writable
 from bridge.plugins.c123.models import SendResult
 from bridge.plugins.c123.validation import check_content, check_schedule
-from bridge.rules.config import Directory, UnresolvedError
+from bridge.rules import Directory, UnresolvedError
 from bridge.sms import InvalidNumberError, normalize_number
 
 

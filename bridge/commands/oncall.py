@@ -13,7 +13,7 @@ from bridge.commands.output import emit_json, emit_lines
 from bridge.config import ConfigError, issue_at, load_yaml, read_config_file
 from bridge.config.models import Config
 from bridge.paging import ScheduleConfig, check_references, next_handoffs, who_is_on_call
-from bridge.runtime.settings import load_settings
+from bridge.runtime import load_settings
 
 DEFAULT_HANDOFFS = 3
 _NOBODY = "(nobody)"

@@ -16,8 +16,8 @@ from bridge.commands.common import EXIT_OK, EXIT_USAGE
 from bridge.commands.output import emit_json, emit_lines
 from bridge.events import Event
 from bridge.outbox import jobs as outbox
-from bridge.rules.ruleset import Decision
-from bridge.runtime.settings import Settings, load_settings
+from bridge.rules import Decision
+from bridge.runtime import Settings, load_settings
 from bridge.sms import mask_number, segment_count
 from bridge.text import terminal_safe
 

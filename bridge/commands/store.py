@@ -7,10 +7,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
-import bridge.store.migrations as migrations
-import bridge.store.vacuum as vacuum
 from bridge.commands.common import EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, add_common, load
-from bridge.store.sqlite import Store
+from bridge.store import Store, migrations, vacuum
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

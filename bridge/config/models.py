@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bridge.config import ConfigModel, Duration, FilePath, PositiveDuration
 from bridge.paging import OncallConfig
 from bridge.plugins.c123.config import C123Config
-from bridge.rules.config import Contacts, Groups, Rules
+from bridge.rules import Contacts, Groups, Rules
 
 DEFAULT_LISTEN = "127.0.0.1:9680"
 

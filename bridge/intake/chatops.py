@@ -11,9 +11,8 @@ from decimal import Decimal
 from bridge.events import Event
 from bridge.intake.pipeline import Pipeline
 from bridge.outbox import jobs as outbox
-from bridge.plugin.chat import CommandPolicy
-from bridge.rules.config import Directory, UnresolvedError
-from bridge.rules.ruleset import Recipient, SmsAction
+from bridge.plugin import CommandPolicy
+from bridge.rules import Directory, Recipient, SmsAction, UnresolvedError
 from bridge.sms import InvalidNumberError, mask_number, mask_text
 from bridge.text import clean
 

@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
 
-import bridge.store.ledger as ledger
+from bridge.store import ledger
 
 
 class InboxKind(StrEnum):

@@ -17,11 +17,9 @@ from bridge.events import Event, EventKind, Intent, Status
 from bridge.intake.conversations import ConversationSettings
 from bridge.metrics import Metrics
 from bridge.outbox import jobs as outbox
-from bridge.rules.config import Directory
-from bridge.rules.ruleset import Decision, RuleSet, SmsAction
+from bridge.rules import Decision, Directory, RuleSet, SmsAction
 from bridge.sms import mask_number
-from bridge.store import ledger
-from bridge.store.sqlite import Store
+from bridge.store import Store, ledger
 from bridge.text import clean
 
 Clock = Callable[[], float]

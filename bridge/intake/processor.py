@@ -25,9 +25,9 @@ from bridge.intake.inbox import InboxKind, InboxRow
 from bridge.intake.pipeline import Pipeline
 from bridge.intake.replies import RecordIntake
 from bridge.metrics import Metrics
-from bridge.plugin.base import Accepted, Delivery, Parsed, StoreUnavailableError
-from bridge.rules.ruleset import Decision
-from bridge.store.sqlite import Store
+from bridge.plugin import Accepted, Delivery, Parsed, StoreUnavailableError
+from bridge.rules import Decision
+from bridge.store import Store
 
 Clock = Callable[[], float]
 Parser = Callable[[bytes], Parsed]

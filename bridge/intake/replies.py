@@ -20,14 +20,13 @@ from typing import Any
 
 import bridge.intake.conversations as conversations
 import bridge.intake.inbox as inbox
-import bridge.outbox.jobs as jobs
-import bridge.store.ledger as ledger
 from bridge.events import Event, EventKind, ReplyRecord, ReportRecord
 from bridge.intake.inbox import InboxKind
 from bridge.intake.pipeline import Pipeline
 from bridge.metrics import Metrics, carrier_code_label
+from bridge.outbox import jobs
 from bridge.sms import mask_number
-from bridge.store.sqlite import Store
+from bridge.store import Store, ledger
 
 # Records per inbox chunk: a 20,000-report answer becomes 200 short transactions, not one long one.
 CHUNK = 100

@@ -16,8 +16,8 @@ import bridge.outbox.jobs as outbox
 from bridge.metrics import Metrics
 from bridge.outbox.jobs import JobRecord
 from bridge.outbox.recording import HOLDS, Recorder, RetryPolicy
-from bridge.plugin.base import Outcome, OutcomeKind, Output
-from bridge.store.sqlite import Store
+from bridge.plugin import Outcome, OutcomeKind, Output
+from bridge.store import Store
 
 __all__ = ["Dispatcher", "RetryPolicy"]
 

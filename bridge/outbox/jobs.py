@@ -16,8 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from bridge.events import Conversation, Event, Intent
-from bridge.plugin.base import Job, OutcomeKind
-from bridge.store.schema import SCHEMA
+from bridge.plugin import Job, OutcomeKind
+from bridge.store import SCHEMA
 
 __all__ = ["SCHEMA"]  # re-exported: the store is opened with outbox.SCHEMA
 

@@ -13,7 +13,7 @@ from typing import Any
 import bridge.outbox.jobs as outbox
 from bridge.metrics import Metrics
 from bridge.outbox.jobs import JobRecord, JobState
-from bridge.plugin.base import Outcome, OutcomeKind
+from bridge.plugin import Outcome, OutcomeKind
 from bridge.sms import mask_number
 
 HOLDS = (OutcomeKind.HOLD, OutcomeKind.PAUSE_ACCOUNT)

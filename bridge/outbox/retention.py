@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import bridge.store.vacuum as vacuum
 from bridge.outbox.jobs import JobState
-from bridge.store.sqlite import Store
+from bridge.store import Store, vacuum
 
 # The settled states, as the named parameters :sent, :failed and :unknown of the jobs sweep.
 _SETTLED = {

@@ -29,9 +29,17 @@ from bridge.config import (
     expected,
     parse_duration,
 )
-from bridge.plugin.auth import BasicCredentials, not_empty
-from bridge.rules.config import ContactConfig, Days, Directory, Hours, Text, UnresolvedError
-from bridge.rules.matchers import DAY_NAMES, parse_days
+from bridge.plugin import BasicCredentials, not_empty
+from bridge.rules import (
+    DAY_NAMES,
+    ContactConfig,
+    Days,
+    Directory,
+    Hours,
+    Text,
+    UnresolvedError,
+    parse_days,
+)
 
 GROUP_PREFIX = "group:"
 SCHEDULE_PREFIX = "schedule:"

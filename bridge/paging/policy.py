@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from bridge.paging.config import GROUP_PREFIX, SCHEDULE_PREFIX, PolicyConfig, ScheduleConfig
 from bridge.paging.localtime import as_utc
 from bridge.paging.schedules import who_is_on_call
-from bridge.rules.config import Directory
+from bridge.rules import Directory
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,7 @@ from pydantic import model_validator
 from bridge.config import ConfigModel, TimeZoneName
 from bridge.paging.config import Listed
 from bridge.paging.localtime import as_utc, next_clock_change, to_instant, wall_time
-from bridge.rules.config import Hours
-from bridge.rules.matchers import ALL_DAYS, Window
+from bridge.rules import ALL_DAYS, Hours, Window
 
 _DAY_MINUTES = 24 * 60
 

@@ -1,5 +1,12 @@
 """The adapter SDK: Input and Output, the webhook input helpers, auth checks, the chat base."""
 
+from bridge.plugin.auth import (
+    BasicCredentials,
+    challenge,
+    check_authorization,
+    not_empty,
+    require_auth,
+)
 from bridge.plugin.base import (
     Accepted,
     Delivery,
@@ -15,7 +22,22 @@ from bridge.plugin.base import (
     StoreUnavailableError,
     Submit,
 )
+from bridge.plugin.chat import (
+    ChatApiError,
+    ChatInputConfig,
+    ChatOutput,
+    ChatOutputConfig,
+    CommandPolicy,
+    command_event,
+    command_text,
+    split_text,
+)
+from bridge.plugin.ratelimit import Limiter, TokenBucket
+from bridge.plugin.registry import PluginLoadError, Registry
+from bridge.plugin.retry import retry_after
 from bridge.plugin.webhook import (
+    DEFAULT_MAX_BODY,
+    JSON_TYPE,
     HttpInput,
     RequestRejectedError,
     answer,
@@ -33,31 +55,51 @@ from bridge.plugin.webhook import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_BODY",
+    "JSON_TYPE",
     "Accepted",
+    "BasicCredentials",
+    "ChatApiError",
+    "ChatInputConfig",
+    "ChatOutput",
+    "ChatOutputConfig",
+    "CommandPolicy",
     "Delivery",
     "HttpInput",
     "Input",
     "Job",
+    "Limiter",
     "Outcome",
     "OutcomeKind",
     "Output",
     "Parsed",
     "PluginContext",
+    "PluginLoadError",
     "RecordSink",
+    "Registry",
     "Rejected",
     "RequestRejectedError",
     "StoreUnavailableError",
     "Submit",
+    "TokenBucket",
     "answer",
+    "challenge",
+    "check_authorization",
     "check_content_type",
     "clean_text",
+    "command_event",
+    "command_text",
     "format_loc",
     "load_json",
+    "not_empty",
     "parse_json",
     "read_body",
     "reject",
+    "require_auth",
+    "retry_after",
     "secret_equal",
     "sha256_hex",
+    "split_text",
     "submit_and_answer",
     "validation_message",
 ]

@@ -1,7 +1,15 @@
 """The running daemon: lifecycle, settings, HTTP server, health and systemd."""
 
+from bridge.runtime import health
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.settings import SMS_OUTPUT, Settings, load_settings
 from bridge.runtime.systemd import Notifier
 
-__all__ = ["SMS_OUTPUT", "Daemon", "Notifier", "Settings", "load_settings"]
+__all__ = [
+    "SMS_OUTPUT",
+    "Daemon",
+    "Notifier",
+    "Settings",
+    "health",
+    "load_settings",
+]

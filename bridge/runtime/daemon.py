@@ -20,22 +20,24 @@ import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
-import bridge.intake.storm as storm
 import bridge.runtime.health as health
-import bridge.store.ledger as ledger
 from bridge.config import ConfigError
 from bridge.events import Conversation, Event, EventKind
-from bridge.intake.chatops import ChatOps
-from bridge.intake.conversations import ConversationSettings
-from bridge.intake.pipeline import STORM, Pipeline, StormSettings
-from bridge.intake.processor import Processor
-from bridge.intake.replies import RecordIntake
+from bridge.intake import (
+    STORM,
+    ChatOps,
+    ConversationSettings,
+    Pipeline,
+    Processor,
+    RecordIntake,
+    StormSettings,
+    storm,
+)
 from bridge.logging import SCRUBBER, register_secrets
 from bridge.metrics import Metrics
-from bridge.outbox import retention
-from bridge.outbox.dispatcher import Dispatcher, RetryPolicy
-from bridge.outbox.jobs import JobRecord
-from bridge.plugin.base import (
+from bridge.outbox import Dispatcher, JobRecord, RetryPolicy, retention
+from bridge.plugin import (
+    ChatInputConfig,
     Delivery,
     Input,
     Output,
@@ -43,20 +45,18 @@ from bridge.plugin.base import (
     PluginContext,
     StoreUnavailableError,
 )
-from bridge.plugin.chat import ChatInputConfig
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config
 from bridge.plugins.c123.marks import Pause, StoreMarks
 from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.output import C123Output
 from bridge.plugins.c123.poller import GatewayPoller
-from bridge.rules.config import Directory
+from bridge.rules import Directory
 from bridge.runtime.server import HookTable, build_app
 from bridge.runtime.settings import SMS_OUTPUT, Settings, load_settings
 from bridge.runtime.supervisor import Backoff, Run, Supervisor
 from bridge.sms import segment_count
-from bridge.store import Store, StoreReplay
-from bridge.store.sqlite import StoreOpenError
+from bridge.store import Store, StoreOpenError, StoreReplay, ledger
 
 if TYPE_CHECKING:
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings

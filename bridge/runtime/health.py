@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from bridge.metrics import Metrics
+from bridge.outbox import JobState
 from bridge.outbox import jobs as outbox
-from bridge.outbox.jobs import JobState
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.poller import GatewayPoller

@@ -11,7 +11,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import generate_latest
 
 from bridge.metrics import Metrics
-from bridge.plugin.base import Input
+from bridge.plugin import Input
 
 Readiness = Callable[[], dict[str, str]]  # check name -> problem ('' when fine)
 # The classic text format, which every Prometheus understands (Debian 12 ships 2.42).

@@ -24,10 +24,8 @@ from bridge.config import (
 from bridge.config.loader import Document
 from bridge.config.models import Config, PluginInstance
 from bridge.paging import check_references as check_oncall
-from bridge.plugin.base import Input, Output
-from bridge.plugin.registry import PluginLoadError, Registry
-from bridge.rules.config import CONVERSATION, Contacts, Groups, Rules, check_references
-from bridge.rules.ruleset import RuleError, RuleSet
+from bridge.plugin import Input, Output, PluginLoadError, Registry
+from bridge.rules import CONVERSATION, Contacts, Groups, RuleError, Rules, RuleSet, check_references
 from bridge.runtime.template_names import template_warnings
 
 SMS_OUTPUT = "sms"  # the built-in output on the `gateway:` account (or the simulator)

@@ -11,8 +11,7 @@ from jinja2 import meta
 from bridge.config import Issue, issue_at
 from bridge.config.loader import Document
 from bridge.events import Event, EventKind
-from bridge.rules.config import RuleConfig
-from bridge.rules.templates import event_context, group_context, make_environment
+from bridge.rules import RuleConfig, event_context, group_context, make_environment
 
 _ENV = make_environment()
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)

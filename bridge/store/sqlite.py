@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import bridge.store.migrations as migrations
-from bridge.plugin.base import StoreUnavailableError
+from bridge.plugin import StoreUnavailableError
 
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]

@@ -8,8 +8,7 @@ from typing import Annotated, Self
 from pydantic import Field, SecretStr, model_validator
 
 from bridge.config import ConfigModel, Duration
-from bridge.plugin.auth import BasicCredentials, not_empty, require_auth
-from bridge.plugin.webhook import DEFAULT_MAX_BODY
+from bridge.plugin import DEFAULT_MAX_BODY, BasicCredentials, not_empty, require_auth
 
 __all__ = ["AlertmanagerAuth", "AlertmanagerConfig", "BasicCredentials"]
 

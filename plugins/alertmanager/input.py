@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import ValidationError
 
-from bridge.plugin.auth import check_authorization
-from bridge.plugin.base import Parsed
-from bridge.plugin.webhook import (
+from bridge.plugin import (
     HttpInput,
+    Parsed,
+    check_authorization,
     check_content_type,
     load_json,
     read_body,

@@ -7,8 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bridge.events import Event, EventKind, Status
-from bridge.plugin.base import Parsed, Rejected
-from bridge.plugin.webhook import sha256_hex, validation_message
+from bridge.plugin import Parsed, Rejected, sha256_hex, validation_message
 
 VERSION = "4"
 

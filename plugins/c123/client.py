@@ -16,7 +16,7 @@ import structlog
 from pydantic import SecretStr
 
 import bridge.plugins.c123.wire as wire
-from bridge.plugin.ratelimit import Limiter
+from bridge.plugin import Limiter
 from bridge.plugins.c123.account import AccountGate, PauseHook, ResumeHook
 from bridge.plugins.c123.config import C123Config
 from bridge.plugins.c123.errors import (

@@ -12,8 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, Self
 
-from bridge.store import ledger
-from bridge.store.sqlite import Store
+from bridge.store import Store, ledger
 
 
 class Marks(Protocol):

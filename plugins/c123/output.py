@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from bridge.plugin.base import Job, Outcome, OutcomeKind, Output, PluginContext
+from bridge.plugin import Job, Outcome, OutcomeKind, Output, PluginContext
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config
 from bridge.plugins.c123.errors import (

@@ -13,7 +13,7 @@ from typing import Any
 
 import bridge.plugins.c123.wire as wire
 from bridge.events import ReplyRecord, ReportRecord
-from bridge.plugin.base import RecordSink
+from bridge.plugin import RecordSink
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.errors import C123Error
 from bridge.plugins.c123.models import Action, DeliveryReport, InboundReply

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from bridge.config import BaseUrl, ConfigModel, PositiveDuration, Secret
-from bridge.plugin.chat import ChatInputConfig, ChatOutputConfig
+from bridge.plugin import ChatInputConfig, ChatOutputConfig
 
 API_URL = "https://oapi.dingtalk.com"
 # A custom robot may send 20 messages a minute; past that DingTalk mutes it for 10 minutes.

@@ -10,12 +10,15 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.events import Event
-from bridge.plugin.base import Parsed, PluginContext, StoreUnavailableError
-from bridge.plugin.chat import command_event, command_text
-from bridge.plugin.webhook import (
+from bridge.plugin import (
     HttpInput,
+    Parsed,
+    PluginContext,
     RequestRejectedError,
+    StoreUnavailableError,
     check_content_type,
+    command_event,
+    command_text,
     load_json,
     parse_json,
     read_body,

@@ -9,9 +9,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from bridge.plugin.base import PluginContext
-from bridge.plugin.chat import ChatApiError, ChatOutput
-from bridge.plugin.retry import retry_after
+from bridge.plugin import ChatApiError, ChatOutput, PluginContext, retry_after
 from bridge.plugins.dingtalk.config import DingTalkOutputConfig, Robot
 from bridge.plugins.dingtalk.signing import signed_query
 

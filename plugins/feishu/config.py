@@ -8,7 +8,7 @@ from typing import Annotated, Self
 from pydantic import Field, model_validator
 
 from bridge.config import BaseUrl, PositiveDuration, Secret
-from bridge.plugin.chat import ChatInputConfig, ChatOutputConfig
+from bridge.plugin import ChatInputConfig, ChatOutputConfig
 
 API_URL = "https://open.feishu.cn"  # Lark: https://open.larksuite.com
 CHAT_MAX_BODY = 256 * 1024  # protocols.md §6.6: 256 KiB is plenty for a chat event

@@ -11,13 +11,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.events import Event
-from bridge.plugin.base import Parsed, PluginContext
-from bridge.plugin.chat import command_event
-from bridge.plugin.chat import command_text as chat_command_text
-from bridge.plugin.webhook import (
+from bridge.plugin import (
     HttpInput,
+    Parsed,
+    PluginContext,
     RequestRejectedError,
     check_content_type,
+    command_event,
     load_json,
     parse_json,
     read_body,
@@ -26,6 +26,7 @@ from bridge.plugin.webhook import (
     sha256_hex,
     validation_message,
 )
+from bridge.plugin import command_text as chat_command_text
 from bridge.plugins.feishu.config import FeishuInputConfig
 from bridge.plugins.feishu.crypto import DecryptError, check_event, decrypt
 

@@ -10,9 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.plugin.base import PluginContext
-from bridge.plugin.chat import ChatApiError, ChatOutput
-from bridge.plugin.retry import retry_after
+from bridge.plugin import ChatApiError, ChatOutput, PluginContext, retry_after
 from bridge.plugins.feishu.config import FeishuOutputConfig
 from bridge.plugins.feishu.crypto import webhook_sign
 

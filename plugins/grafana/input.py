@@ -34,10 +34,11 @@ import time
 
 from aiohttp import web
 
-from bridge.plugin.auth import challenge, check_authorization
-from bridge.plugin.base import Parsed
-from bridge.plugin.webhook import (
+from bridge.plugin import (
     HttpInput,
+    Parsed,
+    challenge,
+    check_authorization,
     check_content_type,
     load_json,
     parse_json,

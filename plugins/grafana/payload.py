@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bridge.events import Event, EventKind, Status
-from bridge.plugin.webhook import sha256_hex, validation_message
+from bridge.plugin import sha256_hex, validation_message
 
 VERSION = "1"
 

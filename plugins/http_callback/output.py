@@ -29,8 +29,7 @@ from typing import Any
 import aiohttp
 
 from bridge import __version__
-from bridge.plugin.base import Job, Outcome, OutcomeKind, Output, PluginContext
-from bridge.plugin.retry import retry_after
+from bridge.plugin import Job, Outcome, OutcomeKind, Output, PluginContext, retry_after
 from bridge.plugins.http_callback.config import HttpCallbackConfig
 from bridge.plugins.http_callback.signing import sign
 

@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from bridge.config import BaseUrl, Duration, PositiveDuration
 from bridge.config.types import http_url
-from bridge.plugin.chat import ChatInputConfig, ChatOutputConfig
+from bridge.plugin import ChatInputConfig, ChatOutputConfig
 
 CHAT_MAX_BODY = 256 * 1024  # protocols.md §6.6: chat payloads are small
 

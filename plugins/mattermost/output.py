@@ -9,9 +9,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bridge.plugin.base import PluginContext
-from bridge.plugin.chat import ChatApiError, ChatOutput
-from bridge.plugin.retry import retry_after
+from bridge.plugin import ChatApiError, ChatOutput, PluginContext, retry_after
 from bridge.plugins.mattermost.config import MattermostOutputConfig
 
 INVALID_ROOT = "api.post.create_post.root_id.app_error"

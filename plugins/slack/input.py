@@ -9,12 +9,13 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from bridge.events import Event
-from bridge.plugin.base import Parsed, PluginContext
-from bridge.plugin.chat import command_event
-from bridge.plugin.webhook import (
+from bridge.plugin import (
     JSON_TYPE,
     HttpInput,
+    Parsed,
+    PluginContext,
     RequestRejectedError,
+    command_event,
     load_json,
     parse_json,
     read_body,

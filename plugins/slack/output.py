@@ -8,9 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.plugin.base import PluginContext
-from bridge.plugin.chat import ChatApiError, ChatOutput
-from bridge.plugin.retry import retry_after
+from bridge.plugin import ChatApiError, ChatOutput, PluginContext, retry_after
 from bridge.plugins.slack.config import SlackOutputConfig
 from bridge.plugins.slack.text import escape
 

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 
 from bridge.config import BaseUrl, Duration, PositiveDuration
-from bridge.plugin.chat import ChatInputConfig, ChatOutputConfig
+from bridge.plugin import ChatInputConfig, ChatOutputConfig
 
 DEFAULT_API_URL = "https://api.telegram.org"
 MAX_BODY = 256 * 1024  # protocols.md §6.6: 256 KiB is plenty for one chat update

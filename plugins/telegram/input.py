@@ -7,11 +7,11 @@ from typing import Any
 from aiohttp import web
 
 from bridge.events import Event
-from bridge.plugin.base import Parsed
-from bridge.plugin.chat import command_event
-from bridge.plugin.webhook import (
+from bridge.plugin import (
     HttpInput,
+    Parsed,
     check_content_type,
+    command_event,
     load_json,
     parse_json,
     read_body,

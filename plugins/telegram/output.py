@@ -7,8 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.plugin.chat import ChatApiError, ChatOutput
-from bridge.plugin.retry import retry_after
+from bridge.plugin import ChatApiError, ChatOutput, retry_after
 from bridge.plugins.telegram.config import TelegramOutputConfig
 from bridge.plugins.telegram.update import parse_thread
 

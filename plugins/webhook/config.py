@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from bridge.config import ConfigModel, Duration
 from bridge.events import EventKind
-from bridge.plugin.webhook import DEFAULT_MAX_BODY
+from bridge.plugin import DEFAULT_MAX_BODY
 
 HeaderName = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")]
 

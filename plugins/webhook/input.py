@@ -8,9 +8,9 @@ from typing import NoReturn
 
 from aiohttp import web
 
-from bridge.plugin.base import Parsed
-from bridge.plugin.webhook import (
+from bridge.plugin import (
     HttpInput,
+    Parsed,
     RequestRejectedError,
     check_content_type,
     load_json,

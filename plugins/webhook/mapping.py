@@ -6,7 +6,7 @@ import json
 from typing import Any, Final
 
 from bridge.events import Event, EventKind, Status
-from bridge.plugin.webhook import sha256_hex
+from bridge.plugin import sha256_hex
 from bridge.plugins.webhook.config import FieldsConfig
 
 STATUS_WORDS: Final = {

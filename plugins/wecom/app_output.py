@@ -11,8 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.plugin.base import Job, Outcome, OutcomeKind, PluginContext
-from bridge.plugin.chat import ChatApiError, ChatOutput
+from bridge.plugin import ChatApiError, ChatOutput, Job, Outcome, OutcomeKind, PluginContext
 from bridge.plugins.wecom.config import WecomAppOutputConfig
 from bridge.plugins.wecom.output import MAX_BYTES, split_bytes
 

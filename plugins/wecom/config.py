@@ -11,7 +11,7 @@ from yarl import URL
 
 from bridge.config import BaseUrl, PositiveDuration, Secret
 from bridge.config.types import http_url
-from bridge.plugin.chat import ChatInputConfig, ChatOutputConfig
+from bridge.plugin import ChatInputConfig, ChatOutputConfig
 from bridge.plugins.wecom.crypto import aes_key
 
 DEFAULT_API_URL = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"

@@ -12,12 +12,14 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from bridge.events import Event
-from bridge.plugin.base import Parsed, PluginContext
-from bridge.plugin.chat import command_event, command_text
-from bridge.plugin.webhook import (
+from bridge.plugin import (
     HttpInput,
+    Parsed,
+    PluginContext,
     RequestRejectedError,
     answer,
+    command_event,
+    command_text,
     read_body,
     reject,
     sha256_hex,

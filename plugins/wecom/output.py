@@ -8,8 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.plugin.base import Job, Outcome, OutcomeKind
-from bridge.plugin.chat import ChatApiError, ChatOutput, split_text
+from bridge.plugin import ChatApiError, ChatOutput, Job, Outcome, OutcomeKind, split_text
 from bridge.plugins.wecom.config import WecomOutputConfig
 
 MAX_BYTES = 2048  # msgtype text: content of at most 2048 bytes of UTF-8 (§3.5)

@@ -8,7 +8,7 @@ from typing import Annotated, Self
 from pydantic import Field, SecretStr, model_validator
 
 from bridge.config import ConfigModel, Duration
-from bridge.plugin.auth import not_empty, require_auth
+from bridge.plugin import not_empty, require_auth
 
 DEFAULT_MAX_BODY = 256 * 1024  # one event per request; Zabbix messages are short
 

@@ -40,10 +40,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bridge.plugin.auth import check_authorization
-from bridge.plugin.base import Parsed
-from bridge.plugin.webhook import (
+from bridge.plugin import (
     HttpInput,
+    Parsed,
+    check_authorization,
     check_content_type,
     load_json,
     parse_json,

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
 
 from bridge.events import Event, EventKind, Status
-from bridge.plugin.webhook import sha256_hex, validation_message
+from bridge.plugin import sha256_hex, validation_message
 
 # Labels the input sets itself; a Zabbix tag of the same name does not replace them.
 OWN_LABELS = ("alertname", "host", "instance", "severity", "zabbix_update")

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import structlog
 
-from bridge.plugin.ratelimit import TokenBucket
+from bridge.plugin import TokenBucket
 from bridge.plugins.c123.models import CARRIER_CODES, Action, DeliveryStatus
 from bridge.plugins.c123.simulator.config import Fault, InvalidInput, SimAccount, SimulatorSettings
 from bridge.plugins.c123.simulator.sends import BadParameters, is_bare_number, plan_send
