@@ -156,6 +156,7 @@ CREATE TABLE incidents (
     alerts INTEGER NOT NULL DEFAULT 1,
     ack_timeout REAL,
     report_timeout REAL NOT NULL,
+    final_wait REAL NOT NULL,
     timeline TEXT NOT NULL DEFAULT '[]',
     position INTEGER NOT NULL DEFAULT 0,
     base REAL NOT NULL DEFAULT 0,
