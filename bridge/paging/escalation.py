@@ -30,7 +30,7 @@ from bridge.paging.incidents import (
 )
 from bridge.paging.policy import NobodyOnCall, TimelineEntry
 
-KINDS = frozenset({STEP_TIMER, ACK_TIMER, REPORT_TIMER})  # the timers `on_timer` fires
+TIMER_KINDS = frozenset({STEP_TIMER, ACK_TIMER, REPORT_TIMER})  # the timers `on_timer` fires
 FAILED = frozenset({"failed", "timeout"})  # page statuses that count as not delivered
 
 
@@ -185,7 +185,9 @@ def _advance(
         timers.schedule(conn, STEP_TIMER, key, due_at, now, replace=True)
     elif position == len(entries):
         last = entries[-1]["offset"] if entries else 0.0
-        end = incident.base + last + incident.final_wait
+        # Nobody was ever on the timeline to page: nobody to wait for either.
+        wait = incident.final_wait if any("targets" in entry for entry in entries) else 0.0
+        end = incident.base + last + wait
         if end <= now:
             exhausted = True  # reported once: the position moves past the end
             position += 1
@@ -207,7 +209,7 @@ def _advance(
 
 
 def on_timer(conn: sqlite3.Connection, timer: timers.Timer, now: float) -> Escalation:
-    """Fire one of the KINDS timers (in the transaction that removes it): the next step, an
+    """Fire one of the TIMER_KINDS timers (in the transaction that removes it): the next step, an
     acknowledgement running out, or a page's delivery report not coming in time."""
     if timer.kind == REPORT_TIMER:
         row = conn.execute(

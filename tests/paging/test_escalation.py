@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import timedelta
 from functools import partial
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 import bridge.paging.escalation as escalation
 import bridge.paging.incidents as incidents
 import bridge.paging.timers as timers
+from bridge.paging import NobodyOnCall
 from bridge.paging.escalation import Cause
 from bridge.paging.incidents import Change, State
 from bridge.store import Store
@@ -205,3 +207,12 @@ async def test_a_restart_mid_escalation_pages_the_next_step_once(desk: Desk) -> 
     assert await desk.tick(T0 + 5 * MINUTE) == []
     count = await desk.read(lambda c: c.execute("SELECT count(*) FROM incident_pages").fetchone())
     assert count[0] == 2
+
+
+async def test_a_timeline_with_nobody_on_call_ends_at_once_and_says_why(desk: Desk) -> None:
+    opened, _ = await desk.open(T0)
+    empty = [NobodyOnCall(timedelta(), 0, 0, "primary"), NobodyOnCall(timedelta(), 1, 0, "backup")]
+    started = await desk.call(escalation.start_escalation, opened.incident.id, empty, T0 + 1)
+    assert started.nobody_on_call == ("primary", "backup")
+    assert started.pages == ()
+    assert started.exhausted
