@@ -1,5 +1,8 @@
-"""Paging: on-call schedules, escalation policies, reply commands and quiet hours (pure parts)."""
+"""Paging: on-call schedules, escalation policies, reply commands, quiet hours; incidents and
+their escalation on durable timers (functions that run inside a Store.write transaction)."""
 
+import bridge.paging.timers as timers
+from bridge.paging.actions import Outcome, Result, Silence, apply_reply, may_help
 from bridge.paging.config import (
     HandoffTime,
     OncallConfig,
@@ -12,6 +15,30 @@ from bridge.paging.config import (
     StepConfig,
     check_references,
 )
+from bridge.paging.escalation import (
+    TIMER_KINDS,
+    Cause,
+    Escalation,
+    IncidentPage,
+    attach_job,
+    delivery_report,
+    escalate,
+    on_timer,
+    start_escalation,
+)
+from bridge.paging.incidents import (
+    Change,
+    Incident,
+    Paged,
+    State,
+    Transition,
+    acknowledge,
+    find_open,
+    open_incident,
+    open_incidents,
+    resolve,
+    resolve_group,
+)
 from bridge.paging.localtime import to_instant
 from bridge.paging.policy import NobodyOnCall, Page, Target, TimelineEntry, escalation_timeline
 from bridge.paging.quiet import QuietHours
@@ -19,29 +46,55 @@ from bridge.paging.replies import Action, Command, normalize_reply, parse_reply
 from bridge.paging.schedules import Handoff, next_handoffs, rotation_on_call, who_is_on_call
 
 __all__ = [
+    "TIMER_KINDS",
     "Action",
+    "Cause",
+    "Change",
     "Command",
+    "Escalation",
     "Handoff",
     "HandoffTime",
+    "Incident",
+    "IncidentPage",
     "NobodyOnCall",
     "OncallConfig",
+    "Outcome",
     "OverrideConfig",
     "Page",
+    "Paged",
     "PolicyConfig",
     "QuietHours",
+    "Result",
     "RotationConfig",
     "ScheduleConfig",
+    "Silence",
     "SilenceAuth",
     "SilencesConfig",
+    "State",
     "StepConfig",
     "Target",
     "TimelineEntry",
+    "Transition",
+    "acknowledge",
+    "apply_reply",
+    "attach_job",
     "check_references",
+    "delivery_report",
+    "escalate",
     "escalation_timeline",
+    "find_open",
+    "may_help",
     "next_handoffs",
     "normalize_reply",
+    "on_timer",
+    "open_incident",
+    "open_incidents",
     "parse_reply",
+    "resolve",
+    "resolve_group",
     "rotation_on_call",
+    "start_escalation",
+    "timers",
     "to_instant",
     "who_is_on_call",
 ]

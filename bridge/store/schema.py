@@ -126,3 +126,65 @@ CREATE TABLE inbox (
 );
 CREATE INDEX inbox_unprocessed ON inbox(id) WHERE processed_at IS NULL;
 """
+
+# Step 4: durable timers (escalation steps, report and acknowledgement timeouts: a row with a due
+# time, fired and removed in one transaction), and incidents with the pages sent for them. Ids
+# are never reused: a timer's id tells a stale copy from its replacement, and incident numbers
+# are what people quote.
+TIMERS_AND_INCIDENTS = """
+CREATE TABLE timers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    due_at REAL NOT NULL,
+    payload TEXT NOT NULL DEFAULT '{}',
+    claimed_by TEXT NOT NULL DEFAULT '',
+    claimed_until REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    UNIQUE (kind, key)
+);
+CREATE INDEX timers_due ON timers(due_at);
+CREATE TABLE incidents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    rule TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    title TEXT NOT NULL,
+    state TEXT NOT NULL,
+    event_id INTEGER REFERENCES events(id),
+    conversation TEXT,
+    alerts INTEGER NOT NULL DEFAULT 1,
+    ack_timeout REAL,
+    report_timeout REAL NOT NULL,
+    final_wait REAL NOT NULL,
+    timeline TEXT NOT NULL DEFAULT '[]',
+    position INTEGER NOT NULL DEFAULT 0,
+    base REAL NOT NULL DEFAULT 0,
+    acked_by TEXT NOT NULL DEFAULT '',
+    acked_until REAL,
+    resolved_by TEXT NOT NULL DEFAULT '',
+    opened_at REAL NOT NULL,
+    acked_at REAL,
+    resolved_at REAL,
+    updated_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX incidents_open ON incidents(rule, group_key) WHERE state != 'resolved';
+CREATE INDEX incidents_event ON incidents(event_id);
+CREATE TABLE incident_pages (
+    id INTEGER PRIMARY KEY,
+    incident_id INTEGER NOT NULL REFERENCES incidents(id),
+    conversation_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    mobile TEXT NOT NULL,
+    code INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    pass_index INTEGER NOT NULL,
+    job_id INTEGER,
+    status TEXT NOT NULL DEFAULT 'pending',
+    paged_at REAL NOT NULL
+);
+CREATE INDEX incident_pages_incident ON incident_pages(incident_id, position);
+CREATE INDEX incident_pages_mobile ON incident_pages(mobile, paged_at);
+CREATE INDEX incident_pages_job ON incident_pages(job_id) WHERE job_id IS NOT NULL;
+"""

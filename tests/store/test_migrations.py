@@ -218,18 +218,18 @@ def test_a_failing_step_leaves_the_file_at_the_step_before(tmp_path: Path) -> No
     migrations.upgrade(conn)
 
     def half_done(conn: sqlite3.Connection) -> None:
-        conn.execute("CREATE TABLE incidents (x)")
+        conn.execute("CREATE TABLE future_table (x)")
         raise sqlite3.OperationalError("disk I/O error")
 
-    failing = migrations.Migration(migrations.latest() + 1, "incidents", half_done)
+    failing = migrations.Migration(migrations.latest() + 1, "future_table", half_done)
     with pytest.raises(sqlite3.OperationalError):
         migrations.upgrade(conn, (*migrations.MIGRATIONS, failing))
     assert migrations.version(conn) == migrations.latest()
     assert not conn.in_transaction
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-    assert "incidents" not in tables
+    assert "future_table" not in tables
     # Fixed, the same step number applies, once.
-    fixed = (*migrations.MIGRATIONS, _create("incidents"))
+    fixed = (*migrations.MIGRATIONS, _create("future_table"))
     assert [step.version for step in migrations.upgrade(conn, fixed)] == [len(fixed)]
     assert migrations.upgrade(conn, fixed) == []
     assert migrations.version(conn) == len(fixed)
