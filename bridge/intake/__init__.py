@@ -1,6 +1,6 @@
 """From accepted events to durable jobs: rules applied, storm control, chat commands, replies."""
 
-from bridge.intake import storm
+from bridge.intake import conversations, storm
 from bridge.intake.chatops import ChatOps
 from bridge.intake.conversations import ConversationSettings
 from bridge.intake.pipeline import STORM, Pipeline, StormSettings
@@ -15,5 +15,6 @@ __all__ = [
     "Processor",
     "RecordIntake",
     "StormSettings",
+    "conversations",
     "storm",
 ]

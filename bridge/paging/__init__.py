@@ -1,7 +1,7 @@
 """Paging: on-call schedules, escalation policies, reply commands, quiet hours; incidents and
 their escalation on durable timers (functions that run inside a Store.write transaction)."""
 
-import bridge.paging.timers as timers
+from bridge.paging import timers
 from bridge.paging.actions import Outcome, Result, Silence, apply_reply, may_help
 from bridge.paging.config import (
     HandoffTime,

@@ -13,10 +13,10 @@ from enum import StrEnum
 
 import bridge.paging.escalation as escalation
 import bridge.paging.incidents as incidents
-import bridge.store.ledger as ledger
 from bridge.paging.escalation import Cause, Escalation
 from bridge.paging.incidents import Incident, State, Transition
 from bridge.paging.replies import DEFAULT_ACK_MAX, Action, Command, parse_reply
+from bridge.store import ledger
 
 DAY = 86400.0
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import bridge.intake.conversations as conversations
 import bridge.paging.incidents as incidents
 import bridge.paging.timers as timers
+from bridge.intake import conversations
 from bridge.paging.incidents import (
     ACK_TIMER,
     OPEN_UNTIL,

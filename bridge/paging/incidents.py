@@ -12,9 +12,9 @@ import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
 
-import bridge.intake.conversations as conversations
 import bridge.paging.timers as timers
 from bridge.events import Conversation
+from bridge.intake import conversations
 from bridge.paging.config import PolicyConfig
 
 # Timer kinds, keyed by incident id (steps, acknowledgement timeouts) or page id (reports).
