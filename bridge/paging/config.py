@@ -14,7 +14,6 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
-    SecretStr,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -29,7 +28,7 @@ from bridge.config import (
     expected,
     parse_duration,
 )
-from bridge.plugin import BasicCredentials, not_empty
+from bridge.plugin import BearerOrBasic
 from bridge.rules import (
     DAY_NAMES,
     ContactConfig,
@@ -270,19 +269,8 @@ class PolicyConfig(ConfigModel):
         return self
 
 
-class SilenceAuth(ConfigModel):
+class SilenceAuth(BearerOrBasic):
     """Exactly one of a `bearer` token or `basic` credentials for Alertmanager's API."""
-
-    bearer: SecretStr | None = None
-    basic: BasicCredentials | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Self:
-        if (self.bearer is None) == (self.basic is None):
-            raise ValueError("set exactly one of bearer (e.g. ${AM_TOKEN}) or basic")
-        if self.bearer is not None:
-            not_empty(self.bearer, "bearer")
-        return self
 
 
 class SilencesConfig(ConfigModel):

@@ -2,6 +2,7 @@
 
 from bridge.plugin.auth import (
     BasicCredentials,
+    BearerOrBasic,
     challenge,
     check_authorization,
     not_empty,
@@ -59,6 +60,7 @@ __all__ = [
     "JSON_TYPE",
     "Accepted",
     "BasicCredentials",
+    "BearerOrBasic",
     "ChatApiError",
     "ChatInputConfig",
     "ChatOutput",

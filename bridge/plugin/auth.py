@@ -33,6 +33,21 @@ class BasicCredentials(ConfigModel):
         return self
 
 
+class BearerOrBasic(ConfigModel):
+    """Exactly one of a `bearer` token or `basic` credentials (Alertmanager's two schemes)."""
+
+    bearer: SecretStr | None = None  # an Authorization: Bearer token
+    basic: BasicCredentials | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.bearer is None) == (self.basic is None):
+            raise ValueError("set exactly one of bearer (e.g. ${AM_TOKEN}) or basic")
+        if self.bearer is not None:
+            not_empty(self.bearer, "bearer")
+        return self
+
+
 def require_auth(auth: object, allow_unauthenticated: bool, how: str) -> None:
     """Auth is required unless openness is asked for explicitly, and not both (for validators).
 

@@ -161,11 +161,8 @@ class Outcome:
     code: str = ""  # the machine-readable cause, e.g. a gateway result code
 
 
-class Output(ABC, Generic[ConfigT]):
-    """Delivers batches of jobs; each batch returns exactly one outcome per job.
-
-    Generic in its config model: `class MyOutput(Output[MyConfig])` types `self.config`.
-    """
+class Adapter(ABC, Generic[ConfigT]):
+    """What inputs and outputs share: built from their validated config and the context."""
 
     type_name: ClassVar[str]
     config_class: ClassVar[type[BaseModel]]
@@ -176,10 +173,17 @@ class Output(ABC, Generic[ConfigT]):
         self.log = ctx.log
 
     async def start(self) -> None:
-        """Open what the output needs; raising here fails start-up (or the reload)."""
+        """Open what the adapter needs; raising here fails start-up (or the reload)."""
 
     async def stop(self) -> None:
         """Release what start() opened; must not raise."""
+
+
+class Output(Adapter[ConfigT]):
+    """Delivers batches of jobs; each batch returns exactly one outcome per job.
+
+    Generic in its config model: `class MyOutput(Output[MyConfig])` types `self.config`.
+    """
 
     def split(self, jobs: Sequence[Job]) -> list[list[Job]]:
         """Cut a claimed batch into the units one upstream call delivers.
@@ -194,7 +198,7 @@ class Output(ABC, Generic[ConfigT]):
         """Deliver the jobs; never raise for one job's failure, return its outcome instead."""
 
 
-class Input(ABC, Generic[ConfigT]):
+class Input(Adapter[ConfigT]):
     """Receives deliveries over HTTP under /hooks/<instance>/ and hands them to the inbox.
 
     A handler authenticates and validates a request, then submits a `Delivery`: the verified
@@ -203,20 +207,6 @@ class Input(ABC, Generic[ConfigT]):
     sender retries), and 4xx with a JSON body `{"error": "..."}` when the request as a whole is
     unusable (not JSON, wrong shape, failed authentication). Generic in its config model.
     """
-
-    type_name: ClassVar[str]
-    config_class: ClassVar[type[BaseModel]]
-
-    def __init__(self, config: ConfigT, ctx: PluginContext) -> None:
-        self.config = config
-        self.ctx = ctx
-        self.log = ctx.log
-
-    async def start(self) -> None:
-        """Open what the input needs; raising here fails start-up (or the reload)."""
-
-    async def stop(self) -> None:
-        """Release what start() opened; must not raise."""
 
     @abstractmethod
     def routes(self) -> list[web.RouteDef]:

@@ -5,27 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
 from bridge.config import ConfigModel, Duration
-from bridge.plugin import DEFAULT_MAX_BODY, BasicCredentials, not_empty, require_auth
+from bridge.plugin import DEFAULT_MAX_BODY, BasicCredentials, BearerOrBasic, require_auth
 
 __all__ = ["AlertmanagerAuth", "AlertmanagerConfig", "BasicCredentials"]
 
 
-class AlertmanagerAuth(ConfigModel):
+class AlertmanagerAuth(BearerOrBasic):
     """Exactly one of `bearer` (Alertmanager's `http_config.authorization`) or `basic`."""
-
-    bearer: SecretStr | None = None  # Alertmanager's http_config.authorization credentials (Bearer)
-    basic: BasicCredentials | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Self:
-        if (self.bearer is None) == (self.basic is None):
-            raise ValueError("set exactly one of bearer (e.g. ${AM_TOKEN}) or basic")
-        if self.bearer is not None:
-            not_empty(self.bearer, "bearer")
-        return self
 
 
 class AlertmanagerConfig(ConfigModel):
