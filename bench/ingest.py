@@ -196,11 +196,22 @@ def tail(log: Path) -> str:
     return log.read_text(errors="replace")[-2000:]
 
 
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """The config values a part of a bench changes: polling intervals and retention."""
+
+    reports: str = "1h"
+    replies: str = "1h"
+    retention: str = "30d"
+
+
 def daemon_config(
-    workdir: Path, gateway: str, teams: int, *, matching: bool = True, reports: str = "1h"
+    workdir: Path, gateway: str, teams: int, *, matching: bool = True, tuning: Tuning = Tuning()
 ) -> str:
     """One rule per team, each alert to its team's contact; the text is the alert's name.
 
+    Rules match alerts only: a delivery report's event carries its alert's labels, and a rule
+    on labels alone would page again for every report (with repeat_interval 0s, without end).
     Not `matching`: the rules key on team values no alert has, so a request costs only what
     accepting it does (auth, parsing, the de-duplication record committed, the answer).
     """
@@ -208,22 +219,22 @@ def daemon_config(
     team = "t" if matching else "nobody"
     rules = "\n".join(
         f"""  - name: team{n}
-    match: {{labels: {{team: {team}{n}}}}}
+    match: {{kind: alert, labels: {{team: {team}{n}}}}}
     sms: {{to: [team{n}], repeat_interval: 0s, group_wait: 0s,
           template: "{{{{ labels.alertname }}}}"}}"""
         for n in range(teams)
     )
-    # Polls every hour (unless `reports` says otherwise): only the one at start runs, so
+    # Polls every hour (unless `tuning` says otherwise): only the one at start runs, so
     # pollers do not take part in the figures.
     return f"""
 server: {{listen: "127.0.0.1:0"}}
-store: {{path: {workdir / "outbox.sqlite3"}}}
+store: {{path: {workdir / "outbox.sqlite3"}, retention: {tuning.retention}}}
 gateway:
   base_url: {gateway}
   account: {DEFAULT_ACCOUNT}
   authkey: {DEFAULT_AUTHKEY}
   rate_limit: null
-polling: {{replies: 1h, reports: {reports}, balance: 1h}}
+polling: {{replies: {tuning.replies}, reports: {tuning.reports}, balance: 1h}}
 inputs:
   am:
     type: alertmanager
@@ -236,11 +247,11 @@ rules:
 
 
 def write_config(
-    workdir: Path, gateway: str, teams: int, *, matching: bool = True, reports: str = "1h"
+    workdir: Path, gateway: str, teams: int, *, matching: bool = True, tuning: Tuning = Tuning()
 ) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "smsbridge.yaml"
-    config.write_text(daemon_config(workdir, gateway, teams, matching=matching, reports=reports))
+    config.write_text(daemon_config(workdir, gateway, teams, matching=matching, tuning=tuning))
     return config
 
 
@@ -267,12 +278,12 @@ async def start_daemon(
     plan: Plan,
     *,
     matching: bool = True,
-    reports: str = "1h",
+    tuning: Tuning = Tuning(),
     runner: Sequence[str] = (),
 ) -> Server:
     """`smsbridge run` on the bench config; with `runner` (options of bench/daemon_runner.py)
     the same command run with that runner's hooks."""
-    config = write_config(workdir, gateway, plan.teams, matching=matching, reports=reports)
+    config = write_config(workdir, gateway, plan.teams, matching=matching, tuning=tuning)
     return await run_daemon(config, plan, runner)
 
 
@@ -731,7 +742,7 @@ async def report_burst(
     )
     rate, reports = plan.latency_rate, plan.burst_reports
     async with Simulator(settings, clock=lambda: utcnow() + shift[0]) as sim:
-        daemon = await start_daemon(workdir, sim.url, plan, reports="1s")
+        daemon = await start_daemon(workdir, sim.url, plan, tuning=Tuning(reports="1s"))
         path = workdir / "outbox.sqlite3"
         try:
             url = f"{daemon.url}/hooks/am"
