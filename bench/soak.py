@@ -17,6 +17,13 @@ moves forward on a signal, with retention run at once) takes, for the whole run:
 RSS, the store's size (file and WAL), the jobs it keeps and /readyz are sampled throughout.
 At the end the load stops, the faults are cleared, and every alert the daemon accepted must
 reach the gateway (its text is the alert's name) within a deadline: nothing lost.
+
+Before the soak, `--per-message` alerts go through a daemon of their own, each delivered and
+reported (webhook -> inbox -> event -> job -> sent -> report), to give the store's bytes per
+delivered message: the pages in use over those of the same daemon with no traffic, once with
+the day's inbox bodies and raw polls still kept, and once after the clock moved a day on and
+retention dropped them (what a message costs for the rest of `store.retention`). The soak's own
+store is dominated by fixed pages and its WAL at its few messages per simulated day.
 """
 
 from __future__ import annotations
@@ -44,8 +51,12 @@ from ingest import (
     Server,
     Tuning,
     alert_name,
+    blast,
     proc_status,
+    reported,
     start_daemon,
+    unprocessed,
+    wait_sent,
 )
 
 from bridge.plugins.c123.simulator import SimAccount, Simulator, SimulatorSettings
@@ -90,6 +101,61 @@ def store_bytes(path: Path) -> tuple[int, int]:
     """The database file and its WAL, in bytes."""
     wal = path.with_name(path.name + "-wal")
     return path.stat().st_size, wal.stat().st_size if wal.exists() else 0
+
+
+def used_bytes(path: Path) -> int:
+    """Bytes of the database's pages in use (not free), read-only."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+    finally:
+        conn.close()
+
+
+async def per_message(workdir: Path, count: int) -> dict[str, Any]:
+    """Store bytes per delivered, reported message of a realistic alert, through the daemon."""
+    settings = SimulatorSettings(
+        accounts=(SimAccount(balance=Decimal(10**9)),), rate_limit=None, report_delay=0.5
+    )
+    tuning = Tuning(reports="1s", replies="1h")
+    figures: dict[str, Any] = {"messages": count}
+    async with Simulator(settings) as sim:
+        daemon = await start_daemon(
+            workdir, sim.url, QUICK, tuning=tuning, runner=["--advance", str(86400.0 + 60)]
+        )
+        path = workdir / "outbox.sqlite3"
+        try:
+            await asyncio.sleep(1.0)  # the start-up polls are stored
+            empty = await asyncio.to_thread(used_bytes, path)
+            await blast(f"{daemon.url}/hooks/am", AlertSource(QUICK.teams).bodies(count, 1), 8)
+            await wait_sent(sim, count)
+            deadline = time.perf_counter() + DELIVER_TIMEOUT
+            while await asyncio.to_thread(reported, path) < count or await asyncio.to_thread(
+                unprocessed, path
+            ):
+                if time.perf_counter() > deadline:
+                    raise RuntimeError("the reports were not all recorded")
+                await asyncio.sleep(0.2)
+            day = await asyncio.to_thread(used_bytes, path)
+            figures["rows_first_day"] = await asyncio.to_thread(kept, path)
+            daemon.proc.send_signal(signal.SIGUSR2)  # a day on: processed inbox and polls go
+            log = workdir / "daemon.log"
+            while "bench_clock_advanced" not in log.read_text(errors="replace"):
+                if time.perf_counter() > deadline:
+                    raise RuntimeError("retention did not run")
+                await asyncio.sleep(0.1)
+            later = await asyncio.to_thread(used_bytes, path)
+            figures["rows_after_a_day"] = await asyncio.to_thread(kept, path)
+        finally:
+            await daemon.stop()
+    figures["empty_store_kb"] = empty // 1024
+    figures["bytes_per_message_first_day"] = round((day - empty) / count)
+    figures["bytes_per_message_after_a_day"] = round((later - empty) / count)
+    figures["target_bytes"] = 1500
+    return figures
 
 
 def kept(path: Path) -> dict[str, int]:
@@ -308,6 +374,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="about a minute")
     parser.add_argument("--rate", type=float, default=20.0, help="webhooks a second")
     parser.add_argument("--retention-days", type=int, default=2)
+    parser.add_argument("--per-message", type=int, default=5000, help="0: skip that part")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     seconds = 60.0 if args.quick else args.minutes * 60
@@ -317,12 +384,18 @@ def main() -> None:
     plan = SoakPlan(seconds, args.rate, tick, advance, args.retention_days)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
-        result = asyncio.run(soak(plan, Path(tmp)))
+        sizes = (
+            asyncio.run(per_message(Path(tmp) / "per-message", args.per_message))
+            if args.per_message
+            else None
+        )
+        result = asyncio.run(soak(plan, Path(tmp) / "soak"))
+    result["per_message"] = sizes
     if args.json:
         print(json.dumps(result, indent=2))
         return
     for key, value in result.items():
-        if key != "samples":
+        if key not in ("samples", "final"):
             print(f"{key}: {value}")
     print("samples (t s, simulated days, rss MB, db+wal KB, jobs, readyz):")
     for s in result["samples"]:
