@@ -37,13 +37,16 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import structlog
+import yaml
 
+from bridge.outbox.jobs import HOLDS
 from bridge.plugins.c123.simulator import (
     DEFAULT_ACCOUNT,
     DEFAULT_AUTHKEY,
@@ -51,9 +54,12 @@ from bridge.plugins.c123.simulator import (
     Simulator,
     SimulatorSettings,
 )
+from bridge.plugins.c123.simulator.timing import utcnow
 
 TOKEN = "bench-ingest-token"  # noqa: S105 - a throwaway token for a local daemon
 SMSBRIDGE = str(Path(sys.executable).parent / "smsbridge")
+RUNNER = str(Path(__file__).with_name("daemon_runner.py"))
+EXAMPLE = Path(__file__).parent.parent / "config.example.yaml"
 START_TIMEOUT = 30.0
 DRAIN_TIMEOUT = 180.0
 IDLE_SECONDS = 2.0  # how long idle CPU is measured
@@ -96,11 +102,13 @@ class Plan:
     latency_seconds: float
     pending_requests: int  # webhooks of PENDING_ALERTS alerts for the RSS figure
     teams: int  # contacts; alert n goes to team n % teams
+    burst_reports: int  # delivery reports in one getSendState answer
+    burst_seconds: float  # webhooks at latency_rate while the burst is processed
     server_cpus: frozenset[int] | None = None  # None: servers run wherever the kernel puts them
 
 
-FULL = Plan(3000, 1000, 300, 3, 32, 200.0, 10.0, 1000, 100)
-QUICK = Plan(300, 100, 50, 1, 32, 200.0, 2.0, 50, 100)
+FULL = Plan(3000, 1000, 300, 3, 32, 200.0, 10.0, 1000, 100, 20000, 20.0)
+QUICK = Plan(300, 100, 50, 1, 32, 200.0, 2.0, 50, 100, 2000, 4.0)
 PENDING_ALERTS = 100  # alerts per webhook when filling the outbox
 
 
@@ -188,9 +196,22 @@ def tail(log: Path) -> str:
     return log.read_text(errors="replace")[-2000:]
 
 
-def daemon_config(workdir: Path, gateway: str, teams: int, *, matching: bool = True) -> str:
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """The config values a part of a bench changes: polling intervals and retention."""
+
+    reports: str = "1h"
+    replies: str = "1h"
+    retention: str = "30d"
+
+
+def daemon_config(
+    workdir: Path, gateway: str, teams: int, *, matching: bool = True, tuning: Tuning = Tuning()
+) -> str:
     """One rule per team, each alert to its team's contact; the text is the alert's name.
 
+    Rules match alerts only: a delivery report's event carries its alert's labels, and a rule
+    on labels alone would page again for every report (with repeat_interval 0s, without end).
     Not `matching`: the rules key on team values no alert has, so a request costs only what
     accepting it does (auth, parsing, the de-duplication record committed, the answer).
     """
@@ -198,21 +219,22 @@ def daemon_config(workdir: Path, gateway: str, teams: int, *, matching: bool = T
     team = "t" if matching else "nobody"
     rules = "\n".join(
         f"""  - name: team{n}
-    match: {{labels: {{team: {team}{n}}}}}
+    match: {{kind: alert, labels: {{team: {team}{n}}}}}
     sms: {{to: [team{n}], repeat_interval: 0s, group_wait: 0s,
           template: "{{{{ labels.alertname }}}}"}}"""
         for n in range(teams)
     )
-    # Polls every hour: only the one at start runs, so pollers do not take part in the figures.
+    # Polls every hour (unless `tuning` says otherwise): only the one at start runs, so
+    # pollers do not take part in the figures.
     return f"""
 server: {{listen: "127.0.0.1:0"}}
-store: {{path: {workdir / "outbox.sqlite3"}}}
+store: {{path: {workdir / "outbox.sqlite3"}, retention: {tuning.retention}}}
 gateway:
   base_url: {gateway}
   account: {DEFAULT_ACCOUNT}
   authkey: {DEFAULT_AUTHKEY}
   rate_limit: null
-polling: {{replies: 1h, reports: 1h, balance: 1h}}
+polling: {{replies: {tuning.replies}, reports: {tuning.reports}, balance: 1h}}
 inputs:
   am:
     type: alertmanager
@@ -224,17 +246,51 @@ rules:
 """
 
 
-def write_config(workdir: Path, gateway: str, teams: int, *, matching: bool = True) -> Path:
+def write_config(
+    workdir: Path, gateway: str, teams: int, *, matching: bool = True, tuning: Tuning = Tuning()
+) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "smsbridge.yaml"
-    config.write_text(daemon_config(workdir, gateway, teams, matching=matching))
+    config.write_text(daemon_config(workdir, gateway, teams, matching=matching, tuning=tuning))
     return config
 
 
-async def start_daemon(workdir: Path, gateway: str, plan: Plan, *, matching: bool = True) -> Server:
-    config = write_config(workdir, gateway, plan.teams, matching=matching)
-    argv = [SMSBRIDGE, "run", "-c", str(config)]
-    return await start_server("daemon", argv, workdir / "daemon.log", plan.server_cpus)
+def example_config(workdir: Path, gateway: str) -> Path:
+    """config.example.yaml as shipped, with a port of its own, a store here and the gateway."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load(EXAMPLE.read_text())
+    config["server"]["listen"] = "127.0.0.1:0"
+    config["store"]["path"] = str(workdir / "outbox.sqlite3")
+    config["gateway"] = {
+        "base_url": gateway,
+        "account": DEFAULT_ACCOUNT,
+        "authkey": DEFAULT_AUTHKEY,
+        "rate_limit": None,
+    }
+    path = workdir / "smsbridge.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return path
+
+
+async def start_daemon(
+    workdir: Path,
+    gateway: str,
+    plan: Plan,
+    *,
+    matching: bool = True,
+    tuning: Tuning = Tuning(),
+    runner: Sequence[str] = (),
+) -> Server:
+    """`smsbridge run` on the bench config; with `runner` (options of bench/daemon_runner.py)
+    the same command run with that runner's hooks."""
+    config = write_config(workdir, gateway, plan.teams, matching=matching, tuning=tuning)
+    return await run_daemon(config, plan, runner)
+
+
+async def run_daemon(config: Path, plan: Plan, runner: Sequence[str] = ()) -> Server:
+    command = [sys.executable, RUNNER, *runner] if runner else [SMSBRIDGE, "run"]
+    argv = [*command, "-c", str(config)]
+    return await start_server("daemon", argv, config.parent / "daemon.log", plan.server_cpus)
 
 
 async def start_bare(workdir: Path, plan: Plan) -> Server:
@@ -282,35 +338,77 @@ def alert_name(n: int) -> str:
     return f"Bench{n:08d}"
 
 
+def alert(n: int, teams: int) -> dict[str, Any]:
+    """A Kubernetes-style Alertmanager alert of about 1.7 KB as JSON, alert `n` of a run.
+
+    The size and shape of what kube-prometheus sends: a dozen labels, three annotations and a
+    long generator URL. The text the rules render is the alert's name.
+    """
+    pod = f"api-gateway-7f9c{n:08x}-x2k9q"
+    return {
+        "status": "firing",
+        "labels": {
+            "alertname": alert_name(n),
+            "team": f"t{n % teams}",
+            "severity": "page",
+            "cluster": "prod-eu-west-1",
+            "namespace": "payments",
+            "pod": pod,
+            "container": "api-gateway",
+            "endpoint": "http-metrics",
+            "instance": f"10.42.{n % 250}.{n % 251}:8080",
+            "job": "kube-state-metrics",
+            "prometheus": "monitoring/k8s",
+            "service": "kube-prometheus-stack-kube-state-metrics",
+            "uid": f"{n:08x}-4c1d-4e5f-9a0b-{n:012x}",
+            "node": f"ip-10-0-{n % 200}-{n % 199}.eu-west-1.compute.internal",
+            "deployment": "api-gateway",
+            "pod_template_hash": f"7f9c{n:08x}",
+        },
+        "annotations": {
+            "summary": f"Pod payments/{pod} has been restarting repeatedly",
+            "description": (
+                f"Pod payments/{pod} (container api-gateway) is in waiting state (reason:"
+                " CrashLoopBackOff) and restarted 7 times within the last 10 minutes. The last"
+                " termination was OOMKilled with exit code 137; memory limit 512Mi, request"
+                " 256Mi. Check recent deployments, the container's memory profile and the"
+                " upstream dependencies before scaling the deployment. The pod serves the"
+                " checkout API behind the public ingress; while it restarts, requests are"
+                " answered by the two remaining replicas."
+            ),
+            "runbook_url": (
+                "https://runbooks.prometheus-operator.dev/runbooks/kubernetes/kubepodcrashlooping"
+            ),
+        },
+        "startsAt": "2026-11-25T00:00:00.000Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": (
+            "http://prometheus-k8s-0.prometheus-operated.monitoring.svc:9090/graph?g0.expr="
+            "max_over_time%28kube_pod_container_status_waiting_reason%7Breason%3D%22"
+            "CrashLoopBackOff%22%2Cjob%3D%22kube-state-metrics%22%2Cnamespace%3D%22payments"
+            "%22%7D%5B5m%5D%29+%3E%3D+1&g0.tab=1"
+        ),
+        "fingerprint": f"{n:016x}",
+    }
+
+
 def payload(first: int, count: int, teams: int) -> bytes:
     """An Alertmanager v4 notification of alerts first..first+count-1, each new to the daemon.
 
     Names and fingerprints never repeat within a run, so no request is taken as a duplicate
     and every alert becomes one job (a duplicate would be cheaper and flatter the daemon).
     """
-    alerts = [
-        {
-            "status": "firing",
-            "labels": {"alertname": alert_name(n), "team": f"t{n % teams}", "severity": "page"},
-            "annotations": {"summary": f"bench alert {n}"},
-            "startsAt": "2026-11-25T00:00:00Z",
-            "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prometheus:9090/graph",
-            "fingerprint": f"{n:016x}",
-        }
-        for n in range(first, first + count)
-    ]
     body = {
         "version": "4",
-        "groupKey": f'{{}}:{{alertname="{alert_name(first)}"}}',
+        "groupKey": f'{{}}/{{severity="page"}}:{{alertname="{alert_name(first)}"}}',
         "truncatedAlerts": 0,
         "status": "firing",
         "receiver": "smsbridge",
         "groupLabels": {"alertname": alert_name(first)},
         "commonLabels": {"severity": "page"},
         "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "alerts": alerts,
+        "externalURL": "http://alertmanager-main-0.alertmanager-operated.monitoring.svc:9093",
+        "alerts": [alert(n, teams) for n in range(first, first + count)],
     }
     return json.dumps(body).encode()
 
@@ -355,6 +453,15 @@ async def blast(url: str, bodies: Sequence[bytes], concurrency: int) -> float:
     return elapsed
 
 
+def spread(values: Sequence[float], digits: int = 3) -> dict[str, float]:
+    """Min, median and max of a figure's rounds."""
+    return {
+        "min": round(min(values), digits),
+        "median": round(statistics.median(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
 @dataclass(slots=True)
 class Timed:
     """One side's rounds: requests a second, and the CPU the server and this process used."""
@@ -372,6 +479,7 @@ class Timed:
             "server_cpu_pct": round(statistics.median(self.server_cpu)),
             "client_cpu_pct": round(statistics.median(self.client_cpu)),
             "server_cpu_us_per_request": round(statistics.median(self.cpu_us)),
+            "rounds_server_cpu_us_per_request": [round(c) for c in self.cpu_us],
             "rounds_other_load_pct": [round(o) for o in self.others],
         }
 
@@ -421,18 +529,15 @@ async def throughput(
     bare: Server,
     source: AlertSource,
     plan: Plan,
-    *,
-    sends: bool = True,
 ) -> dict[str, Any]:
     """Webhooks a second at 1 and at 10 alerts a request, bare and daemon in turn.
 
     The daemon's rounds end once every alert reached the gateway, so no round inherits the
     previous one's sending; that wait is not in its time but its CPU is in its cost.
-    A daemon whose rules match nothing (`sends=False`) is measured at 1 alert a request only.
     """
     results: dict[str, Any] = {}
     expected = len(sim.state.messages)
-    shapes = ((1, plan.requests), (10, plan.requests_10)) if sends else ((1, plan.requests),)
+    shapes = ((1, plan.requests), (10, plan.requests_10))
     for per_request, requests in shapes:
         warm = max(plan.warmup // per_request, plan.concurrency)
         with daemon.paused():
@@ -441,9 +546,8 @@ async def throughput(
             await blast(
                 f"{daemon.url}/hooks/am", source.bodies(warm, per_request), plan.concurrency
             )
-            if sends:
-                expected += warm * per_request  # every alert the daemon takes is one message
-                await wait_sent(sim, expected)
+            expected += warm * per_request  # every alert the daemon takes is one message
+            await wait_sent(sim, expected)
         sides = {"bare": Timed(), "daemon": Timed()}
         drains = []
         for round_ in range(plan.rounds):
@@ -452,7 +556,7 @@ async def throughput(
             for server, idle in (order, order[::-1]):
                 bodies = source.bodies(requests, per_request)
                 settle = None
-                if server is daemon and sends:
+                if server is daemon:
                     expected += requests * per_request
                     settle = functools.partial(drained, sim, expected, drains)
                 with idle.paused():
@@ -464,19 +568,90 @@ async def throughput(
             "bare": sides["bare"].summary(),
             "daemon": sides["daemon"].summary(),
             "ratio": round(daemon_rps / bare_rps, 3),
+            "cpu_ratio": spread(
+                [b / d for b, d in zip(sides["bare"].cpu_us, sides["daemon"].cpu_us, strict=True)]
+            ),
             "daemon_alerts_per_s": round(daemon_rps * per_request),
             "drain_after_round_s": [round(d, 2) for d in drains],
         }
     return results
 
 
+def unprocessed(path: Path) -> int:
+    """Inbox rows not yet processed, read from the store opened read-only."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        query = "SELECT count(*) FROM inbox WHERE processed_at IS NULL"
+        return int(conn.execute(query).fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def accept_only(
+    workdir: Path, sim: Simulator, bare: Server, source: AlertSource, plan: Plan
+) -> dict[str, Any]:
+    """The request path alone against the bare handler, and the processor's share apart.
+
+    Each round starts a daemon whose rules match nothing, with its processor held
+    (bench/daemon_runner.py --hold-processor): the timed requests cost exactly what answering
+    them does (auth, parsing, de-duplication, the inbox commit, the answer). Then the processor
+    is released and its CPU until the inbox is empty, per delivery, is its share (rules that
+    match nothing, the batch transaction that marks rows processed). A round's daemon takes
+    fewer deliveries than the processor keeps parsed in memory, as a daemon that keeps up does.
+    """
+    accept, bare_side = Timed(), Timed()
+    processor_us: list[float] = []
+    drain_s: list[float] = []
+    for round_ in range(plan.rounds):
+        daemon = await start_daemon(
+            workdir / f"round{round_}", sim.url, plan, matching=False, runner=["--hold-processor"]
+        )
+        try:
+            warm = max(plan.warmup, plan.concurrency)
+            with daemon.paused():
+                await blast(f"{bare.url}/hooks/am", source.bodies(warm, 1), plan.concurrency)
+            with bare.paused():
+                await blast(f"{daemon.url}/hooks/am", source.bodies(warm, 1), plan.concurrency)
+            order = (bare, daemon) if round_ % 2 == 0 else (daemon, bare)
+            for server, idle in (order, order[::-1]):
+                into = accept if server is daemon else bare_side
+                with idle.paused():
+                    bodies = source.bodies(plan.requests, 1)
+                    await timed_round(server, bodies, plan.concurrency, into)
+            path = workdir / f"round{round_}" / "outbox.sqlite3"
+            held = await asyncio.to_thread(unprocessed, path)
+            if held != warm + plan.requests:
+                raise RuntimeError(f"{held} rows in the inbox, not {warm + plan.requests}")
+            with bare.paused():
+                before, started = cpu_seconds(daemon.pid), time.perf_counter()
+                daemon.proc.send_signal(signal.SIGUSR1)
+                while await asyncio.to_thread(unprocessed, path):
+                    if time.perf_counter() - started > DRAIN_TIMEOUT:
+                        raise RuntimeError("the inbox was not drained")
+                    await asyncio.sleep(0.02)
+                drain_s.append(time.perf_counter() - started)
+                processor_us.append(1e6 * (cpu_seconds(daemon.pid) - before) / held)
+        finally:
+            await daemon.stop()
+    ratios = [b / a for b, a in zip(bare_side.cpu_us, accept.cpu_us, strict=True)]
+    return {
+        "requests_per_round": plan.requests,
+        "bare": bare_side.summary(),
+        "daemon": accept.summary(),
+        "cpu_ratio": spread(ratios),
+        "ratio": round(statistics.median(accept.rps) / statistics.median(bare_side.rps), 3),
+        "processor_cpu_us_per_delivery": spread(processor_us, 1),
+        "processor_drain_s": [round(d, 2) for d in drain_s],
+    }
+
+
 def held_jobs(path: Path) -> int:
-    """Jobs pending after a -9 (held for a top-up), read from the outbox opened read-only."""
+    """Jobs held after a -9 (for a top-up), read from the outbox opened read-only."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
         # Refused once for the balance: nothing more happens to them for minutes.
-        query = "SELECT count(*) FROM jobs WHERE state = 'pending' AND code = '-9'"
-        return int(conn.execute(query).fetchone()[0])
+        query = "SELECT count(*) FROM jobs WHERE state = 'pending' AND code IN (?, ?)"
+        return int(conn.execute(query, HOLDS).fetchone()[0])
     finally:
         conn.close()
 
@@ -534,24 +709,88 @@ async def latency(workdir: Path, source: AlertSource, plan: Plan, bare: Server) 
         "alerts": len(posted),
         "rate_per_s": rate,
         "webhook_to_gateway_ms": percentiles(delays),
-        "webhook_answer_ms": percentiles(acks),
-        "bare_answer_ms": percentiles(bare_acks),
+        "webhook_answer_ms": percentiles([ms for _, ms in acks]),
+        "bare_answer_ms": percentiles([ms for _, ms in bare_acks]),
         "schedule_slip_ms_max": round(max(slips), 2),
         "daemon_cpu_pct": round(100 * cpu / seconds),
         "note": "the simulator shares the bench process with the load generator",
     }
 
 
+def reported(path: Path) -> int:
+    """Jobs a delivery report was recorded for, read from the store opened read-only."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(conn.execute("SELECT count(*) FROM jobs WHERE delivery != ''").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def report_burst(
+    workdir: Path, source: AlertSource, plan: Plan, bare: Server
+) -> dict[str, Any]:
+    """Webhook answers at the latency rate while one getSendState hands out a burst of reports.
+
+    The daemon sends `burst_reports` messages first; the gateway reports each an hour later
+    (report_delay). The simulator's clock is then moved an hour on, so the daemon's next
+    report poll (every second here) gets every report in one answer, as finding 2 of issue 9
+    saw. Answers are timed from that moment until the last report is recorded in the store.
+    """
+    shift = [timedelta(0)]
+    settings = SimulatorSettings(
+        accounts=(SimAccount(balance=Decimal(10**9)),), rate_limit=None, report_delay=3600
+    )
+    rate, reports = plan.latency_rate, plan.burst_reports
+    async with Simulator(settings, clock=lambda: utcnow() + shift[0]) as sim:
+        daemon = await start_daemon(workdir, sim.url, plan, tuning=Tuning(reports="1s"))
+        path = workdir / "outbox.sqlite3"
+        try:
+            url = f"{daemon.url}/hooks/am"
+            with bare.paused():
+                await blast(url, source.bodies(reports // PENDING_ALERTS, PENDING_ALERTS), 8)
+                await wait_sent(sim, reports)
+
+                async def release() -> tuple[float, float]:
+                    await asyncio.sleep(1.0)
+                    shift[0] = timedelta(seconds=settings.report_delay)
+                    released = time.time()
+                    while await asyncio.to_thread(reported, path) < reports:
+                        if time.time() - released > DRAIN_TIMEOUT:
+                            raise RuntimeError("the reports were not recorded")
+                        await asyncio.sleep(0.05)
+                    return released, time.time()
+
+                connector = aiohttp.TCPConnector(limit=64)
+                async with aiohttp.ClientSession(connector=connector, headers=HEADERS) as http:
+                    await _schedule(http, url, source, rate, 1.0)  # unmeasured: warm
+                    releasing = asyncio.create_task(release())
+                    _, acks, slips = await _schedule(http, url, source, rate, plan.burst_seconds)
+                    released, recorded = await releasing
+        finally:
+            await daemon.stop()
+    during = [ms for sent, ms in acks if released <= sent <= recorded]
+    return {
+        "reports": reports,
+        "rate_per_s": rate,
+        "recorded_in_s": round(recorded - released, 2),
+        "webhooks_during_burst": len(during),
+        "answer_ms_during_burst": percentiles(during) if len(during) > 1 else None,
+        "answer_ms_whole_schedule": percentiles([ms for _, ms in acks]),
+        "schedule_slip_ms_max": round(max(slips), 2),
+        "window_cut_by_schedule_end": recorded > released + plan.burst_seconds,
+    }
+
+
 async def _schedule(
     http: aiohttp.ClientSession, url: str, source: AlertSource, rate: float, seconds: float
-) -> tuple[dict[str, float], list[float], list[float]]:
+) -> tuple[dict[str, float], list[tuple[float, float]], list[float]]:
     """POST one-alert webhooks at `rate` for `seconds`; returns send times by alert name,
-    answer times (ms) and how late each send left (ms)."""
+    (send time, answer ms) of each and how late each send left (ms)."""
     count = round(rate * seconds)
     first = source.next_alert
     bodies = source.bodies(count, 1)
     posted: dict[str, float] = {}
-    acks: list[float] = []
+    acks: list[tuple[float, float]] = []
     slips: list[float] = []
     failures: list[int] = []
 
@@ -562,7 +801,7 @@ async def _schedule(
             await response.read()
             if response.status != 200:
                 failures.append(response.status)
-        acks.append(1000 * (time.time() - sent))
+        acks.append((sent, 1000 * (time.time() - sent)))
 
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.05
@@ -590,9 +829,15 @@ async def memory(workdir: Path, source: AlertSource, plan: Plan) -> dict[str, An
     )
     total = plan.pending_requests * PENDING_ALERTS
     async with Simulator(settings) as sim:
-        daemon = await start_daemon(workdir, sim.url, plan)
+        example = await run_daemon(example_config(workdir / "example", sim.url), plan)
         try:
             await asyncio.sleep(1.0)  # the start-up polls are answered; nothing else runs
+            example_idle = proc_status(example.pid)
+        finally:
+            await example.stop()
+        daemon = await start_daemon(workdir, sim.url, plan)
+        try:
+            await asyncio.sleep(1.0)
             idle_cpu = await idle_cpu_pct(daemon, IDLE_SECONDS)
             idle = proc_status(daemon.pid)
             bodies = source.bodies(plan.pending_requests, PENDING_ALERTS)
@@ -610,6 +855,7 @@ async def memory(workdir: Path, source: AlertSource, plan: Plan) -> dict[str, An
         finally:
             await daemon.stop()
     return {
+        "example_idle_mb": example_idle["VmRSS"],
         "daemon_idle_mb": idle["VmRSS"],
         "daemon_idle_cpu_pct": idle_cpu,
         "pending_jobs": total,
@@ -646,16 +892,14 @@ async def main(plan: Plan) -> dict[str, Any]:
                 finally:
                     await daemon.stop()
                 # The floor under the figure above: what accepting alone costs.
-                floor = await start_daemon(work / "accept-only", sim.url, plan, matching=False)
-                try:
-                    accept = await throughput(sim, floor, bare, source, plan, sends=False)
-                finally:
-                    await floor.stop()
-            result["throughput"]["accept_only"] = accept["1_alert_per_request"]
-            result["throughput"]["target_ratio"] = 0.5
+                accept = await accept_only(work / "accept-only", sim, bare, source, plan)
+            result["throughput"]["accept_only"] = accept
+            result["throughput"]["target_cpu_ratio"] = {"accept_only": 0.6, "full_path": 0.33}
             result["throughput"]["daemon_rss_after_mb"] = after
             result["latency"] = await latency(work / "latency", source, plan, bare)
             result["latency"]["target_ms"] = {"p50": 5, "p99": 25}
+            result["burst"] = await report_burst(work / "burst", source, plan, bare)
+            result["burst"]["target_p99_ms"] = 100
             result["rss"] = await memory(work / "memory", source, plan)
             result["rss"]["bare_idle_mb"] = bare_idle
             result["rss"]["bare_idle_cpu_pct"] = bare_idle_cpu
@@ -676,82 +920,83 @@ async def main(plan: Plan) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str]] = []
-    for name, part in result["throughput"].items():
-        if not isinstance(part, dict) or "ratio" not in part:
+    throughput = result["throughput"]
+    targets = {"accept_only": "≥ 0.6x", "1_alert_per_request": "≥ 0.33x"}
+    for name, part in throughput.items():
+        if not isinstance(part, dict) or "cpu_ratio" not in part:
             continue
-        floor = name == "accept_only"
+        cpu = part["cpu_ratio"]
         rows.append(
             (
-                "webhooks/s, no rule matching (accept only)"
-                if floor
-                else f"webhooks/s, {name.replace('_', ' ')}",
-                f"daemon {part['daemon']['req_per_s']} / bare {part['bare']['req_per_s']}"
-                f" = {part['ratio']}x ({part['daemon_alerts_per_s']} alerts/s)",
-                "the floor: no target" if floor else "≥ 0.5x",
+                f"server CPU ratio, {name.replace('_', ' ')}",
+                f"min {cpu['min']} / median {cpu['median']} / max {cpu['max']}"
+                f" (req/s ratio {part['ratio']})",
+                targets.get(name, ""),
             )
         )
         rows.append(
             (
-                "  server cpu µs per request",
-                f"daemon {part['daemon']['server_cpu_us_per_request']}"
-                f"{'' if floor else ' (sending included)'}"
-                f" / bare {part['bare']['server_cpu_us_per_request']}",
+                "  server cpu µs per request, rounds",
+                f"daemon {part['daemon']['rounds_server_cpu_us_per_request']}"
+                f" / bare {part['bare']['rounds_server_cpu_us_per_request']}",
                 "",
             )
         )
-        rows.append(
-            (
-                "  cpu % of a core (median round)",
-                f"daemon {part['daemon']['server_cpu_pct']}, bare {part['bare']['server_cpu_pct']}"
-                f"; bench process {part['daemon']['client_cpu_pct']}"
-                f" / {part['bare']['client_cpu_pct']}",
-                "",
+        if "processor_cpu_us_per_delivery" in part:
+            proc = part["processor_cpu_us_per_delivery"]
+            rows.append(
+                (
+                    "  processor cpu µs per delivery, afterwards",
+                    f"min {proc['min']} / median {proc['median']} / max {proc['max']}",
+                    "",
+                )
             )
-        )
-        rows.append(
-            (
-                "  other processes, % of a core",
-                f"daemon rounds {part['daemon']['rounds_other_load_pct']},"
-                f" bare rounds {part['bare']['rounds_other_load_pct']}",
-                "",
-            )
-        )
     lat = result["latency"]
     gw, ack = lat["webhook_to_gateway_ms"], lat["webhook_answer_ms"]
     rows.append(
         (
             f"webhook → gateway ms @ {lat['rate_per_s']:g}/s",
             f"p50 {gw['p50']}  p90 {gw['p90']}  p99 {gw['p99']}  max {gw['max']}",
-            "p50 ≤ 5, p99 ≤ 25",
+            "",
         )
     )
-    for label, figures in (("  daemon answered", ack), ("  bare answered", lat["bare_answer_ms"])):
+    for label, figures, target in (
+        ("  daemon answered", ack, "p99 ≤ 25"),
+        ("  bare answered", lat["bare_answer_ms"], ""),
+    ):
         rows.append(
             (
                 f"{label} ms",
                 f"p50 {figures['p50']}  p90 {figures['p90']}  p99 {figures['p99']}"
                 f"  max {figures['max']}",
-                "",
+                target,
             )
         )
-    rows.append(("  daemon cpu % of a core", str(lat["daemon_cpu_pct"]), ""))
-    rss = result["rss"]
-    rows.append(
-        ("RSS idle MB", f"daemon {rss['daemon_idle_mb']}, bare {rss['bare_idle_mb']}", "≤ 60")
-    )
+    burst = result["burst"]
+    during = burst["answer_ms_during_burst"] or {"p50": "-", "p99": "-", "max": "-"}
     rows.append(
         (
-            "CPU idle, % of a core",
-            f"daemon {rss['daemon_idle_cpu_pct']}, bare {rss['bare_idle_cpu_pct']}",
-            "≈ 0",
+            f"answered ms during {burst['reports']} reports",
+            f"p50 {during['p50']}  p99 {during['p99']}  max {during['max']}"
+            f" ({burst['webhooks_during_burst']} webhooks; recorded in"
+            f" {burst['recorded_in_s']} s)",
+            "p99 ≤ 100",
+        )
+    )
+    rss = result["rss"]
+    rows.append(
+        (
+            "RSS idle MB",
+            f"example config {rss['example_idle_mb']}, bench config {rss['daemon_idle_mb']},"
+            f" bare {rss['bare_idle_mb']}",
+            "≤ 60",
         )
     )
     rows.append(
         (
             f"RSS with {rss['pending_jobs']} pending MB",
-            f"{rss['daemon_pending_mb']} (peak {rss['daemon_peak_mb']});"
-            f" filled at {rss['fill_alerts_per_s']} alerts/s",
-            "≤ 150 at 100000",
+            f"{rss['daemon_pending_mb']} (peak {rss['daemon_peak_mb']})",
+            "",
         )
     )
     widths = [max(len(row[i]) for row in rows) for i in range(3)]

@@ -3,9 +3,10 @@
 Run: .venv/bin/python bench/pipeline.py [--alerts 6000] [--profile] [--json]
 
 bench/ingest.py gives the figures the issue asks for; this splits its per-request cost. The
-daemon runs in this process without its HTTP side: alerts go straight to the pipeline's
-`submit` (32 at a time, one alert each, as the webhook would hand them over), and the run ends
-when the gateway has taken every one. This process's CPU time, every thread of it, divided by
+daemon runs in this process without its HTTP side: webhook bodies go straight to the inbox
+(`Processor.submit`, 32 at a time, one alert each, parsed as the alertmanager input parses
+them), the processor turns them into jobs in the background, and the run ends when the gateway
+has taken every one. This process's CPU time, every thread of it, divided by
 the alerts is the figure; the c123 simulator runs in a subprocess on another CPU, so its work
 is not counted. With --profile, cProfile follows the event loop and the store's writer thread,
 each on its own thread's CPU clock, and prints where the time went (profiling roughly doubles
@@ -30,6 +31,7 @@ import structlog
 from ingest import QUICK, AlertSource, Server, start_server, write_config
 
 from bridge.logging import configure_logging
+from bridge.plugin.base import Delivery
 from bridge.plugins.alertmanager.payload import Payload
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.settings import SMS_OUTPUT, load_settings
@@ -55,16 +57,13 @@ async def main():
 asyncio.run(main())
 """
 
-Submission = tuple[list[Any], str]  # one webhook's events and its de-duplication key
 
-
-def submissions(source: AlertSource, count: int) -> list[Submission]:
-    """What the alertmanager input would hand to `submit` for `count` one-alert webhooks."""
+def submissions(source: AlertSource, count: int) -> list[Delivery]:
+    """What the alertmanager input would hand to the inbox for `count` one-alert webhooks."""
     out = []
     for body in source.bodies(count, 1):
-        raw = json.loads(body)
-        payload = Payload.model_validate(raw)
-        out.append((payload.events(raw, "am"), payload.dedupe_key("am")))
+        parsed, key = Payload.model_validate_json(body).parse("am")
+        out.append(Delivery(body, parsed, dedupe_key=key, dedupe_window=14400))
     return out
 
 
@@ -75,13 +74,13 @@ def sent(daemon: Daemon) -> float:
     return value or 0.0
 
 
-async def push(daemon: Daemon, batch: list[Submission], total: int) -> None:
+async def push(daemon: Daemon, batch: list[Delivery], total: int) -> None:
     """Submit every webhook, CONCURRENCY at a time, then wait until `total` SMS were sent."""
     todo = iter(batch)
 
     async def worker() -> None:
-        for events, key in todo:
-            await daemon.processor.run_events(events, dedupe_key=key, dedupe_window=14400)
+        for delivery in todo:
+            await daemon.processor.submit("am", delivery)
 
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     # The count lives in a metric, which has nothing to await; a short poll costs little.

@@ -1,9 +1,14 @@
 """Retention figures: the store's size under a constant load, and how long ingest waits on it.
 
 Run: .venv/bin/python bench/retention.py [--days 60] [--per-day 2000] [--retention 30] [--json]
-Simulates `days` of traffic on a simulated clock: each day `per-day` delivered messages (a 1.7 KB
-alert event, its sent job, its conversation) and an idle daemon's polls (getReply every 10 s,
-getSendState every 30 s, getBalance every 5 min, as stored raw answers), then one retention run.
+Simulates `days` of traffic on a simulated clock: each day `per-day` delivered messages and an
+idle daemon's polls (getReply every 10 s, getSendState every 30 s, getBalance every 5 min, as
+stored raw answers), then one retention run. A message is what the daemon stores for a
+realistic 1.7 KB Alertmanager alert (bench/ingest.py's, one alert a webhook): the webhook body
+in the inbox, processed; the event the alertmanager input parses from it, stored by the real
+encode path (`encode_event`, compressed); its sent job with the delivery report recorded; its
+conversation; the delivery's de-duplication key and the report's record key.
+bench/soak.py measures the same through a running daemon; this runs months in a minute.
 Prints the file's size per day (flat once the retention is reached), bytes per message kept, and
 the latency of small writes made while retention runs (what a webhook's commit waits).
 """
@@ -17,41 +22,74 @@ import sqlite3
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from ingest import alert, payload
+
+import bridge.intake.inbox as inbox
+import bridge.store.ledger as ledger
 import bridge.store.vacuum as vacuum
+from bridge.outbox.jobs import encode_event
 from bridge.outbox.retention import RetentionPolicy, prune
+from bridge.plugins.alertmanager.payload import Payload
+from bridge.runtime.daemon import KEEP_RECORD_KEYS
 from bridge.store import Store
 
 DAY = 86400.0
-ALERT = json.dumps({"labels": {"alertname": "DiskFull", "instance": "db1"}, "x": "y" * 1600})
+TEAMS = 100
 POLLS_PER_DAY = (("getReply", 8640), ("getSendState", 2880), ("getBalance", 288))
+FIRST_REF = 158830675912720700
 TINY_WRITE = "INSERT OR REPLACE INTO settings (key, value) VALUES ('bench', 'x')"
 EMPTY_ANSWER = b'<?xml version="1.0" encoding="UTF-8"?><xml><Result>1</Result></xml>'
 
 
-def one_day(conn: sqlite3.Connection, day_start: float, per_day: int) -> None:
-    step = DAY / per_day
-    for n in range(per_day):
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What the daemon stores for one delivered alert, made before the clock starts."""
+
+    body: bytes  # the webhook body, as the inbox keeps it
+    event: bytes  # encode_event of the parsed event
+    dedupe_key: str
+    text: str
+    mobile: str
+
+
+def message(n: int) -> Message:
+    body = payload(n, 1, TEAMS)
+    parsed, key = Payload.model_validate_json(body).parse("am")
+    event = parsed.events[0]
+    mobile = f"139{n % TEAMS:08d}"
+    text = f"[FIRING:1] {event.labels['alertname']} {event.text}"[:300]
+    return Message(body, encode_event(event), key, text, mobile)
+
+
+def one_day(
+    conn: sqlite3.Connection, day_start: float, messages: list[Message], first_ref: int
+) -> None:
+    step = DAY / len(messages)
+    for n, msg in enumerate(messages):
         at = day_start + n * step
+        row = inbox.store(conn, "am", msg.body, at, dedupe_key=msg.dedupe_key, dedupe_window=14400)
         event = conn.execute(
-            "INSERT INTO events (body, received_at) VALUES (?, ?)", (ALERT, at)
+            "INSERT INTO events (body, received_at) VALUES (?, ?)", (msg.event, at)
         ).lastrowid
+        ref = str(first_ref + n)
         job = conn.execute(
-            """INSERT INTO jobs (output, recipient, text, event_id, state, next_at, created_at,
-                                 updated_at, ref, segments, cost, delivery)
-               VALUES ('sms', '15102110086', ?, ?, 'sent', ?, ?, ?, '158830675912720700', 1,
-                       '0.05', 'delivered')""",
-            ("[FIRING:1] DiskFull db1 disk / is 97% full", event, at, at, at + 2),
+            """INSERT INTO jobs (output, recipient, text, rule, event_id, state, next_at,
+                                 created_at, updated_at, ref, segments, cost, delivery,
+                                 carrier_code)
+               VALUES ('sms', ?, ?, 'team1', ?, 'sent', ?, ?, ?, ?, 2, '0.10', 'delivered',
+                       'DELIVRD')""",
+            (msg.mobile, msg.text, event, at, at, at + 2, ref),
         ).lastrowid
         conn.execute(
             """INSERT INTO conversations (mobile, job_id, event_id, created_at, expires_at)
-               VALUES ('15102110086', ?, ?, ?, ?)""",
-            (job, event, at, at + DAY),
+               VALUES (?, ?, ?, ?, ?)""",
+            (msg.mobile, job, event, at, at + DAY),
         )
-        conn.execute(
-            "INSERT INTO dedupe (key, expires_at) VALUES (?, ?)", (f"am|{day_start}|{n}", at + 600)
-        )
+        ledger.first_time(conn, f"report|{ref}|{msg.mobile}|DELIVRD", at + 30)
+        inbox.mark_processed(conn, [row], at)
     for action, count in POLLS_PER_DAY:
         conn.executemany(
             """INSERT INTO raw_polls (account, action, body, received_at, processed_at)
@@ -79,18 +117,23 @@ async def ingest_while(store: Store, task: asyncio.Task[object]) -> list[float]:
 
 
 async def main(days: int, per_day: int, retention_days: int) -> dict[str, object]:
+    # Alerts of one day differ (names, pods, fingerprints); later days repeat them with new
+    # de-duplication keys, which costs the same bytes.
+    messages = [message(n) for n in range(per_day)]
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "bench.sqlite3"
         store = Store(path, synchronous="NORMAL")  # the bench measures size, not fsync
         await store.open()
-        policy = RetentionPolicy(keep=retention_days * DAY, keep_record_keys=7 * DAY)
+        policy = RetentionPolicy(keep=retention_days * DAY, keep_record_keys=KEEP_RECORD_KEYS)
         start = 1_767_000_000.0
         sizes: list[int] = []
         waits: list[float] = []
         prune_seconds: list[float] = []
         for day in range(days):
             day_start = start + day * DAY
-            await store.write(lambda conn, d=day_start: one_day(conn, d, per_day))
+            await store.write(
+                lambda conn, d=day_start, r=day * per_day: one_day(conn, d, messages, FIRST_REF + r)
+            )
             started = time.perf_counter()
             task = asyncio.create_task(prune(store, day_start + DAY, policy))
             waits += await ingest_while(store, task)
@@ -107,6 +150,9 @@ async def main(days: int, per_day: int, retention_days: int) -> dict[str, object
         "size_mb_by_day": [round(s / 1e6, 1) for s in sizes],
         "size_mb_final": round(sizes[-1] / 1e6, 1),
         "bytes_per_message_kept": round(sizes[-1] / kept_messages),
+        "alert_json_bytes": len(json.dumps(alert(0, TEAMS))),
+        "event_body_bytes": round(statistics.mean(len(m.event) for m in messages)),
+        "target_bytes_per_message": 1500,
         "retention_run_seconds_median": round(statistics.median(prune_seconds), 3),
         "ingest_wait_ms_p50": round(statistics.median(waits) * 1000, 2),
         "ingest_wait_ms_p99": round(statistics.quantiles(waits, n=100)[98] * 1000, 2),
