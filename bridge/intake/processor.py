@@ -36,8 +36,8 @@ Parser = Callable[[bytes], Parsed]
 BATCH_EVENTS = 64
 BATCH_ROWS = 64
 # Parsed events kept in memory between the answer and the processing; past this the processor
-# parses the stored body again, as it does on a replay.
-CACHE_ROWS = 4096
+# parses the stored body again, as it does on a replay (a backlog then costs disk, not memory).
+CACHE_EVENTS = 4096
 # Rows committed elsewhere (another process, a missed wake-up) are found by looking this often.
 IDLE_POLL = 1.0
 
@@ -77,6 +77,7 @@ class Processor:
         self.clock = clock
         self.chatops: ChatOps | None = None  # set with the config's command policies
         self._cache: dict[int, Parsed] = {}
+        self._cached = 0  # events in _cache
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time: a row must never be taken twice
 
@@ -101,8 +102,9 @@ class Processor:
         if not row_id:
             self.metrics.duplicates.labels(source).inc()
             return Accepted(len(parsed.events), duplicate=True, rejected=parsed.rejected)
-        if len(self._cache) < CACHE_ROWS:
+        if self._cached + len(parsed.events) <= CACHE_EVENTS:
             self._cache[row_id] = parsed
+            self._cached += len(parsed.events)
         self._wakeup.set()
         return Accepted(len(parsed.events), rejected=parsed.rejected)
 
@@ -188,7 +190,8 @@ class Processor:
         finally:
             self.pipeline.encoded.clear()
         for work in works:
-            self._cache.pop(work.row.id, None)
+            dropped = self._cache.pop(work.row.id, None)
+            self._cached -= len(dropped.events) if dropped is not None else 0
         return len(works)
 
     # --- planning: everything that needs no transaction --------------------------------------

@@ -100,6 +100,12 @@ class _Templates:
     signature: str
 
 
+# A rule that names no kind takes alerts and the daemon's own events. Replies and delivery
+# reports carry their alert's labels: a label-only rule matching them would page again on every
+# report, whose SMS gets a report of its own: a loop. They are matched only when asked for.
+DEFAULT_KINDS = frozenset({EventKind.ALERT, EventKind.SYSTEM})
+
+
 @dataclass(frozen=True)
 class Decision:
     """One rule matched one event: the actions it takes, and the text for each."""
@@ -256,7 +262,7 @@ def _build_rule(
     )
     return _Rule(
         name=rule.name,
-        kinds=rule.match.kind,
+        kinds=rule.match.kind if rule.match.kind is not None else DEFAULT_KINDS,
         sources=rule.match.sources(),
         status=rule.match.status,
         matchers=(*equality_matchers(rule.match.labels), *rule.match.matchers),

@@ -334,10 +334,16 @@ def test_post_actions() -> None:
     rules = build(
         {
             "name": "back",
+            "match": {"kind": "reply"},
             "post": {"to": "conversation", "template": "{{ text }}"},
             "continue": True,
         },
-        {"name": "both", "sms": {"to": ["alice"], "max_segments": 1}, "post": {"to": "callback"}},
+        {
+            "name": "both",
+            "match": {"kind": "reply"},
+            "sms": {"to": ["alice"], "max_segments": 1},
+            "post": {"to": "callback"},
+        },
     )
     event = Event(
         EventKind.REPLY, "c123", text="y" * 200, conversation=Conversation("slack", "C1", "t1")
@@ -350,6 +356,22 @@ def test_post_actions() -> None:
     assert both.render("post") == "y" * 200
     with pytest.raises(ValueError, match="has no sms action"):
         back.render("sms")
+
+
+def test_a_rule_naming_no_kind_never_takes_replies_or_reports() -> None:
+    """Replies and reports carry their alert's labels: a label-only rule would page again on
+    every report of its own SMS. Only a rule that names their kind takes them."""
+    rules = build(sms_rule("page"), {**sms_rule("replies"), "match": {"kind": ["reply"]}})
+    labels = {"alertname": "DiskFull"}
+    for kind, expected in (
+        (EventKind.ALERT, ["page"]),
+        (EventKind.SYSTEM, ["page"]),
+        (EventKind.REPLY, ["replies"]),
+        (EventKind.DELIVERY, []),
+        (EventKind.COMMAND, []),
+    ):
+        event = Event(kind, "am", labels=labels)
+        assert [d.rule for d in rules.evaluate(event, NOW)] == expected, kind
 
 
 def test_group_key_is_stable() -> None:
