@@ -9,6 +9,7 @@ become `reply` / `delivery` events for the rules.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
@@ -61,8 +62,9 @@ class RecordIntake:
         reports: Sequence[ReportRecord] = (),
     ) -> None:
         """Keep one read's raw answer and its records (as chunks), in one commit."""
-        chunks = [(InboxKind.REPLIES, body) for body in _chunks(replies)]
-        chunks += [(InboxKind.REPORTS, body) for body in _chunks(reports)]
+        # Encoding thousands of records takes a while: off the event loop, before the commit.
+        chunks = [(InboxKind.REPLIES, body) for body in await asyncio.to_thread(_chunks, replies)]
+        chunks += [(InboxKind.REPORTS, body) for body in await asyncio.to_thread(_chunks, reports)]
         now = self.clock()
 
         def work(conn: sqlite3.Connection) -> None:

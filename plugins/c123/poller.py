@@ -42,6 +42,14 @@ def report_record(report: DeliveryReport) -> ReportRecord:
     )
 
 
+def _replies(body: bytes) -> list[ReplyRecord]:
+    return [reply_record(reply) for reply in wire.parse_replies(body)]
+
+
+def _reports(body: bytes) -> list[ReportRecord]:
+    return [report_record(report) for report in wire.parse_reports(body)]
+
+
 class GatewayPoller:
     """The one poller of one gateway account (two would steal each other's records)."""
 
@@ -113,12 +121,14 @@ class GatewayPoller:
         return count
 
     async def _hand_over(self, action: Action, body: bytes) -> int:
+        # A large answer (20,000 reports) takes the XML parser a while: off the event loop,
+        # so webhooks are answered meanwhile.
         if action is Action.GET_REPLY:
-            replies = [reply_record(reply) for reply in wire.parse_replies(body)]
+            replies = await asyncio.to_thread(_replies, body)
             await self.sink.received(self.source, action.value, body, replies=replies)
             return len(replies)
         if action is Action.GET_SEND_STATE:
-            reports = [report_record(report) for report in wire.parse_reports(body)]
+            reports = await asyncio.to_thread(_reports, body)
             await self.sink.received(self.source, action.value, body, reports=reports)
             return len(reports)
         balance = wire.parse_balance(body).remain
