@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import bridge.intake.conversations as conversations
 import bridge.intake.holding as holding
@@ -26,6 +26,8 @@ Clock = Callable[[], float]
 # Put in `touched` when storm state (a group member, a held message) was written: the storm loop
 # then looks again; plain sends leave it asleep.
 STORM = "storm:"
+# Put in `touched` when paging wrote timers (a step, a report timeout): the timer task looks again.
+PAGING = "paging:"
 Estimator = Callable[[str, str], int]  # (output, text) -> segments
 
 
@@ -40,6 +42,39 @@ class StormSettings:
     held_summary_after: float = 300.0  # seconds a held message waits for its summary
     daily_segment_budget: int | None = None  # segments a day across every SMS output
     budget_zone: Any = UTC  # the day of the budget starts at midnight here
+
+
+class Paging(Protocol):
+    """Paging, as the engine calls it inside its transactions; each returns the jobs queued."""
+
+    def alert(
+        self,
+        conn: sqlite3.Connection,
+        decision: Decision,
+        event_id: int,
+        now: float,
+        touched: set[str],
+    ) -> int:
+        """A `page` rule matched: open (or add to, or resolve) the alert group's incident."""
+        ...
+
+    def reply(
+        self,
+        conn: sqlite3.Connection,
+        source: str,
+        mobile: str,
+        text: str,
+        now: float,
+        touched: set[str],
+    ) -> int | None:
+        """Act on a reply that is a paging command; None when it is not one (forward it)."""
+        ...
+
+    def report(
+        self, conn: sqlite3.Connection, job_id: int, status: str, now: float, touched: set[str]
+    ) -> int:
+        """A delivery report settled a job: a failed page may escalate at once."""
+        ...
 
 
 class DeferredLog:
@@ -90,6 +125,7 @@ class Pipeline:
         price: Decimal = Decimal("0.10"),
     ) -> None:
         self.store = store
+        self.paging: Paging | None = None  # set when the config pages (`oncall`)
         self.directory = directory or Directory({}, {})
         self.conversations = conversations or ConversationSettings()
         self.price = price
@@ -137,7 +173,22 @@ class Pipeline:
                 jobs += self._sms(conn, decision, decision.sms, event_id, now, touched)
             if decision.post is not None:
                 jobs += self._post(conn, decision, event_id, now, touched)
+            if decision.page is not None:
+                jobs += self._page(conn, decision, event_id, now, touched)
         return jobs
+
+    def _page(
+        self,
+        conn: sqlite3.Connection,
+        decision: Decision,
+        event_id: int,
+        now: float,
+        touched: set[str],
+    ) -> int:
+        if self.paging is None:
+            self.notes.error("page_skipped", rule=decision.rule, reason="paging is not configured")
+            return 0
+        return self.paging.alert(conn, decision, event_id, now, touched)
 
     # --- SMS -----------------------------------------------------------------------------------
 

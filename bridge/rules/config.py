@@ -159,7 +159,6 @@ class PageConfig(ConfigModel):
     """Page people through a policy of `oncall.policies`: one incident per alert group."""
 
     policy: Annotated[str, Field(min_length=1)]
-    output: str = "sms"
     group_by: list[str] = Field(default_factory=lambda: ["alertname"])  # one incident per group
 
 
@@ -357,13 +356,9 @@ def check_references(
         if rule.post is not None and rule.post.to != CONVERSATION and rule.post.to not in outputs:
             message = _unknown("output", rule.post.to, output_names, CONVERSATION)
             problems.append(((*where, "post", "to"), message))
-        if rule.page is not None:
-            if policies is not None and rule.page.policy not in policies:
-                message = _unknown("policy", rule.page.policy, sorted(policies))
-                problems.append(((*where, "page", "policy"), message))
-            if rule.page.output not in outputs:
-                message = _unknown("output", rule.page.output, output_names)
-                problems.append(((*where, "page", "output"), message))
+        if rule.page is not None and policies is not None and rule.page.policy not in policies:
+            message = _unknown("policy", rule.page.policy, sorted(policies))
+            problems.append(((*where, "page", "policy"), message))
     return problems
 
 

@@ -95,10 +95,10 @@ class PostAction:
 
 @dataclass(frozen=True, slots=True)
 class PageAction:
-    """Page through an escalation policy: one incident per rule and group_by values."""
+    """Page through an escalation policy: one incident per rule and group_by values. Pages go
+    through the SMS gateway, whose delivery reports drive the failover."""
 
     policy: str
-    output: str
     group_by: tuple[str, ...]
 
 
@@ -263,7 +263,7 @@ def _build_rule(
         post = PostAction(None if rule.post.to == CONVERSATION else rule.post.to)
     page = None
     if rule.page is not None:
-        page = PageAction(rule.page.policy, rule.page.output, tuple(rule.page.group_by))
+        page = PageAction(rule.page.policy, tuple(rule.page.group_by))
     templates = _Templates(
         sms=_compile(env, (*where, "sms", "template"), rule.sms.template) if rule.sms else None,
         group=_compile(env, (*where, "sms", "group_template"), rule.sms.group_template)

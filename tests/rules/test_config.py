@@ -413,8 +413,4 @@ def test_page_alone_is_an_action() -> None:
     """A rule with only `page` is valid; its incidents are grouped by alertname by default."""
     config = RuleConfig.model_validate({"name": "p", "page": {"policy": "ops"}})
     assert config.page is not None
-    assert (config.page.policy, config.page.group_by, config.page.output) == (
-        "ops",
-        ["alertname"],
-        "sms",
-    )
+    assert (config.page.policy, config.page.group_by) == ("ops", ["alertname"])

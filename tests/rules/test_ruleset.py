@@ -472,7 +472,7 @@ def test_page_rule_decides_a_page_keyed_by_its_group() -> None:
         }
     )
     (decision,) = rules.evaluate(alert(alertname="DiskFull", severity="critical", cluster="a"), NOW)
-    assert decision.page == PageAction("ops", "sms", ("alertname", "cluster"))
+    assert decision.page == PageAction("ops", ("alertname", "cluster"))
     assert decision.sms is None
     assert decision.post is None
     assert decision.group_key() == 'critical{alertname="DiskFull",cluster="a"}'
