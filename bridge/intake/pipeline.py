@@ -66,8 +66,9 @@ class Paging(Protocol):
         text: str,
         now: float,
         touched: set[str],
-    ) -> int | None:
-        """Act on a reply that is a paging command; None when it is not one (forward it)."""
+    ) -> tuple[int, bool]:
+        """Act on a reply if it is a paging command: the jobs queued (an answer, notices, a
+        help answer), and whether it was one (else it is forwarded as any reply is)."""
         ...
 
     def report(

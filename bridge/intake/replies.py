@@ -142,16 +142,17 @@ class RecordIntake:
                 continue
             self.metrics.replies.inc()
             paging = self.pipeline.paging
-            answered = None
             if paging is not None:
-                answered = paging.reply(conn, source, reply.mobile, reply.text, now, touched)
-            if answered is not None:
-                # A paging command (`1a`, `确认`): acted on and answered, not forwarded.
-                queued += answered
-                self.pipeline.notes.info(
-                    "reply_command", mobile=mask_number(reply.mobile), jobs=answered
+                answered, command = paging.reply(
+                    conn, source, reply.mobile, reply.text, now, touched
                 )
-                continue
+                queued += answered
+                if command:
+                    # A paging command (`1a`, `确认`): acted on and answered, not forwarded.
+                    self.pipeline.notes.info(
+                        "reply_command", mobile=mask_number(reply.mobile), jobs=answered
+                    )
+                    continue
             found, routing = self._conversation_for(conn, reply, now)
             original = jobs.get_event(conn, found.event_id) if found and found.event_id else None
             event = Event(

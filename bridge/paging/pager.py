@@ -24,7 +24,7 @@ from bridge.sms import mask_number
 SMS_OUTPUT = "sms"  # pages go through the gateway whose delivery reports drive the failover
 SOURCE = "paging"
 TIMER_BATCH = 64  # timers fired per transaction: the write that holds them stays short
-HELP = "Not understood. Reply 1a to ack, 1c to close, 1e to escalate (your page's code), or ack"
+HELP = "Not a command. Reply with your page's code: 1a ack, 1c close, 1e escalate"
 
 
 def _title(event: Event) -> str:
@@ -98,7 +98,7 @@ class Pager:
         text: str,
         now: float,
         touched: set[str],
-    ) -> int | None:
+    ) -> tuple[int, bool]:
         outcome = actions.apply_reply(conn, mobile, text, now, ack_max=self.oncall.ack_max)
         reply = Event(EventKind.REPLY, source, text=text, data={"mobile": mobile})
         if outcome.result is actions.Result.NOT_A_COMMAND:
@@ -106,18 +106,20 @@ class Pager:
                 conn, mobile, now, self.oncall.help_per_day
             ):
                 self.pipeline.notes.info("reply_help", mobile=mask_number(mobile))
-                return self._sms(conn, mobile, HELP, reply, None, "paging-help", now, touched)
-            return None
+                return self._sms(
+                    conn, mobile, HELP, reply, None, "paging-help", now, touched
+                ), False
+            return 0, False
         missed = outcome.result in (actions.Result.NOTHING_OPEN, actions.Result.UNKNOWN_CODE)
         if missed and not actions.paged_lately(conn, mobile, now):
-            return None  # `ok`, `ack` from someone never paged: an ordinary reply, forwarded
+            return 0, False  # `ack` from someone never paged: an ordinary reply, forwarded
         touched.add(PAGING)
         jobs = self._sms(conn, mobile, outcome.answer, reply, None, "paging-answer", now, touched)
         for transition in outcome.transitions:
             jobs += self._tell(conn, transition, mobile, now, touched)
         for step in outcome.escalations:
-            jobs += self._escalated(conn, step, now, touched)
-        return jobs
+            jobs += self._escalated(conn, step, now, touched, replier=mobile)
+        return jobs, True
 
     def report(
         self, conn: sqlite3.Connection, job_id: int, status: str, now: float, touched: set[str]
@@ -145,7 +147,12 @@ class Pager:
     # --- telling people ------------------------------------------------------------------------
 
     def _escalated(
-        self, conn: sqlite3.Connection, step: Escalation, now: float, touched: set[str]
+        self,
+        conn: sqlite3.Connection,
+        step: Escalation,
+        now: float,
+        touched: set[str],
+        replier: str = "",
     ) -> int:
         """Queue the pages a step decided; warn of empty schedules; raise `system` when over."""
         incident = step.incident
@@ -160,7 +167,7 @@ class Pager:
         if step.cause is not None:
             self.pipeline.notes.info("incident_escalated", incident=incident.id, cause=step.cause)
         if step.transition is not None and step.transition.change is Change.ESCALATED:
-            jobs += self._tell(conn, step.transition, "", now, touched)
+            jobs += self._tell(conn, step.transition, replier, now, touched)
         if step.exhausted:
             jobs += self._exhausted(conn, incident, now, touched)
         return jobs
