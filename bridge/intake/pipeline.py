@@ -295,7 +295,9 @@ class Pipeline:
         a reply code ("#2") so its replies can say which thread they answer. Pages keep their
         text as the rule made it: their replies go to the newest alert.
         """
-        code = 1
+        # Only SMS from a chat thread take a reply code: the others (alerts, summaries) leave
+        # the number's codes to what needs them, so a page after an alert SMS is still `1a`.
+        code = 0
         from_chat = events[-1].conversation is not None and events[-1].kind is EventKind.COMMAND
         if from_chat and self.conversations.reply_codes:
             code, open_count = conversations.next_code(conn, number, now)

@@ -146,3 +146,21 @@ async def test_nobody_acknowledging_raises_a_system_event(smsbridge_daemon: Daem
         C,
         "Nobody acknowledged #1 DiskFull after every step",
     )
+
+
+async def test_an_alert_sms_before_a_page_leaves_its_code_1(
+    smsbridge_daemon: DaemonFactory,
+) -> None:
+    """An ordinary alert SMS takes no reply code, so the page after it still says `1a`, and
+    `1a` acknowledges it."""
+    daemon = await smsbridge_daemon(config("[{notify: [alice]}, {notify: [bob], after: 1h}]"))
+    assert daemon.simulator is not None
+    state = daemon.simulator.state
+    await daemon.processor.run_events([alert("CpuHigh", "warning")])
+    await state.wait_for(has(1))
+    await daemon.processor.run_events([alert()])
+    await state.wait_for(has(2))
+    assert sent(state) == [(A, "warning CpuHigh"), (A, PAGE)]
+    await reply(daemon, A, "1a")
+    await state.wait_for(has(3))
+    assert sent(state)[2] == (A, "acknowledged #1 DiskFull")
