@@ -87,6 +87,11 @@ class DeferredLog:
 
     def __init__(self) -> None:
         self._lines: deque[tuple[str, str, dict[str, Any]]] = deque()
+        self._counts: deque[Callable[[], None]] = deque()
+
+    def count(self, update: Callable[[], None]) -> None:
+        """A metric update that holds only if the transaction commits (made at the flush)."""
+        self._counts.append(update)
 
     def info(self, event: str, **fields: Any) -> None:
         self._lines.append(("info", event, fields))
@@ -98,10 +103,13 @@ class DeferredLog:
         self._lines.append(("error", event, fields))
 
     def clear(self) -> None:
-        """Forget lines of a transaction that rolled back."""
+        """Forget lines (and metric updates) of a transaction that rolled back."""
         self._lines.clear()
+        self._counts.clear()
 
     def flush(self, log: Any) -> None:
+        while self._counts:
+            self._counts.popleft()()
         while self._lines:
             level, event, fields = self._lines.popleft()
             getattr(log, level)(event, **fields)

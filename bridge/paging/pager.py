@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
+from functools import partial
 
 import bridge.paging.actions as actions
 import bridge.paging.escalation as escalation
@@ -63,6 +64,7 @@ class Pager:
             resolved = incidents.resolve_group(conn, decision.rule, key, now)
             if resolved is not None and resolved.changed:
                 self.pipeline.notes.info("incident_resolved", incident=resolved.incident.id)
+                self._count(resolved, now)
             return 0
         name = decision.page.policy
         policy = self.oncall.policies.get(name)
@@ -83,6 +85,7 @@ class Pager:
         if opened.change is not Change.OPENED:
             return 0  # under way already: a new alert of the group restarts nothing
         self.pipeline.notes.info("incident_opened", incident=opened.incident.id, policy=name)
+        self._count(opened, now)
         start = datetime.fromtimestamp(now, UTC)
         timeline = escalation_timeline(policy, self.directory, self.oncall.schedules, start)
         started = escalation.start_escalation(conn, opened.incident.id, timeline, now)
@@ -116,6 +119,7 @@ class Pager:
         touched.add(PAGING)
         jobs = self._sms(conn, mobile, outcome.answer, reply, None, "paging-answer", now, touched)
         for transition in outcome.transitions:
+            self._count(transition, now)
             jobs += self._tell(conn, transition, mobile, now, touched)
         for step in outcome.escalations:
             jobs += self._escalated(conn, step, now, touched, replier=mobile)
@@ -166,8 +170,11 @@ class Pager:
             self.pipeline.notes.warning("nobody_on_call", schedule=schedule, incident=incident.id)
         if step.cause is not None:
             self.pipeline.notes.info("incident_escalated", incident=incident.id, cause=step.cause)
-        if step.transition is not None and step.transition.change is Change.ESCALATED:
-            jobs += self._tell(conn, step.transition, replier, now, touched)
+            self.pipeline.notes.count(self.pipeline.metrics.escalations.labels(step.cause).inc)
+        if step.transition is not None:
+            self._count(step.transition, now)
+            if step.transition.change is Change.ESCALATED:
+                jobs += self._tell(conn, step.transition, replier, now, touched)
         if step.exhausted:
             jobs += self._exhausted(conn, incident, now, touched)
         return jobs
@@ -194,6 +201,7 @@ class Pager:
         job = outbox.add_job(conn, intent, incident.event_id, now, segments=segments)
         escalation.attach_job(conn, page.page, job)
         touched.add(SMS_OUTPUT)
+        self.pipeline.notes.count(self.pipeline.metrics.pages.labels(incident.policy).inc)
         self.pipeline.notes.info(
             "page_queued",
             incident=incident.id,
@@ -202,6 +210,16 @@ class Pager:
             job=job,
         )
         return 1
+
+    def _count(self, transition: Transition, now: float) -> None:
+        """Metrics of a transition, counted once its transaction commits."""
+        if not transition.changed:
+            return
+        metrics, notes = self.pipeline.metrics, self.pipeline.notes
+        notes.count(metrics.incident_changes.labels(transition.change.value).inc)
+        if transition.change is Change.ACKNOWLEDGED:
+            waited = max(now - transition.incident.opened_at, 0.0)
+            notes.count(partial(metrics.time_to_acknowledge.observe, waited))
 
     def _tell(
         self,

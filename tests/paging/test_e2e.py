@@ -128,6 +128,11 @@ async def test_alert_pages_escalates_and_a_reply_acknowledges(
     ]
     assert await incident_state(daemon) == "acknowledged"
     assert await step_timers(daemon) == 0  # nothing left to page anyone
+    sample = daemon.metrics.registry.get_sample_value
+    assert sample("smsbridge_pages_total", {"policy": "ops"}) == 2
+    assert sample("smsbridge_incident_changes_total", {"change": "acknowledged"}) == 1
+    assert sample("smsbridge_incident_time_to_acknowledge_seconds_count") == 1
+    assert 1 <= (sample("smsbridge_incident_time_to_acknowledge_seconds_sum") or 0) < 30
 
     assert (await post_json(daemon, "/hooks/am", notification("resolved", fingerprint)))[0] == 200
     await daemon.processor.drain()
@@ -157,3 +162,5 @@ async def test_undelivered_page_fails_over_at_the_next_report_poll(
     await state.wait_for(has(2))
     assert sent_to(state)[1] == (B, "[#1] DiskFull - reply 1a to ack, 1c to close, 1e to escalate")
     assert await incident_state(daemon) == "triggered"
+    cause = {"cause": "failed_delivery"}
+    assert daemon.metrics.registry.get_sample_value("smsbridge_escalations_total", cause) == 1
