@@ -8,13 +8,15 @@ import asyncio
 import itertools
 import sqlite3
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge.plugins.c123.simulator import GatewayState
 from bridge.runtime.daemon import Daemon
-from bridge.testing import DaemonFactory, post_json
+from bridge.runtime.settings import load_settings
+from bridge.testing import DaemonFactory, daemon_config, post_json, quick_simulator_settings
 
 A, B = "15102110086", "15102110087"
 _fingerprints = itertools.count(1)
@@ -164,3 +166,35 @@ async def test_undelivered_page_fails_over_at_the_next_report_poll(
     assert await incident_state(daemon) == "triggered"
     cause = {"cause": "failed_delivery"}
     assert daemon.metrics.registry.get_sample_value("smsbridge_escalations_total", cause) == 1
+
+
+async def test_a_restart_mid_escalation_still_pages_the_next_step_once(tmp_path: Path) -> None:
+    """alice paged, the daemon stopped; the next daemon on the same store pages bob when the
+    step comes due (its durable timer), and only once."""
+    path = daemon_config(config("2s"), tmp_path)
+    first = Daemon(load_settings(path), simulator_settings=quick_simulator_settings())
+    await first.start()
+    try:
+        assert first.simulator is not None
+        fingerprint = f"{next(_fingerprints):016x}"
+        assert (await post_json(first, "/hooks/am", notification("firing", fingerprint)))[0] == 200
+        await first.simulator.state.wait_for(has(1))
+        assert sent_to(first.simulator.state)[0][0] == A
+    finally:
+        await first.stop()
+    second = Daemon(load_settings(path), simulator_settings=quick_simulator_settings())
+    await second.start()
+    try:
+        assert second.simulator is not None
+        await second.simulator.state.wait_for(has(1))
+        assert sent_to(second.simulator.state) == [
+            (B, "[#1] DiskFull - reply 1a to ack, 1c to close, 1e to escalate")
+        ]
+
+        def pages(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute("SELECT name FROM incident_pages ORDER BY id").fetchall()
+            return [row["name"] for row in rows]
+
+        assert await second.store.read(pages) == ["Alice", "Bob"]
+    finally:
+        await second.stop()
