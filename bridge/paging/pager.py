@@ -22,7 +22,6 @@ from bridge.paging.replies import looks_like_command
 from bridge.rules import Decision, Directory
 from bridge.sms import mask_number
 
-SMS_OUTPUT = "sms"  # pages go through the gateway whose delivery reports drive the failover
 SOURCE = "paging"
 TIMER_BATCH = 64  # timers fired per transaction: the write that holds them stays short
 HELP = "Not a command. Reply with your page's code: 1a ack, 1c close, 1e escalate"
@@ -42,10 +41,13 @@ def _notice(transition: Transition) -> str:
 class Pager:
     """The `Paging` the pipeline and reply intake call, and the timer task's work."""
 
-    def __init__(self, pipeline: Pipeline, oncall: OncallConfig, directory: Directory) -> None:
+    def __init__(
+        self, pipeline: Pipeline, oncall: OncallConfig, directory: Directory, output: str
+    ) -> None:
         self.pipeline = pipeline
-        self.oncall = oncall  # swapped on reload; incidents under way keep their timeline
+        self.oncall = oncall  # a reload makes a new Pager; incidents keep their stored timeline
         self.directory = directory
+        self.output = output  # the SMS gateway, whose delivery reports drive the failover
 
     # --- alerts ------------------------------------------------------------------------------
 
@@ -190,17 +192,17 @@ class Pager:
     ) -> int:
         # Not queue_sms: caps and budget never hold a page (a policy already bounds its pages).
         intent = Intent(
-            output=SMS_OUTPUT,
+            output=self.output,
             recipient=page.mobile,
             text=page.text,
             rule=incident.rule,
             event=event,
             payload={"incident": page.incident, "page": page.page},
         )
-        segments, _ = self.pipeline.estimate(SMS_OUTPUT, page.text)
+        segments, _ = self.pipeline.estimate(self.output, page.text)
         job = outbox.add_job(conn, intent, incident.event_id, now, segments=segments)
         escalation.attach_job(conn, page.page, job)
-        touched.add(SMS_OUTPUT)
+        touched.add(self.output)
         self.pipeline.notes.count(self.pipeline.metrics.pages.labels(incident.policy).inc)
         self.pipeline.notes.info(
             "page_queued",
@@ -264,10 +266,10 @@ class Pager:
         touched: set[str],
     ) -> int:
         """An answer or a notice: not held by caps either, and no conversation of its own."""
-        intent = Intent(output=SMS_OUTPUT, recipient=mobile, text=text, rule=rule, event=event)
-        segments, _ = self.pipeline.estimate(SMS_OUTPUT, text)
+        intent = Intent(output=self.output, recipient=mobile, text=text, rule=rule, event=event)
+        segments, _ = self.pipeline.estimate(self.output, text)
         outbox.add_job(conn, intent, event_id, now, segments=segments)
-        touched.add(SMS_OUTPUT)
+        touched.add(self.output)
         return 1
 
     def _exhausted(

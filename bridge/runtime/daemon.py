@@ -430,7 +430,9 @@ class Daemon:
         self.pipeline.directory = directory
         # Incidents under way keep their stored timeline; only what comes next sees this config.
         self.pipeline.paging = (
-            Pager(self.pipeline, config.oncall, directory) if config.oncall is not None else None
+            Pager(self.pipeline, config.oncall, directory, SMS_OUTPUT)
+            if config.oncall is not None
+            else None
         )
         self.pipeline.conversations = ConversationSettings(
             ttl=config.conversations.ttl.total_seconds(),
@@ -484,7 +486,7 @@ class Daemon:
         # Without `oncall` (dropped by a reload) timers still fire, and find nobody new to page.
         pager = self.pipeline.paging
         if not isinstance(pager, Pager):
-            pager = Pager(self.pipeline, OncallConfig(), self.pipeline.directory)
+            pager = Pager(self.pipeline, OncallConfig(), self.pipeline.directory, SMS_OUTPUT)
 
         def work(conn: sqlite3.Connection) -> bool:
             touched.clear()
