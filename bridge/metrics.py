@@ -152,6 +152,28 @@ class Metrics:
         # Every value exists from the start, so rate() over UNDELIV works from its first report.
         for label in CARRIER_LABELS:
             self.reports.labels(label)
+        self.pages = Counter(
+            "smsbridge_pages", "Pages queued, by escalation policy.", ["policy"], registry=r
+        )
+        self.escalations = Counter(
+            "smsbridge_escalations",
+            "Escalations before their time, by cause (asked, failed_delivery, report_timeout, "
+            "ack_timeout).",
+            ["cause"],
+            registry=r,
+        )
+        self.incident_changes = Counter(
+            "smsbridge_incident_changes",
+            "Incident transitions by change (opened, acknowledged, resolved, ...).",
+            ["change"],
+            registry=r,
+        )
+        self.time_to_acknowledge = Histogram(
+            "smsbridge_incident_time_to_acknowledge_seconds",
+            "From an incident opening to its first acknowledgement.",
+            registry=r,
+            buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400),
+        )
         self.replies = Counter(
             "smsbridge_replies_received", "SMS replies fetched from the gateway.", registry=r
         )

@@ -3,14 +3,16 @@
 from bridge.intake import conversations, storm
 from bridge.intake.chatops import ChatOps
 from bridge.intake.conversations import ConversationSettings
-from bridge.intake.pipeline import STORM, Pipeline, StormSettings
+from bridge.intake.pipeline import PAGING, STORM, Paging, Pipeline, StormSettings
 from bridge.intake.processor import Processor
 from bridge.intake.replies import RecordIntake
 
 __all__ = [
+    "PAGING",
     "STORM",
     "ChatOps",
     "ConversationSettings",
+    "Paging",
     "Pipeline",
     "Processor",
     "RecordIntake",

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import bridge.intake.conversations as conversations
 import bridge.intake.holding as holding
@@ -26,6 +26,8 @@ Clock = Callable[[], float]
 # Put in `touched` when storm state (a group member, a held message) was written: the storm loop
 # then looks again; plain sends leave it asleep.
 STORM = "storm:"
+# Put in `touched` when paging wrote timers (a step, a report timeout): the timer task looks again.
+PAGING = "paging:"
 Estimator = Callable[[str, str], int]  # (output, text) -> segments
 
 
@@ -42,6 +44,40 @@ class StormSettings:
     budget_zone: Any = UTC  # the day of the budget starts at midnight here
 
 
+class Paging(Protocol):
+    """Paging, as the engine calls it inside its transactions; each returns the jobs queued."""
+
+    def alert(
+        self,
+        conn: sqlite3.Connection,
+        decision: Decision,
+        event_id: int,
+        now: float,
+        touched: set[str],
+    ) -> int:
+        """A `page` rule matched: open (or add to, or resolve) the alert group's incident."""
+        ...
+
+    def reply(
+        self,
+        conn: sqlite3.Connection,
+        source: str,
+        mobile: str,
+        text: str,
+        now: float,
+        touched: set[str],
+    ) -> tuple[int, bool]:
+        """Act on a reply if it is a paging command: the jobs queued (an answer, notices, a
+        help answer), and whether it was one (else it is forwarded as any reply is)."""
+        ...
+
+    def report(
+        self, conn: sqlite3.Connection, job_id: int, status: str, now: float, touched: set[str]
+    ) -> int:
+        """A delivery report settled a job: a failed page may escalate at once."""
+        ...
+
+
 class DeferredLog:
     """Log lines decided inside a transaction, written after it commits (never inside the write).
 
@@ -51,6 +87,11 @@ class DeferredLog:
 
     def __init__(self) -> None:
         self._lines: deque[tuple[str, str, dict[str, Any]]] = deque()
+        self._counts: deque[Callable[[], None]] = deque()
+
+    def count(self, update: Callable[[], None]) -> None:
+        """A metric update that holds only if the transaction commits (made at the flush)."""
+        self._counts.append(update)
 
     def info(self, event: str, **fields: Any) -> None:
         self._lines.append(("info", event, fields))
@@ -62,10 +103,13 @@ class DeferredLog:
         self._lines.append(("error", event, fields))
 
     def clear(self) -> None:
-        """Forget lines of a transaction that rolled back."""
+        """Forget lines (and metric updates) of a transaction that rolled back."""
         self._lines.clear()
+        self._counts.clear()
 
     def flush(self, log: Any) -> None:
+        while self._counts:
+            self._counts.popleft()()
         while self._lines:
             level, event, fields = self._lines.popleft()
             getattr(log, level)(event, **fields)
@@ -90,6 +134,7 @@ class Pipeline:
         price: Decimal = Decimal("0.10"),
     ) -> None:
         self.store = store
+        self.paging: Paging | None = None  # set when the config pages (`oncall`)
         self.directory = directory or Directory({}, {})
         self.conversations = conversations or ConversationSettings()
         self.price = price
@@ -137,7 +182,22 @@ class Pipeline:
                 jobs += self._sms(conn, decision, decision.sms, event_id, now, touched)
             if decision.post is not None:
                 jobs += self._post(conn, decision, event_id, now, touched)
+            if decision.page is not None:
+                jobs += self._page(conn, decision, event_id, now, touched)
         return jobs
+
+    def _page(
+        self,
+        conn: sqlite3.Connection,
+        decision: Decision,
+        event_id: int,
+        now: float,
+        touched: set[str],
+    ) -> int:
+        if self.paging is None:
+            self.notes.error("page_skipped", rule=decision.rule, reason="paging is not configured")
+            return 0
+        return self.paging.alert(conn, decision, event_id, now, touched)
 
     # --- SMS -----------------------------------------------------------------------------------
 
@@ -243,7 +303,9 @@ class Pipeline:
         a reply code ("#2") so its replies can say which thread they answer. Pages keep their
         text as the rule made it: their replies go to the newest alert.
         """
-        code = 1
+        # Only SMS from a chat thread take a reply code: the others (alerts, summaries) leave
+        # the number's codes to what needs them, so a page after an alert SMS is still `1a`.
+        code = 0
         from_chat = events[-1].conversation is not None and events[-1].kind is EventKind.COMMAND
         if from_chat and self.conversations.reply_codes:
             code, open_count = conversations.next_code(conn, number, now)

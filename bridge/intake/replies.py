@@ -143,6 +143,18 @@ class RecordIntake:
             if not ledger.first_time(conn, f"reply|{reply.mobile}|{reply.raw_time}|{digest}", now):
                 continue
             self.metrics.replies.inc()
+            paging = self.pipeline.paging
+            if paging is not None:
+                answered, command = paging.reply(
+                    conn, source, reply.mobile, reply.text, now, touched
+                )
+                queued += answered
+                if command:
+                    # A paging command (`1a`, `确认`): acted on and answered, not forwarded.
+                    self.pipeline.notes.info(
+                        "reply_command", mobile=mask_number(reply.mobile), jobs=answered
+                    )
+                    continue
             found, routing = self._conversation_for(conn, reply, now)
             original = jobs.get_event(conn, found.event_id) if found and found.event_id else None
             event = Event(
@@ -209,6 +221,10 @@ class RecordIntake:
                 conn, report.ref, report.mobile, report.status, report.carrier_code
             )
             for record in settled:
+                if self.pipeline.paging is not None:
+                    queued += self.pipeline.paging.report(
+                        conn, record.id, report.status, now, touched
+                    )
                 original = jobs.get_event(conn, record.event_id) if record.event_id else None
                 event = Event(
                     kind=EventKind.DELIVERY,

@@ -40,9 +40,16 @@ from bridge.paging.incidents import (
     resolve_group,
 )
 from bridge.paging.localtime import to_instant
+from bridge.paging.pager import Pager
 from bridge.paging.policy import NobodyOnCall, Page, Target, TimelineEntry, escalation_timeline
 from bridge.paging.quiet import QuietHours
-from bridge.paging.replies import Action, Command, normalize_reply, parse_reply
+from bridge.paging.replies import (
+    Action,
+    Command,
+    looks_like_command,
+    normalize_reply,
+    parse_reply,
+)
 from bridge.paging.schedules import Handoff, next_handoffs, rotation_on_call, who_is_on_call
 
 __all__ = [
@@ -62,6 +69,7 @@ __all__ = [
     "OverrideConfig",
     "Page",
     "Paged",
+    "Pager",
     "PolicyConfig",
     "QuietHours",
     "Result",
@@ -83,6 +91,7 @@ __all__ = [
     "escalate",
     "escalation_timeline",
     "find_open",
+    "looks_like_command",
     "may_help",
     "next_handoffs",
     "normalize_reply",

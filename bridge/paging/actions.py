@@ -131,15 +131,20 @@ def apply_reply(
     return Outcome(Result.DONE, command, tuple(transitions), tuple(escalations), tuple(silences))
 
 
+def paged_lately(conn: sqlite3.Connection, mobile: str, now: float) -> bool:
+    """Whether `mobile` was paged in the last day."""
+    row = conn.execute(
+        "SELECT 1 FROM incident_pages WHERE mobile = ? AND paged_at > ? LIMIT 1",
+        (mobile, now - DAY),
+    ).fetchone()
+    return row is not None
+
+
 def may_help(conn: sqlite3.Connection, mobile: str, now: float, per_day: int) -> bool:
     """Whether a reply that is no command may get a help answer: only numbers paged in the last
     day, at most `per_day` answers a day each (no reply loops, no surprise bills). Counts the
     answer when it says yes."""
-    paged = conn.execute(
-        "SELECT 1 FROM incident_pages WHERE mobile = ? AND paged_at > ? LIMIT 1",
-        (mobile, now - DAY),
-    ).fetchone()
-    if paged is None:
+    if not paged_lately(conn, mobile, now):
         return False
     # One de-duplication key per allowed answer, each held for a day.
     return any(not ledger.seen_within(conn, f"help|{mobile}|{n}", now, DAY) for n in range(per_day))

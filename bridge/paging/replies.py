@@ -99,6 +99,19 @@ _CATEGORIES_AROUND = ("P", "S", "Z", "C")  # punctuation, symbols, separators, c
 _SEPARATOR = re.compile(r"[\s,;:!?、，。；：！？]+")
 
 
+# What a near miss looks like: a short code-like token (`1x`, `a 1`) or a command word begun
+# (`akc`, `esc`, `确定`), with at most two more words. Ordinary messages ("on it, disk is full")
+# are forwarded without an answer: a help SMS to them would only be noise on someone's phone.
+_ATTEMPT = re.compile(r"(?:\w{0,2}\d\w{0,2}|ac|ak|clo|esc|确|关|升|收|all)\S*(?: \S+){0,2}")
+ATTEMPT_MAX = 20  # characters, normalised: longer is a message, not a mistyped command
+
+
+def looks_like_command(text: str) -> bool:
+    """Whether a reply that is no command looks like a mistyped one (worth a help answer)."""
+    normal = normalize_reply(text)
+    return len(normal) <= ATTEMPT_MAX and _ATTEMPT.fullmatch(normal) is not None
+
+
 def _duration_text(value: timedelta) -> str:
     seconds = int(value.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600)):

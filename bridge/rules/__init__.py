@@ -15,7 +15,7 @@ from bridge.rules.config import (
     check_references,
 )
 from bridge.rules.matchers import ALL_DAYS, DAY_NAMES, Window, parse_days
-from bridge.rules.ruleset import Decision, Recipient, RuleError, RuleSet, SmsAction
+from bridge.rules.ruleset import Decision, PageAction, Recipient, RuleError, RuleSet, SmsAction
 from bridge.rules.templates import event_context, group_context, make_environment
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Directory",
     "Groups",
     "Hours",
+    "PageAction",
     "Recipient",
     "RuleConfig",
     "RuleError",

@@ -155,6 +155,13 @@ class PostConfig(ConfigModel):
     template: TemplateText = DEFAULT_POST_TEMPLATE
 
 
+class PageConfig(ConfigModel):
+    """Page people through a policy of `oncall.policies`: one incident per alert group."""
+
+    policy: Annotated[str, Field(min_length=1)]
+    group_by: list[str] = Field(default_factory=lambda: ["alertname"])  # one incident per group
+
+
 class RuleConfig(ConfigModel):
     """One routing rule: a match and at least one action."""
 
@@ -162,12 +169,13 @@ class RuleConfig(ConfigModel):
     match: MatchConfig = MatchConfig()
     sms: SmsConfig | None = None
     post: PostConfig | None = None
+    page: PageConfig | None = None
     continue_: bool = Field(False, alias="continue")
 
     @model_validator(mode="after")
     def _has_action(self) -> Self:
-        if self.sms is None and self.post is None:
-            raise ValueError("a rule needs an action: sms, post, or both")
+        if self.sms is None and self.post is None and self.page is None:
+            raise ValueError("a rule needs an action: sms, post or page (or several)")
         return self
 
 
@@ -314,8 +322,10 @@ def check_references(
     rules: Sequence[RuleConfig],
     outputs: Collection[str],
     inputs: Collection[str],
+    policies: Collection[str] | None = None,
 ) -> list[tuple[ConfigPath, str]]:
-    """Every cross-reference problem: names, numbers, group cycles, outputs, inputs, duplicates."""
+    """Every cross-reference problem: names, numbers, group cycles, outputs, inputs, duplicates,
+    escalation policies (None: not known here, so not checked)."""
     problems: list[tuple[ConfigPath, str]] = []
     directory = Directory(contacts, groups)
     output_names, input_names = sorted(outputs), sorted(inputs)
@@ -346,6 +356,9 @@ def check_references(
         if rule.post is not None and rule.post.to != CONVERSATION and rule.post.to not in outputs:
             message = _unknown("output", rule.post.to, output_names, CONVERSATION)
             problems.append(((*where, "post", "to"), message))
+        if rule.page is not None and policies is not None and rule.page.policy not in policies:
+            message = _unknown("policy", rule.page.policy, sorted(policies))
+            problems.append(((*where, "page", "policy"), message))
     return problems
 
 

@@ -45,6 +45,7 @@ from bridge.rules.templates import (
 
 __all__ = [
     "Decision",
+    "PageAction",
     "PostAction",
     "Recipient",
     "RuleError",
@@ -93,6 +94,15 @@ class PostAction:
 
 
 @dataclass(frozen=True, slots=True)
+class PageAction:
+    """Page through an escalation policy: one incident per rule and group_by values. Pages go
+    through the SMS gateway, whose delivery reports drive the failover."""
+
+    policy: str
+    group_by: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class _Templates:
     sms: Template | None
     group: Template | None
@@ -117,6 +127,7 @@ class Decision:
     now: datetime
     templates: _Templates = field(repr=False, compare=False)
     _texts: dict[str, Rendered] = field(default_factory=dict, repr=False, compare=False)
+    page: PageAction | None = None
 
     def prerender(self) -> None:
         """Render every text this decision will need now, so a later `render` only looks it up."""
@@ -159,7 +170,10 @@ class Decision:
 
     def group_key(self) -> str:
         """The rule and the group_by label values, stable: `page{alertname="HighLatency"}`."""
-        names = self.sms.group_by if self.sms is not None else ()
+        if self.page is not None:
+            names = self.page.group_by  # the incident key: every input and HA peer agree on it
+        else:
+            names = self.sms.group_by if self.sms is not None else ()
         values = ",".join(
             f'{name}="{escape_value(self.event.labels.get(name, ""))}"' for name in names
         )
@@ -176,6 +190,7 @@ class _Rule:
     window: Window | None
     sms: SmsAction | None
     post: PostAction | None
+    page: PageAction | None
     templates: _Templates
     continue_: bool
 
@@ -252,6 +267,9 @@ def _build_rule(
         )
     if rule.post is not None:
         post = PostAction(None if rule.post.to == CONVERSATION else rule.post.to)
+    page = None
+    if rule.page is not None:
+        page = PageAction(rule.page.policy, tuple(rule.page.group_by))
     templates = _Templates(
         sms=_compile(env, (*where, "sms", "template"), rule.sms.template) if rule.sms else None,
         group=_compile(env, (*where, "sms", "group_template"), rule.sms.group_template)
@@ -269,6 +287,7 @@ def _build_rule(
         window=_window(rule.match.when, default_tz),
         sms=sms,
         post=post,
+        page=page,
         templates=templates,
         continue_=rule.continue_,
     )
@@ -368,7 +387,9 @@ class RuleSet:
             if rule.window is not None and not rule.window.contains(now):
                 outside.append(rule.name)
                 continue
-            decisions.append(Decision(rule.name, event, rule.sms, rule.post, now, rule.templates))
+            decisions.append(
+                Decision(rule.name, event, rule.sms, rule.post, now, rule.templates, page=rule.page)
+            )
             if not rule.continue_:
                 break
         return decisions, outside

@@ -24,6 +24,7 @@ import bridge.runtime.health as health
 from bridge.config import ConfigError
 from bridge.events import Conversation, Event, EventKind
 from bridge.intake import (
+    PAGING,
     STORM,
     ChatOps,
     ConversationSettings,
@@ -36,6 +37,7 @@ from bridge.intake import (
 from bridge.logging import SCRUBBER, register_secrets
 from bridge.metrics import Metrics
 from bridge.outbox import Dispatcher, JobRecord, RetryPolicy, retention
+from bridge.paging import OncallConfig, Pager, timers
 from bridge.plugin import (
     ChatInputConfig,
     Delivery,
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
 
 STORM_TASK = "storm"
+PAGING_TASK = "paging"
 PROCESSOR_TASK = "processor"
 EXPIRE_TASK = "expire"
 
@@ -95,6 +98,7 @@ class Daemon:
         self.port = 0
         self._stack = AsyncExitStack()
         self._storm_wake = asyncio.Event()
+        self._paging_wake = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._inputs: dict[str, Input[Any]] = {}
         self._outputs: dict[str, Output[Any]] = {}
@@ -202,7 +206,8 @@ class Daemon:
         await self._replay_raw_polls()
         self.supervisor.start(PROCESSOR_TASK, self.processor.run)
         self.supervisor.start(STORM_TASK, self._storm_loop)
-        stack.push_async_callback(self._stop_tasks, [STORM_TASK, PROCESSOR_TASK])
+        self.supervisor.start(PAGING_TASK, self._paging_loop)
+        stack.push_async_callback(self._stop_tasks, [PAGING_TASK, STORM_TASK, PROCESSOR_TASK])
         self._inputs = await self._start_inputs(self.settings)
         stack.push_async_callback(self._stop_adapters, lambda: self._inputs)
         self.hooks.install(self._inputs)
@@ -402,6 +407,8 @@ class Daemon:
         self.dispatcher.wake(names)
         if STORM in names:
             self._storm_wake.set()
+        if PAGING in names:
+            self._paging_wake.set()
 
     def _observe(self, action: Action, outcome: str, seconds: float) -> None:
         self.metrics.gateway_duration.labels(action.value, outcome).observe(seconds)
@@ -421,6 +428,12 @@ class Daemon:
         default = config.conversations.default
         self.pipeline.rules = settings.rules
         self.pipeline.directory = directory
+        # Incidents under way keep their stored timeline; only what comes next sees this config.
+        self.pipeline.paging = (
+            Pager(self.pipeline, config.oncall, directory, SMS_OUTPUT)
+            if config.oncall is not None
+            else None
+        )
         self.pipeline.conversations = ConversationSettings(
             ttl=config.conversations.ttl.total_seconds(),
             reply_codes=config.conversations.reply_codes,
@@ -454,6 +467,40 @@ class Daemon:
             timeout = None if due is None else max(due - self.clock(), 0.05)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._storm_wake.wait(), timeout)
+
+    async def _paging_loop(self) -> None:
+        """Fire escalation timers when they come due: next steps, report and ack timeouts."""
+        while True:
+            self._paging_wake.clear()  # first, so a wake-up during the firing is not lost
+            if await self._fire_paging_timers():
+                continue  # a full batch may leave more due
+            due = await self.store.read(timers.next_due)
+            timeout = None if due is None else max(due - self.clock(), 0.05)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._paging_wake.wait(), timeout)
+
+    async def _fire_paging_timers(self) -> bool:
+        """One transaction of due timers; True when it was a full batch."""
+        now = self.clock()
+        touched: set[str] = set()
+        # Without `oncall` (dropped by a reload) timers still fire, and find nobody new to page.
+        pager = self.pipeline.paging
+        if not isinstance(pager, Pager):
+            pager = Pager(self.pipeline, OncallConfig(), self.pipeline.directory, SMS_OUTPUT)
+
+        def work(conn: sqlite3.Connection) -> bool:
+            touched.clear()
+            return pager.fire_due(conn, now, touched)
+
+        try:
+            full = await self.store.write(work)
+        except BaseException:
+            self.pipeline.notes.clear()
+            raise
+        self.pipeline.flush_log(self.log)
+        touched.discard(PAGING)  # its own timers are read again below: no self wake-up
+        self.pipeline.wake(touched)
+        return full
 
     async def _expire(self) -> None:
         keep = self.settings.config.store.retention.total_seconds()

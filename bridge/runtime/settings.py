@@ -189,12 +189,13 @@ def _check(
                 f"{', '.join(sorted(output_names))}",
             )
         )
-    for where, message in check_references(
-        sections.contacts, sections.groups, sections.rules, output_names, sections.inputs
-    ):
-        issues.append(issue_at(document, where, message))
     # A broken file is cross-checked from its routing sections only (`_Routing`).
     oncall = sections.oncall if isinstance(sections, Config) else None
+    policies = (oncall.policies if oncall else {}) if isinstance(sections, Config) else None
+    for where, message in check_references(
+        sections.contacts, sections.groups, sections.rules, output_names, sections.inputs, policies
+    ):
+        issues.append(issue_at(document, where, message))
     if oncall is not None:
         for where, message in check_oncall(oncall, sections.contacts, sections.groups):
             issues.append(issue_at(document, where, message))

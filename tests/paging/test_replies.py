@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from bridge.paging import Action, Command, normalize_reply, parse_reply
+from bridge.paging import Action, Command, looks_like_command, normalize_reply, parse_reply
 
 ACK, CLOSE, ESCALATE = Action.ACK, Action.CLOSE, Action.ESCALATE
 
@@ -228,3 +228,30 @@ def test_normalising_twice_changes_nothing(text: str) -> None:
     once = normalize_reply(text)
     assume(unicodedata.is_normalized("NFKC", once))
     assert normalize_reply(once) == once
+
+
+@pytest.mark.parametrize(
+    "text", ["1x", "0a", "12345a", "akc", "esclate", "确定", "ack ack", "1 a b"]
+)
+def test_near_misses_look_like_commands(text: str) -> None:
+    """Mistyped commands (worth one help answer) are told apart from messages."""
+    assert parse_reply(text) is None
+    assert looks_like_command(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["on it, disk is full", "thanks", "好的", "马上处理", "who is this?", "ack" + " x" * 20]
+)
+def test_messages_do_not_look_like_commands(text: str) -> None:
+    assert not looks_like_command(text)
+
+
+@given(commands())
+def test_commands_look_like_commands(command: Command) -> None:
+    """Whatever parses as a command is also what a near miss looks like (one notion, not two)."""
+    assert looks_like_command(str(command))
+
+
+@given(st.lists(other_words, min_size=1, max_size=4))
+def test_other_words_never_look_like_commands(words: list[str]) -> None:
+    assert not looks_like_command(" ".join(words))

@@ -188,7 +188,7 @@ def test_model_errors_are_positioned_and_named() -> None:
         "config.yaml:12:17: rules[0].sms.template: template error on line 2: unexpected '}'",
         "config.yaml:16:40: rules[1].sms.group_template: template error on line 1: "
         "No filter named 'nope'.",
-        "config.yaml:17:5: rules[2]: a rule needs an action: sms, post, or both",
+        "config.yaml:17:5: rules[2]: a rule needs an action: sms, post or page (or several)",
     ]
 
 
@@ -376,7 +376,7 @@ def test_rule_alias_and_strictness() -> None:
     lines = report("rules:\n  - name: r\n    post: {to: x}\n    contine: true\n")
     assert lines == [
         "config.yaml:4:5: rules[0].contine: unknown key; did you mean 'continue'? "
-        "(allowed: continue, match, name, post, sms)"
+        "(allowed: continue, match, name, page, post, sms)"
     ]
 
 
@@ -392,3 +392,25 @@ def test_dump_gives_the_written_forms() -> None:
         "timezone": "Asia/Shanghai",
     }
     assert config.model_dump()["rules"][1]["match"]["source"] == ["slack"]
+
+
+def test_page_names_a_known_policy() -> None:
+    """`page: {policy: NAME}` is checked against the oncall policies; an unknown one is refused
+    with its path and the closest name; without the policies known, it is not checked."""
+    config = rules_config(contacts=CONTACTS, rules=[{"name": "p", "page": {"policy": "opps"}}])
+    found = check_references(config.contacts, {}, config.rules, OUTPUTS, INPUTS, {"ops", "db"})
+    assert found == [
+        (
+            ("rules", 0, "page", "policy"),
+            "unknown policy 'opps'; did you mean 'ops'? (defined: db, ops)",
+        )
+    ]
+    assert check_references(config.contacts, {}, config.rules, OUTPUTS, INPUTS, {"opps"}) == []
+    assert check_references(config.contacts, {}, config.rules, OUTPUTS, INPUTS) == []
+
+
+def test_page_alone_is_an_action() -> None:
+    """A rule with only `page` is valid; its incidents are grouped by alertname by default."""
+    config = RuleConfig.model_validate({"name": "p", "page": {"policy": "ops"}})
+    assert config.page is not None
+    assert (config.page.policy, config.page.group_by) == ("ops", ["alertname"])

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bridge.events import Conversation, Event, EventKind, Status
 from bridge.rules.config import RulesConfig
-from bridge.rules.ruleset import PostAction, Recipient, RuleError, RuleSet
+from bridge.rules.ruleset import PageAction, PostAction, Recipient, RuleError, RuleSet
 from bridge.sms import segment_count
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -481,3 +481,23 @@ def test_many_rules_on_one_label_are_indexed() -> None:
     assert ruleset._index_label == "team"
     assert [rule.name for rule in ruleset._candidates(alert(team="t7"))] == ["t7"]
     assert matched(ruleset, alert(team="t7")) == ["t7"]
+
+
+def test_page_rule_decides_a_page_keyed_by_its_group() -> None:
+    """A `page` rule's decision carries the policy; its group key (the incident's) uses the
+    page's group_by, so alerts of one group share an incident and other groups do not."""
+    rules = build(
+        {
+            "name": "critical",
+            "match": {"labels": {"severity": "critical"}},
+            "page": {"policy": "ops", "group_by": ["alertname", "cluster"]},
+        }
+    )
+    (decision,) = rules.evaluate(alert(alertname="DiskFull", severity="critical", cluster="a"), NOW)
+    assert decision.page == PageAction("ops", ("alertname", "cluster"))
+    assert decision.sms is None
+    assert decision.post is None
+    assert decision.group_key() == 'critical{alertname="DiskFull",cluster="a"}'
+    (other,) = rules.evaluate(alert(alertname="DiskFull", severity="critical", cluster="b"), NOW)
+    assert other.group_key() != decision.group_key()
+    assert rules.evaluate(alert(alertname="DiskFull", severity="warning"), NOW) == []

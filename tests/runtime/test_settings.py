@@ -438,3 +438,20 @@ def test_any_config_loads_or_lists_its_problems(document: dict[str, object]) -> 
             issues = exc.issues
     assert all(issue.message and issue.file == str(path) for issue in issues)
     assert len(set(issues)) == len(issues)
+
+
+def test_unknown_page_policy_is_refused_with_its_line(tmp_path: Path) -> None:
+    """A rule paging through a policy that `oncall.policies` does not define fails the check at
+    the line of the name."""
+    text = problems(
+        tmp_path,
+        "contacts: {alice: '15102110086'}\n"
+        "oncall:\n"
+        "  policies:\n"
+        "    ops: {steps: [{notify: [alice]}]}\n"
+        "rules:\n"
+        "  - name: critical\n"
+        "    page: {policy: opz}\n",
+    )
+    assert "config.yaml:7:20: rules[0].page.policy: unknown policy 'opz'" in text
+    assert "did you mean 'ops'?" in text
