@@ -189,10 +189,14 @@ class Processor:
                 await self._commit_alone(work, now)
         finally:
             self.pipeline.encoded.clear()
-        for work in works:
-            dropped = self._cache.pop(work.row.id, None)
-            self._cached -= len(dropped.events) if dropped is not None else 0
+        self._forget_through(max(work.row.id for work in works))
         return len(works)
+
+    def _forget_through(self, last: int) -> None:
+        """Drop cached parses of rows up to `last`: processed, or cached only after they were
+        (a submit's answer can come back after the processor already took its row)."""
+        for row_id in [row_id for row_id in self._cache if row_id <= last]:
+            self._cached -= len(self._cache.pop(row_id).events)
 
     # --- planning: everything that needs no transaction --------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bridge.events import ReportRecord
+from bridge.plugin import Parsed
 from bridge.plugins.c123.simulator import SimulatorSettings
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.settings import load_settings
@@ -205,3 +206,22 @@ async def test_two_processors_never_take_one_row_twice(daemon: Daemon) -> None:
         lambda conn: conn.execute("SELECT count(*) FROM jobs").fetchone()
     )
     assert jobs[0] == 5
+
+
+async def test_a_parse_cached_after_its_row_was_processed_is_not_kept(daemon: Daemon) -> None:
+    """The answer to a submit can come back after the processor took its row: that cached
+    parse must not hold a place in the bounded cache for ever."""
+    for n in range(3):
+        body = group(alert(f"A{n}"))
+        body["groupKey"] = f"g{n}"
+        assert (await post_json(daemon, "/hooks/am", body, AUTH))[0] == 200
+    await daemon.processor.drain()
+    processor = daemon.processor
+    stale = next(iter(processor._cache.values()), None)
+    processor._cache[1] = stale or Parsed([])  # as if cached after row 1 was processed
+    processor._cached += len(processor._cache[1].events)
+    body = group(alert("Later"))
+    body["groupKey"] = "later"
+    assert (await post_json(daemon, "/hooks/am", body, AUTH))[0] == 200
+    await processor.drain()
+    assert (processor._cache, processor._cached) == ({}, 0)
