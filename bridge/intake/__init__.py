@@ -3,7 +3,8 @@
 from bridge.intake import conversations, storm
 from bridge.intake.chatops import ChatOps
 from bridge.intake.conversations import ConversationSettings
-from bridge.intake.pipeline import PAGING, STORM, Paging, Pipeline, StormSettings
+from bridge.intake.limits import StormSettings
+from bridge.intake.pipeline import PAGING, STORM, Paging, Pipeline
 from bridge.intake.processor import Processor
 from bridge.intake.replies import RecordIntake
 

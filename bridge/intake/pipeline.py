@@ -1,26 +1,27 @@
-"""From events to durable jobs: rules, de-duplication, grouping, caps and budget, in one commit."""
+"""From events to durable jobs in one commit: rules applied, repeats suppressed, SMS queued."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 import bridge.intake.conversations as conversations
 import bridge.intake.holding as holding
+import bridge.intake.limits as limits
+import bridge.intake.posts as posts
 from bridge.events import Event, EventKind, Intent, Status
 from bridge.intake.conversations import ConversationSettings
+from bridge.intake.deferred import DeferredLog
+from bridge.intake.limits import StormSettings
 from bridge.metrics import Metrics
 from bridge.outbox import jobs as outbox
 from bridge.rules import Decision, Directory, RuleSet, SmsAction
 from bridge.sms import mask_number
 from bridge.store import Store, ledger
-from bridge.text import clean
 
 Clock = Callable[[], float]
 # Put in `touched` when storm state (a group member, a held message) was written: the storm loop
@@ -33,15 +34,6 @@ Estimator = Callable[[str, str], int]  # (output, text) -> segments
 
 def _alert_name(event: Event) -> str:
     return event.labels.get("alertname") or event.text[:40] or event.kind.value
-
-
-@dataclass(frozen=True, slots=True)
-class StormSettings:
-    """Limits that keep a storm of alerts from becoming a storm of SMS."""
-
-    held_summary_after: float = 300.0  # seconds a held message waits for its summary
-    daily_segment_budget: int | None = None  # segments a day across every SMS output
-    budget_zone: Any = UTC  # the day of the budget starts at midnight here
 
 
 class Paging(Protocol):
@@ -76,43 +68,6 @@ class Paging(Protocol):
     ) -> int:
         """A delivery report settled a job: a failed page may escalate at once."""
         ...
-
-
-class DeferredLog:
-    """Log lines decided inside a transaction, written after it commits (never inside the write).
-
-    The writer thread holds the store's one write lock while a transaction runs; rendering and
-    writing a log line there would make every webhook's commit wait for it.
-    """
-
-    def __init__(self) -> None:
-        self._lines: deque[tuple[str, str, dict[str, Any]]] = deque()
-        self._counts: deque[Callable[[], None]] = deque()
-
-    def count(self, update: Callable[[], None]) -> None:
-        """A metric update that holds only if the transaction commits (made at the flush)."""
-        self._counts.append(update)
-
-    def info(self, event: str, **fields: Any) -> None:
-        self._lines.append(("info", event, fields))
-
-    def warning(self, event: str, **fields: Any) -> None:
-        self._lines.append(("warning", event, fields))
-
-    def error(self, event: str, **fields: Any) -> None:
-        self._lines.append(("error", event, fields))
-
-    def clear(self) -> None:
-        """Forget lines (and metric updates) of a transaction that rolled back."""
-        self._lines.clear()
-        self._counts.clear()
-
-    def flush(self, log: Any) -> None:
-        while self._counts:
-            self._counts.popleft()()
-        while self._lines:
-            level, event, fields = self._lines.popleft()
-            getattr(log, level)(event, **fields)
 
 
 class Pipeline:
@@ -181,7 +136,7 @@ class Pipeline:
             if decision.sms is not None:
                 jobs += self._sms(conn, decision, decision.sms, event_id, now, touched)
             if decision.post is not None:
-                jobs += self._post(conn, decision, event_id, now, touched)
+                jobs += posts.post_rule(conn, decision, event_id, now, touched, self.notes)
             if decision.page is not None:
                 jobs += self._page(conn, decision, event_id, now, touched)
         return jobs
@@ -316,7 +271,9 @@ class Pipeline:
             if (action.output in self.sms_outputs)
             else 0
         )
-        reason = self._limit(conn, action, number, segments, now)
+        reason = limits.held_reason(
+            conn, self.storm, self.sms_outputs, action, number, segments, now
+        )
         if reason:
             names = [_alert_name(event) for event in events]
             holding.hold(conn, action.output, number, rule, names, reason, now)
@@ -373,108 +330,14 @@ class Pipeline:
         rule: str = "answer",
     ) -> int:
         """Post a text into the event's own conversation (a chat thread); 0 if it has none."""
-        conversation = event.conversation
-        if conversation is None:
-            self.notes.warning("answer_skipped", rule=rule, reason="event has no conversation")
-            return 0
-        intent = Intent(
-            output=conversation.output,
-            recipient=conversation.channel,
-            text=text,
-            rule=rule,
-            event=event,
-            conversation=conversation,
-            payload={"thread": conversation.thread, "rule": rule, "event": event.to_json()},
-        )
-        outbox.add_job(conn, intent, event_id, now)
-        touched.add(conversation.output)
-        return 1
+        return posts.post_answer(conn, event, text, event_id, now, touched, self.notes, rule)
 
     def _fallback(
         self, conn: sqlite3.Connection, event: Event, now: float, touched: set[str]
     ) -> int:
         """What happens without a matching rule: replies, and reports if configured, go home."""
-        if event.conversation is None:
-            return 0
-        who = self.directory.name_for(str(event.data.get("mobile", "")))
-        if event.kind is EventKind.REPLY:
-            text = clean(f"{who}: {event.text}", keep_newlines=True)
-        elif event.kind is EventKind.DELIVERY and self.conversations.report_deliveries:
-            status = event.data.get("status", "")
-            code = event.data.get("carrier_code", "")
-            text = f"{who}: delivered" if status == "delivered" else f"{who}: {status}: {code}"
-        else:
+        text = posts.fallback_text(event, self.directory, self.conversations.report_deliveries)
+        if text is None:
             return 0
         event_id = self.add_event(conn, event)
         return self.post_answer(conn, event, text, event_id, now, touched, rule=event.kind.value)
-
-    def _limit(
-        self, conn: sqlite3.Connection, action: SmsAction, number: str, segments: int, now: float
-    ) -> str:
-        """Why this SMS may not go now ('' when it may)."""
-        # The last slot of the hour is kept for the summary of what was held back.
-        if action.cap_per_hour and self.cap_reached(
-            conn, action.output, number, max(action.cap_per_hour - 1, 1), now
-        ):
-            return "cap"
-        if segments and self.over_budget(conn, segments, now):
-            return "budget"
-        return ""
-
-    def cap_reached(
-        self, conn: sqlite3.Connection, output: str, number: str, slots: int, now: float
-    ) -> bool:
-        """True when `number` got `slots` messages on `output` in the hour before `now`.
-
-        The one cap check: rules, held-back summaries and their due times all use it.
-        """
-        return outbox.sends_since(conn, output, number, now - 3600) >= slots
-
-    def over_budget(self, conn: sqlite3.Connection, segments: int, now: float) -> bool:
-        """True when `segments` more would pass today's segment budget (one check for all)."""
-        budget = self.storm.daily_segment_budget
-        if budget is None:
-            return False
-        used = outbox.segments_since(conn, self.sms_outputs, self.day_start(now))
-        return used + segments > budget
-
-    def day_start(self, now: float) -> float:
-        """Midnight of `now`'s day in the budget's zone, as a timestamp."""
-        local = datetime.fromtimestamp(now, self.storm.budget_zone)
-        return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-
-    # --- posts ---------------------------------------------------------------------------------
-
-    def _post(
-        self,
-        conn: sqlite3.Connection,
-        decision: Decision,
-        event_id: int,
-        now: float,
-        touched: set[str],
-    ) -> int:
-        assert decision.post is not None
-        event = decision.event
-        conversation = event.conversation
-        output = decision.post.output or (conversation.output if conversation else None)
-        if output is None:
-            self.notes.warning(
-                "post_skipped", rule=decision.rule, reason="event has no conversation"
-            )
-            return 0
-        intent = Intent(
-            output=output,
-            recipient=conversation.channel if conversation and not decision.post.output else "",
-            text=decision.render("post"),
-            rule=decision.rule,
-            event=event,
-            conversation=conversation,
-            payload={
-                "rule": decision.rule,
-                "event": event.to_json(),
-                "thread": conversation.thread if conversation else "",
-            },
-        )
-        outbox.add_job(conn, intent, event_id, now)
-        touched.add(output)
-        return 1

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterable
 
 import bridge.intake.holding as holding
+import bridge.intake.limits as limits
 from bridge.events import Event, EventKind, Intent
 from bridge.intake.pipeline import Pipeline
 from bridge.outbox import jobs as outbox
@@ -112,14 +113,16 @@ def _flush_held(
     touched: set[str],
 ) -> None:
     cap = pipeline.rules.smallest_cap(output)
-    if cap and pipeline.cap_reached(conn, output, number, cap, now):
+    if cap and limits.cap_reached(conn, output, number, cap, now):
         return  # no slot this hour; try again when one frees up
     held = holding.take_held(conn, output, number)
     if held is None:
         return
     text = summary_text(held)
     segments = pipeline.sms_outputs[output](output, text) if output in pipeline.sms_outputs else 0
-    if "budget" in held.reasons and pipeline.over_budget(conn, segments, now):
+    if "budget" in held.reasons and limits.over_budget(
+        conn, pipeline.storm, pipeline.sms_outputs, segments, now
+    ):
         # Still no budget: keep holding; the log and metric already counted them.
         holding.hold(conn, output, number, "held", list(_expand(held)), "budget", now)
         return
@@ -155,7 +158,7 @@ def next_due(pipeline: Pipeline, conn: sqlite3.Connection) -> float | None:
         # leaves the window, not at once: that made the storm loop flush every 50 ms until
         # then. (_flush_held skips it until a slot frees, with the same test.)
         cap = pipeline.rules.smallest_cap(output)
-        if cap and pipeline.cap_reached(conn, output, number, cap, now):
+        if cap and limits.cap_reached(conn, output, number, cap, now):
             oldest = outbox.first_send_since(conn, output, number, now - 3600)
             if oldest is not None:
                 summary_due = max(summary_due, oldest + 3600)

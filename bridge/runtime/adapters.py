@@ -1,0 +1,51 @@
+"""A config's adapter instances: started in order with their plugin context, stopped in reverse."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.plugin import Input, Output, PluginContext
+from bridge.runtime.settings import SMS_OUTPUT, Settings
+
+Context = Callable[[str, str], PluginContext]  # (instance name, type name) -> its context
+
+
+@dataclass(frozen=True, slots=True)
+class Adapters:
+    """The inputs and outputs of one config, by instance name."""
+
+    inputs: dict[str, Input[Any]]
+    outputs: dict[str, Output[Any]]
+
+
+async def start_outputs(
+    settings: Settings, sms: Output[Any], context: Context
+) -> dict[str, Output[Any]]:
+    """The SMS output first, then the config's outputs, each started."""
+    outputs: dict[str, Output[Any]] = {SMS_OUTPUT: sms}
+    for name, (cls, options) in settings.outputs.items():
+        plugin = cls(options, context(name, cls.type_name))
+        await plugin.start()
+        outputs[name] = plugin
+    return outputs
+
+
+async def start_inputs(settings: Settings, context: Context) -> dict[str, Input[Any]]:
+    """The config's inputs, each started."""
+    inputs: dict[str, Input[Any]] = {}
+    for name, (cls, options) in settings.inputs.items():
+        plugin = cls(options, context(name, cls.type_name))
+        await plugin.start()
+        inputs[name] = plugin
+    return inputs
+
+
+async def stop(adapters: Mapping[str, Any], log: Any) -> None:
+    """Stop adapters in reverse order; one that fails to stop does not keep the others running."""
+    for name, plugin in reversed(list(adapters.items())):
+        try:
+            await plugin.stop()
+        except Exception:
+            log.exception("adapter_stop_failed", instance=name)
