@@ -205,19 +205,15 @@ async def cmd_messages(args: argparse.Namespace) -> int:
             m.msgid or "-",
             str(m.segments),
             str(m.cost),
-            f"{_progress(m)}\n{m.text}",
+            _progress(m),
         )
         for m in found
     ]
-    lines: list[str] = []
-    header = ("ID", "EVENT", "RULE", "TO", "STATE", "MSGID", "SEG", "COST", "PROGRESS / TEXT")
-    table = _table(header, [(*row[:-1], "") for row in rows])
-    indent = " " * 4
-    lines.append(table[0] + "  " + header[-1])
-    for row, line in zip(rows, table[1:], strict=True):
-        progress, text = row[-1].split("\n", 1)
-        lines.append(f"{line}  {progress}".rstrip())
-        lines.append(indent + text)
+    header = ("ID", "EVENT", "RULE", "TO", "STATE", "MSGID", "SEG", "COST", "PROGRESS")
+    table = _table(header, rows)
+    lines = [table[0]]
+    for message, line in zip(found, table[1:], strict=True):
+        lines.extend((line, f"    {message.text}"))  # the text in full, on a line of its own
     if more is not None:
         lines.append(f"more: --before {more}")
     emit_lines(lines)
