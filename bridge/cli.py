@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from bridge import __version__
-from bridge.commands import daemon, gateway, oncall, route, simulator, store
+from bridge.commands import daemon, gateway, history, oncall, route, simulator, store
 from bridge.commands.common import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.register(subparsers)
     simulator.register(subparsers)
     store.register(subparsers)
+    history.register(subparsers)
     return parser
 
 

@@ -69,6 +69,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "replay memory; indexes retention prunes by", script(schema.REPLAY_AND_RETENTION)),
     Migration(3, "the inbox: deliveries stored before the answer", script(schema.INBOX)),
     Migration(4, "durable timers; incidents and their pages", script(schema.TIMERS_AND_INCIDENTS)),
+    Migration(5, "indexes the history commands page by", script(schema.HISTORY_INDEXES)),
 )
 
 

@@ -188,3 +188,10 @@ CREATE INDEX incident_pages_incident ON incident_pages(incident_id, position);
 CREATE INDEX incident_pages_mobile ON incident_pages(mobile, paged_at);
 CREATE INDEX incident_pages_job ON incident_pages(job_id) WHERE job_id IS NOT NULL;
 """
+
+# Step 5: history reads (`smsbridge messages --since`, `smsbridge queue`) page by id through an
+# index range instead of scanning every job the store keeps.
+HISTORY_INDEXES = """
+CREATE INDEX jobs_created ON jobs(created_at);
+CREATE INDEX jobs_unsettled ON jobs(id) WHERE state IN ('pending', 'sending');
+"""
