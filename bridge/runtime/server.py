@@ -20,12 +20,33 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _TOO_SLOW = web.RequestKey("too_slow", bool)  # its body did not arrive in time
 
 
-def _json_errors(log: Any) -> Middleware:
-    """Answer every HTTP error with a JSON body that names the problem; an unexpected exception
-    is a JSON 500 (its traceback goes to the log, never to the client)."""
+def _guard(timeout: float, log: Any) -> Middleware:
+    """One middleware (each layer costs every request) for two duties.
+
+    Every HTTP error is answered with a JSON body that names the problem, and an unexpected
+    exception with a JSON 500 (its traceback goes to the log, never to the client).
+
+    The connection is closed when a request's body has not all arrived within `timeout`:
+    aiohttp bounds the wait for a request's head (keepalive_timeout, armed from the moment a
+    connection opens), but not the wait for its body once a handler reads it.
+    """
+
+    def too_slow(request: web.Request) -> None:
+        if request.content.is_eof():
+            return
+        request[_TOO_SLOW] = True
+        log.warning(
+            "request_read_timeout", method=request.method, path=request.path, timeout=timeout
+        )
+        if request.transport is not None:
+            request.transport.close()  # the handler's pending read fails; nothing is answered
 
     @web.middleware
-    async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        timer = None
+        if request.body_exists and not request.content.is_eof():
+            timer = asyncio.get_running_loop().call_later(timeout, too_slow, request)
+            request.content.on_eof(timer.cancel)
         try:
             return await handler(request)
         except web.HTTPException as exc:
@@ -46,39 +67,11 @@ def _json_errors(log: Any) -> Middleware:
             return web.json_response(
                 {"error": "internal error; the daemon's log has the details"}, status=500
             )
-
-    return json_errors
-
-
-def _body_deadline(timeout: float, log: Any) -> Middleware:
-    """Close the connection when a request's body has not all arrived within `timeout`.
-
-    aiohttp bounds the wait for a request's head (keepalive_timeout, armed from the moment a
-    connection opens), but not the wait for its body once a handler reads it.
-    """
-
-    def too_slow(request: web.Request) -> None:
-        if request.content.is_eof():
-            return
-        request[_TOO_SLOW] = True
-        log.warning(
-            "request_read_timeout", method=request.method, path=request.path, timeout=timeout
-        )
-        if request.transport is not None:
-            request.transport.close()  # the handler's pending read fails; nothing is answered
-
-    @web.middleware
-    async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.body_exists or request.content.is_eof():
-            return await handler(request)
-        timer = asyncio.get_running_loop().call_later(timeout, too_slow, request)
-        request.content.on_eof(timer.cancel)
-        try:
-            return await handler(request)
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
 
-    return body_deadline
+    return guard
 
 
 class HookTable:
@@ -122,7 +115,7 @@ def build_app(
     """
     app = web.Application(
         client_max_size=max_body,
-        middlewares=[_json_errors(log), _body_deadline(read_timeout, log)],
+        middlewares=[_guard(read_timeout, log)],
     )
     app.router.add_route("*", r"/hooks/{name}{tail:(/.*)?}", hooks.handle)
 

@@ -8,6 +8,7 @@ import errno
 import os
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -92,6 +93,8 @@ def _diagnose(path: Path, exc: BaseException) -> tuple[str, bool]:
 class _Pending:
     work: Work
     future: asyncio.Future[Any]
+    pure: bool = False  # no effect outside the connection: may run again, needs no savepoint
+    maintenance: bool = False  # runs alone, outside any transaction
 
 
 # A WAL file that a burst grew is cut back to this when it restarts, not kept at its peak.
@@ -117,9 +120,11 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
 class Store:
     """One SQLite file: writes are queued and committed in batches (group commit).
 
-    Every `write()` runs its function inside its own savepoint of a shared transaction, so one
-    failing function rolls back alone; the batch commits once, and each caller's future
-    resolves only after that commit is durable.
+    One writer thread drains everything queued, runs it in one transaction and commits once;
+    each caller's future resolves only after that commit is durable, all of a batch's futures
+    with one wake-up of the event loop. A failing function rolls back alone: each runs in its
+    own savepoint, except `pure` ones, which share one savepoint per run of them and are run
+    again one by one (each in its own) only when one of them fails.
     """
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
@@ -130,15 +135,19 @@ class Store:
         self._reader_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
-        self._queue: asyncio.Queue[_Pending] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._pending: deque[_Pending] = deque()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._stopped: asyncio.Future[None] | None = None
         self.commits = 0  # batches committed, for metrics and tests
         self.migrated: list[migrations.Migration] = []  # schema steps open() applied
         self.last_commit_error: str | None = None  # why the last batch failed; None once one works
 
     @property
     def is_open(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
 
     @property
     def problem(self) -> str:
@@ -172,8 +181,10 @@ class Store:
         except BaseException:
             await self.close()
             raise
-        self._queue = asyncio.Queue()
-        self._task = asyncio.create_task(self._run(), name="store-writer")
+        self._loop = loop
+        self._stopped = loop.create_future()
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
 
     async def maintain(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` on the writer's connection between two commits, outside any transaction.
@@ -181,18 +192,16 @@ class Store:
         For what cannot run inside one (an incremental vacuum, a checkpoint): writes wait while
         it runs, so it must be short.
         """
-        if self._writer is None or not self.is_open:
-            raise StoreUnavailableError("the store is not open")
-        writer = self._writer
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work, writer)
+        return await self._enqueue(work, pure=False, maintenance=True)
 
     async def close(self) -> None:
         """Finish queued writes, stop the writer and close the file."""
-        if self._task is not None and self._queue is not None:
-            await self._queue.join()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._thread is not None and self._stopped is not None:
+            with self._wake:
+                self._stopping = True
+                self._wake.notify()
+            await asyncio.shield(self._stopped)
+            self._thread.join()
         loop = asyncio.get_running_loop()
         for conn, executor in ((self._writer, self._executor), (self._reader, self._reads)):
             if conn is not None:
@@ -201,18 +210,17 @@ class Store:
         self._executor.shutdown(wait=True)
         self._reads.shutdown(wait=True)
 
-    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, work: Callable[[sqlite3.Connection], T], *, pure: bool = False) -> T:
         """Run `work` in a write transaction; returns once its effects are committed to disk.
+
+        `pure` says that `work` has no effect outside the connection (it may be run twice) and
+        hardly ever fails: it then costs no savepoint of its own.
 
         Raises StoreUnavailableError when the store is closed or the batch could not be
         committed (a full or read-only disk, raised by the commit or by any work in the batch),
         and whatever else `work` itself raised (its changes are rolled back, the batch's are not).
         """
-        if self._queue is None or not self.is_open:
-            raise StoreUnavailableError("the store is not open")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(work, future))
-        return await future
+        return await self._enqueue(work, pure=pure, maintenance=False)
 
     async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` on the read connection (it sees the last committed state)."""
@@ -226,36 +234,89 @@ class Store:
 
         return await asyncio.get_running_loop().run_in_executor(self._reads, run)
 
-    async def _run(self) -> None:
-        assert self._queue is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                results, wrote = await loop.run_in_executor(self._executor, self._commit, batch)
-            except Exception as exc:  # the commit itself failed: nothing in the batch is stored
-                self.last_commit_error = str(exc)
-                for pending in batch:
-                    if not pending.future.done():
-                        failure = StoreUnavailableError(f"commit failed: {exc}")
-                        failure.__cause__ = exc
-                        pending.future.set_exception(failure)
-            else:
-                self.commits += 1
-                if wrote:  # a batch that changed nothing proves little about the disk
-                    self.last_commit_error = None
-                for pending, (ok, value) in zip(batch, results, strict=True):
-                    if pending.future.done():
-                        continue
-                    if ok:
-                        pending.future.set_result(value)
+    async def _enqueue(
+        self, work: Callable[[sqlite3.Connection], T], *, pure: bool, maintenance: bool
+    ) -> T:
+        if not self.is_open or self._loop is None:
+            raise StoreUnavailableError("the store is not open")
+        future: asyncio.Future[T] = self._loop.create_future()
+        with self._wake:
+            if self._stopping:
+                raise StoreUnavailableError("the store is not open")
+            self._pending.append(_Pending(work, future, pure, maintenance))
+            if len(self._pending) == 1:
+                self._wake.notify()
+        return await future
+
+    def _take(self) -> list[_Pending] | None:
+        """The next batch (a maintenance item comes alone); None once stopped and drained."""
+        with self._wake:
+            while not self._pending:
+                if self._stopping:
+                    return None
+                self._wake.wait()
+            if self._pending[0].maintenance:
+                return [self._pending.popleft()]
+            batch: list[_Pending] = []
+            while self._pending and len(batch) < MAX_BATCH and not self._pending[0].maintenance:
+                batch.append(self._pending.popleft())
+            return batch
+
+    def _run(self) -> None:
+        """The writer thread: batches run and commit here; the loop is woken once a batch."""
+        assert self._loop is not None
+        assert self._stopped is not None
+        loop, stopped = self._loop, self._stopped
+        try:
+            while (batch := self._take()) is not None:
+                try:
+                    if batch[0].maintenance:
+                        outcome: Any = ([self._maintain(batch[0])], False)
                     else:
-                        pending.future.set_exception(value)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+                        outcome = self._commit(batch)
+                except Exception as exc:  # the commit itself failed: nothing in it is stored
+                    outcome = exc
+                loop.call_soon_threadsafe(self._settle, batch, outcome)
+        finally:
+            with self._wake:
+                self._stopping = True
+                left = list(self._pending)
+                self._pending.clear()
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                if left:  # the thread died: nobody may wait for ever
+                    failure = StoreUnavailableError("the store's writer stopped")
+                    loop.call_soon_threadsafe(self._settle, left, failure)
+                loop.call_soon_threadsafe(_resolve, stopped)
+
+    def _maintain(self, pending: _Pending) -> tuple[bool, Any]:
+        assert self._writer is not None
+        try:
+            return True, pending.work(self._writer)
+        except Exception as exc:
+            return False, exc
+
+    def _settle(self, batch: list[_Pending], outcome: Any) -> None:
+        """On the loop: resolve a batch's futures with its outcome."""
+        if isinstance(outcome, BaseException):
+            self.last_commit_error = str(outcome)
+            for pending in batch:
+                if not pending.future.done():
+                    failure = StoreUnavailableError(f"commit failed: {outcome}")
+                    failure.__cause__ = outcome
+                    pending.future.set_exception(failure)
+            return
+        results, wrote = outcome
+        if not batch[0].maintenance:
+            self.commits += 1
+            if wrote:  # a batch that changed nothing proves little about the disk
+                self.last_commit_error = None
+        for pending, (ok, value) in zip(batch, results, strict=True):
+            if pending.future.done():
+                continue
+            if ok:
+                pending.future.set_result(value)
+            else:
+                pending.future.set_exception(value)
 
     def _commit(self, batch: list[_Pending]) -> tuple[list[tuple[bool, Any]], bool]:
         """Run and commit a batch: each work's outcome, and whether any row was written."""
@@ -265,22 +326,58 @@ class Store:
         changes = conn.total_changes
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for pending in batch:
-                conn.execute("SAVEPOINT work")
-                try:
-                    value = pending.work(conn)
-                except Exception as exc:
-                    if _storage_fault(exc):
-                        raise  # the file cannot take this batch; SQLite may have rolled it back
-                    conn.execute("ROLLBACK TO work")
-                    conn.execute("RELEASE work")
-                    results.append((False, exc))
-                else:
-                    conn.execute("RELEASE work")
-                    results.append((True, value))
+            start = 0
+            while start < len(batch):
+                if not batch[start].pure:
+                    results.append(_guarded(conn, batch[start]))
+                    start += 1
+                    continue
+                end = start
+                while end < len(batch) and batch[end].pure:
+                    end += 1
+                results.extend(_run_pure(conn, batch[start:end]))
+                start = end
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
         return results, conn.total_changes != changes
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _guarded(conn: sqlite3.Connection, pending: _Pending) -> tuple[bool, Any]:
+    """Run one work in its own savepoint: if it fails, only its changes are rolled back."""
+    conn.execute("SAVEPOINT work")
+    try:
+        value = pending.work(conn)
+    except Exception as exc:
+        if _storage_fault(exc):
+            raise  # the file cannot take this batch; SQLite may have rolled it back
+        conn.execute("ROLLBACK TO work")
+        conn.execute("RELEASE work")
+        return False, exc
+    conn.execute("RELEASE work")
+    return True, value
+
+
+def _run_pure(conn: sqlite3.Connection, run: list[_Pending]) -> list[tuple[bool, Any]]:
+    """Run pure works under one savepoint; if one fails, undo them all and run each again in
+    its own, so the failure stays its own."""
+    conn.execute("SAVEPOINT pure")
+    results: list[tuple[bool, Any]] = []
+    try:
+        for pending in run:
+            results.append((True, pending.work(conn)))
+    except Exception as exc:
+        if _storage_fault(exc):
+            raise
+        conn.execute("ROLLBACK TO pure")
+        conn.execute("RELEASE pure")
+        return [_guarded(conn, pending) for pending in run]
+    conn.execute("RELEASE pure")
+    return results

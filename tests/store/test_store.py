@@ -78,3 +78,42 @@ async def test_closed_store_refuses_writes(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db")
     with pytest.raises(StoreUnavailableError):
         await store.write(insert(1))
+
+
+async def test_a_failing_pure_write_fails_alone(tmp_path: Path) -> None:
+    """Pure writes share one savepoint; when one fails, the others still commit, and so do
+    the guarded writes batched with them."""
+    store = await opened(tmp_path / "s.db")
+
+    def bad(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (x) VALUES (999)")
+        raise ValueError("boom")
+
+    outcomes = await asyncio.gather(
+        store.write(insert(1), pure=True),
+        store.write(bad, pure=True),
+        store.write(insert(2), pure=True),
+        store.write(insert(3)),
+        store.write(insert(4), pure=True),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == 1
+    assert isinstance(outcomes[1], ValueError)
+    assert outcomes[2:] == [2, 3, 4]
+    rows = await store.read(lambda c: sorted(r[0] for r in c.execute("SELECT x FROM t")))
+    assert rows == [1, 2, 3, 4]
+    await store.close()
+
+
+async def test_writes_queued_before_close_are_committed(tmp_path: Path) -> None:
+    """close() lets every write already queued commit, then refuses new ones."""
+    store = await opened(tmp_path / "s.db")
+    writes = [asyncio.ensure_future(store.write(insert(i), pure=True)) for i in range(50)]
+    await asyncio.sleep(0)  # every write is queued
+    await store.close()
+    assert [await w for w in writes] == list(range(50))
+    with pytest.raises(StoreUnavailableError):
+        await store.write(insert(99))
+    again = await opened(tmp_path / "s.db")
+    assert await again.read(count) == 50
+    await again.close()
