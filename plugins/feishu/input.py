@@ -199,7 +199,12 @@ class FeishuInput(HttpInput[FeishuInputConfig]):
             plain = decrypt(self.config.encrypt_key.get_secret_value(), encrypted)
         except DecryptError:
             self._refuse(request, "undecryptable")
-        document = parse_json(plain)
+        try:
+            document = parse_json(plain)
+        except RequestRejectedError:
+            # Another key's ciphertext ends in valid padding one time in 256: it decrypts to
+            # noise, which is the same authentication failure as bad padding.
+            self._refuse(request, "undecryptable")
         if not isinstance(document, dict):
             reject(422, "the decrypted body: expected an object")
         return plain, document

@@ -391,6 +391,26 @@ async def test_signed_but_wrong_bodies_are_401(
     assert recorder.calls == []
 
 
+async def test_another_keys_body_that_happens_to_unpad_is_still_401(
+    serve: Serve, recorder: RecordingSubmit
+) -> None:
+    """One body in 256 sealed with another key unpads cleanly and decrypts to noise: it is the
+    same authentication failure, never a 400 (this made the case above fail now and then)."""
+    while True:
+        body = sealed(message(), key="another-key")
+        try:
+            decrypt(ENCRYPT_KEY, json.loads(body)["encrypt"])
+        except DecryptError:
+            continue
+        break
+    client = await serve()
+    with capture_logs() as logs:
+        status, _ = await post(client, body, lark_headers(body))
+    assert status == 401
+    assert [log["reason"] for log in logs if log["event"] == "auth_failed"] == ["undecryptable"]
+    assert recorder.calls == []
+
+
 def _from_bot() -> dict[str, Any]:
     document = message()
     document["event"]["sender"]["sender_type"] = "app"
