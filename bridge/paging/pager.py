@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from functools import partial
 
 import bridge.paging.actions as actions
+import bridge.paging.chat as chat
 import bridge.paging.escalation as escalation
 import bridge.paging.incidents as incidents
 import bridge.paging.silences as silences
 import bridge.paging.timers as timers
-from bridge.events import Event, EventKind, Intent, Status
+from bridge.events import Conversation, Event, EventKind, Intent, Status
 from bridge.intake import PAGING, Pipeline
 from bridge.outbox import jobs as outbox
 from bridge.paging.config import OncallConfig
@@ -189,6 +190,39 @@ class Pager:
         self.pipeline.notes.count(partial(silencer.submit, pending))
         return 0
 
+    # --- chat commands ---------------------------------------------------------------------
+
+    def chat(
+        self,
+        conn: sqlite3.Connection,
+        verb: str,
+        number: int,
+        who: str,
+        conversation: Conversation | None,
+        now: float,
+        touched: set[str],
+    ) -> tuple[int, str]:
+        """`sms ack N`, `sms close N` (global incident numbers), `sms incidents`, `sms oncall`:
+        the jobs queued (notices to those paged) and the answer for the thread."""
+        if verb == "incidents":
+            return 0, chat.incidents_text(conn)
+        if verb == "oncall":
+            return 0, chat.oncall_text(self.oncall.schedules, now)
+        if incidents.get(conn, number) is None:
+            return 0, f"no incident #{number}"
+        if verb == "ack":
+            transition = incidents.acknowledge(conn, number, who, now)
+        else:
+            transition = incidents.resolve(conn, number, now, by=who)
+        incident = transition.incident
+        if not transition.changed:
+            return 0, f"#{incident.id} {incident.title} is already {incident.state.value}"
+        touched.add(PAGING)
+        self._count(transition, now)
+        self.pipeline.notes.info("incident_chat_command", incident=incident.id, verb=verb)
+        jobs = self._tell(conn, transition, "", now, touched, answered=conversation)
+        return jobs, f"{transition.change.value} #{incident.id} {incident.title}"
+
     # --- timers --------------------------------------------------------------------------------
 
     def fire_due(self, conn: sqlite3.Connection, now: float, touched: set[str]) -> bool:
@@ -283,8 +317,11 @@ class Pager:
         replier: str,
         now: float,
         touched: set[str],
+        *,
+        answered: Conversation | None = None,
     ) -> int:
-        """One short notice to the others paged (not the replier) and to the incident's thread."""
+        """One short notice to the others paged (not the replier) and to the incident's thread
+        (unless that thread is the one `answered` already)."""
         if not transition.changed or transition.change is Change.ACK_EXTENDED:
             return 0
         incident, text = transition.incident, _notice(transition)
@@ -295,7 +332,7 @@ class Pager:
                 jobs += self._sms(
                     conn, paged.mobile, text, event, incident.event_id, incident.rule, now, touched
                 )
-        if incident.conversation is not None:
+        if incident.conversation is not None and incident.conversation != answered:
             jobs += self.pipeline.post_answer(
                 conn,
                 Event(EventKind.SYSTEM, SOURCE, text=text, conversation=incident.conversation),
