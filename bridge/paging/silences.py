@@ -17,6 +17,7 @@ from bridge.events import Event, Intent
 from bridge.intake import Pipeline
 from bridge.outbox import jobs as outbox
 from bridge.paging.config import SilencesConfig
+from bridge.sms import mask_number
 from bridge.store import Store
 
 API = "/api/v2/silences"
@@ -73,8 +74,9 @@ def group_matchers(group_key: str, labels: Mapping[str, str]) -> tuple[tuple[str
 
 
 def silence_body(request: SilenceRequest, now: float) -> dict[str, Any]:
-    """The POST /api/v2/silences body for a request."""
-    assert request.matchers, "a silence without matchers would silence every alert"
+    """The POST /api/v2/silences body for a request; raises SilenceError without matchers."""
+    if not request.matchers:
+        raise SilenceError("a silence without matchers would silence every alert")
     return {
         "matchers": [
             {"name": name, "value": value, "isRegex": False, "isEqual": True}
@@ -98,8 +100,8 @@ def _headers(config: SilencesConfig) -> dict[str, str]:
     if auth.bearer is not None:
         return {"Authorization": f"Bearer {auth.bearer.get_secret_value()}"}
     assert auth.basic is not None
-    basic = aiohttp.BasicAuth(auth.basic.username, auth.basic.password.get_secret_value())
-    return {"Authorization": basic.encode()}
+    password = auth.basic.password.get_secret_value()
+    return {"Authorization": aiohttp.encode_basic_auth(auth.basic.username, password)}
 
 
 async def create_silence(
@@ -107,9 +109,10 @@ async def create_silence(
 ) -> str:
     """Create one silence; returns its id, or raises SilenceError saying why not."""
     url = str(config.url).rstrip("/") + API
+    body = silence_body(request, now)
     try:
         async with session.post(
-            url, json=silence_body(request, now), headers=_headers(config), timeout=TIMEOUT
+            url, json=body, headers=_headers(config), timeout=TIMEOUT
         ) as response:
             text = await response.text()
             if response.status != 200:
@@ -169,7 +172,10 @@ class Silencer:
         text = "; ".join([answer.answer, *made] if answer.answer else made)
         if failed:
             text += f"; no silence made for {', '.join(failed)}"
-        await self._queue(answer, text)
+        try:
+            await self._queue(answer, text)
+        except Exception:  # a background task: nobody else would see it
+            self.log.exception("silence_answer_failed", mobile=mask_number(answer.mobile))
 
     async def _queue(self, answer: SilenceAnswer, text: str) -> None:
         now = self.clock()

@@ -14,10 +14,18 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.paging.silences import SilenceRequest, group_matchers, silence_body
+from bridge.paging.config import SilencesConfig
+from bridge.paging.silences import (
+    SilenceError,
+    SilenceRequest,
+    create_silence,
+    group_matchers,
+    silence_body,
+)
 from bridge.rules.matchers import escape_value
 from bridge.runtime.daemon import Daemon
 from bridge.testing import DaemonFactory, post_json
@@ -173,8 +181,58 @@ def test_without_group_labels_the_alert_labels_are_used_and_nothing_means_nothin
 
 def test_a_body_without_matchers_is_refused() -> None:
     request = SilenceRequest(1, "DiskFull", (), 0.0, "")
-    with pytest.raises(AssertionError):
+    with pytest.raises(SilenceError, match="every alert"):
         silence_body(request, 0.0)
+
+
+class FakeAlertmanager:
+    """Records the Authorization header of each silence posted, and answers as told."""
+
+    def __init__(self, status: int, answer: Any) -> None:
+        self.status, self.answer = status, answer
+        self.authorization: list[str] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.authorization.append(request.headers.get("Authorization", ""))
+        return web.json_response(self.answer, status=self.status)
+
+
+async def post_to(fake: FakeAlertmanager, auth: dict[str, Any] | None) -> str:
+    app = web.Application()
+    app.router.add_post("/api/v2/silences", fake.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        config = SilencesConfig.model_validate({"url": url, "auth": auth})
+        request = SilenceRequest(1, "DiskFull", (("alertname", "DiskFull"),), time.time(), "")
+        async with aiohttp.ClientSession() as session:
+            return await create_silence(session, config, request, time.time())
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("auth", "header"),
+    [
+        (None, ""),
+        ({"bearer": "am-token-123"}, "Bearer am-token-123"),
+        ({"basic": {"username": "sms", "password": "pw"}}, "Basic c21zOnB3"),
+    ],
+)
+async def test_the_configured_auth_is_sent(auth: dict[str, Any] | None, header: str) -> None:
+    fake = FakeAlertmanager(200, {"silenceID": "abc"})
+    assert await post_to(fake, auth) == "abc"
+    assert fake.authorization == [header]
+
+
+async def test_a_refusal_says_why_without_the_credentials() -> None:
+    fake = FakeAlertmanager(400, "bad matchers")
+    with pytest.raises(SilenceError, match="Alertmanager answered 400") as caught:
+        await post_to(fake, {"bearer": "am-token-123"})
+    assert "am-token-123" not in str(caught.value)
 
 
 names = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
