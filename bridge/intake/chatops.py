@@ -1,4 +1,5 @@
-"""Chat commands: `sms <target> <text>`, `sms balance`, `sms status <id>`, `sms help`."""
+"""Chat commands: `sms <target> <text>`, `sms balance`, `sms status <id>`, `sms help`, and
+paging's `sms ack N`, `sms close N`, `sms incidents`, `sms oncall`."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Protocol, runtime_checkable
 
-from bridge.events import Event
+from bridge.events import Conversation, Event
 from bridge.intake.pipeline import Pipeline
 from bridge.outbox import jobs as outbox
 from bridge.plugin import CommandPolicy
@@ -20,10 +22,32 @@ HELP = (
     "sms <number|contact|group> <text> — send an SMS; replies appear in this thread\n"
     "sms balance — the SMS account balance\n"
     "sms status <id> — what became of SMS #<id>\n"
+    "sms ack <N> / sms close <N> — acknowledge or close incident #<N>\n"
+    "sms incidents — the open incidents\n"
+    "sms oncall — who is on call now\n"
     "sms help — this text"
 )
 SMS_OUTPUT = "sms"
 BalanceLookup = Callable[[], Awaitable[Decimal]]
+PAGING_VERBS = ("ack", "close", "incidents", "oncall")
+
+
+@runtime_checkable
+class PagingDesk(Protocol):
+    """Paging as chat commands use it (the pipeline's pager), inside the command's transaction."""
+
+    def chat(
+        self,
+        conn: sqlite3.Connection,
+        verb: str,
+        number: int,
+        who: str,
+        conversation: Conversation | None,
+        now: float,
+        touched: set[str],
+    ) -> tuple[int, str]:
+        """Run a paging verb; returns the jobs queued and the answer for the thread."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +58,7 @@ class Command:
     target: str = ""
     text: str = ""
     job_id: int = 0
+    incident: int = 0  # `ack` and `close`: the global incident number
     problem: str = ""  # a usage error to answer with
 
 
@@ -51,6 +76,15 @@ def parse(text: str) -> Command:
         if not ident.isdigit():
             return Command("status", problem="usage: sms status <id>, e.g. sms status 12")
         return Command("status", job_id=int(ident))
+    # Paging verbs only in their exact shapes: `sms oncall hello` still texts a group `oncall`.
+    if verb in ("incidents", "oncall") and not rest:
+        return Command(verb)
+    if verb in ("ack", "close"):
+        ident = rest.lstrip("#")
+        if ident.isdigit():
+            return Command(verb, incident=int(ident))
+        if not rest:
+            return Command(verb, problem=f"usage: sms {verb} <incident>, e.g. sms {verb} 3")
     if not rest:
         return Command("send", target=words[0], problem="usage: sms <number|contact|group> <text>")
     return Command("send", target=words[0], text=rest)
@@ -102,10 +136,47 @@ class ChatOps:
             answer = ready
         elif command.verb == "status":
             answer = self._status(conn, command.job_id)
+        elif command.verb in PAGING_VERBS:
+            queued, answer = self._paging(pipeline, conn, event, command, now, touched)
+            return queued + pipeline.post_answer(conn, event, answer, event_id, now, touched)
         else:
             sent, answer = self._send(pipeline, conn, event, command, event_id, now, touched)
             return sent + pipeline.post_answer(conn, event, answer, event_id, now, touched)
         return pipeline.post_answer(conn, event, answer, event_id, now, touched)
+
+    def _refusal(self, pipeline: Pipeline, event: Event, what: str) -> str:
+        """Why the event's user may not run a command that acts (none: "")."""
+        policy = self.policies.get(event.source)
+        user = event.labels.get("user", "")
+        name = event.labels.get("user_name", "") or user
+        if policy is None:
+            return "SMS commands are not enabled here"
+        if not ({"*", user, name} & set(policy.allow_users)):
+            pipeline.notes.warning(
+                "command_refused", source=event.source, user=user, reason="user not allowed"
+            )
+            return f"not allowed: {name} may not {what} from here"
+        return ""
+
+    def _paging(
+        self,
+        pipeline: Pipeline,
+        conn: sqlite3.Connection,
+        event: Event,
+        command: Command,
+        now: float,
+        touched: set[str],
+    ) -> tuple[int, str]:
+        refused = self._refusal(pipeline, event, "use paging commands")
+        if refused:
+            return 0, refused
+        paging = pipeline.paging
+        if not isinstance(paging, PagingDesk):
+            return 0, "paging is not configured (no oncall section)"
+        who = event.labels.get("user_name", "") or event.labels.get("user", "")
+        return paging.chat(
+            conn, command.verb, command.incident, who, event.conversation, now, touched
+        )
 
     def _send(
         self,
@@ -117,16 +188,11 @@ class ChatOps:
         now: float,
         touched: set[str],
     ) -> tuple[int, str]:
+        refused = self._refusal(pipeline, event, "send SMS")
         policy = self.policies.get(event.source)
+        if refused or policy is None:
+            return 0, refused
         user = event.labels.get("user", "")
-        name = event.labels.get("user_name", "") or user
-        if policy is None:
-            return 0, "SMS commands are not enabled here"
-        if not ({"*", user, name} & set(policy.allow_users)):
-            pipeline.notes.warning(
-                "command_refused", source=event.source, user=user, reason="user not allowed"
-            )
-            return 0, f"not allowed: {name} may not send SMS from here"
         try:
             recipients = self.directory.resolve([command.target])
         except (UnresolvedError, InvalidNumberError) as exc:

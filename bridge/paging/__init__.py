@@ -51,6 +51,7 @@ from bridge.paging.replies import (
     parse_reply,
 )
 from bridge.paging.schedules import Handoff, next_handoffs, rotation_on_call, who_is_on_call
+from bridge.paging.silences import Silencer
 
 __all__ = [
     "TIMER_KINDS",
@@ -77,6 +78,7 @@ __all__ = [
     "ScheduleConfig",
     "Silence",
     "SilenceAuth",
+    "Silencer",
     "SilencesConfig",
     "State",
     "StepConfig",

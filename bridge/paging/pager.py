@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 from functools import partial
 
 import bridge.paging.actions as actions
+import bridge.paging.chat as chat
 import bridge.paging.escalation as escalation
 import bridge.paging.incidents as incidents
+import bridge.paging.silences as silences
 import bridge.paging.timers as timers
-from bridge.events import Event, EventKind, Intent, Status
+from bridge.events import Conversation, Event, EventKind, Intent, Status
 from bridge.intake import PAGING, Pipeline
 from bridge.outbox import jobs as outbox
 from bridge.paging.config import OncallConfig
@@ -19,6 +21,7 @@ from bridge.paging.escalation import Escalation, IncidentPage
 from bridge.paging.incidents import Change, Incident, Transition
 from bridge.paging.policy import escalation_timeline
 from bridge.paging.replies import looks_like_command
+from bridge.paging.silences import SilenceAnswer, Silencer, SilenceRequest
 from bridge.rules import Decision, Directory
 from bridge.sms import mask_number
 
@@ -42,12 +45,18 @@ class Pager:
     """The `Paging` the pipeline and reply intake call, and the timer task's work."""
 
     def __init__(
-        self, pipeline: Pipeline, oncall: OncallConfig, directory: Directory, output: str
+        self,
+        pipeline: Pipeline,
+        oncall: OncallConfig,
+        directory: Directory,
+        output: str,
+        silencer: Silencer | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.oncall = oncall  # a reload makes a new Pager; incidents keep their stored timeline
         self.directory = directory
         self.output = output  # the SMS gateway, whose delivery reports drive the failover
+        self.silencer = silencer  # makes `ack 2h` silences once the acknowledgement commits
 
     # --- alerts ------------------------------------------------------------------------------
 
@@ -119,7 +128,12 @@ class Pager:
         if missed and not actions.paged_lately(conn, mobile, now):
             return 0, False  # `ack` from someone never paged: an ordinary reply, forwarded
         touched.add(PAGING)
-        jobs = self._sms(conn, mobile, outcome.answer, reply, None, "paging-answer", now, touched)
+        if outcome.silences:
+            jobs = self._silence(conn, outcome, mobile, reply, now, touched)
+        else:
+            jobs = self._sms(
+                conn, mobile, outcome.answer, reply, None, "paging-answer", now, touched
+            )
         for transition in outcome.transitions:
             self._count(transition, now)
             jobs += self._tell(conn, transition, mobile, now, touched)
@@ -135,6 +149,79 @@ class Pager:
             return 0  # not a page
         touched.add(PAGING)
         return self._escalated(conn, step, now, touched)
+
+    def _silence(
+        self,
+        conn: sqlite3.Connection,
+        outcome: actions.Outcome,
+        mobile: str,
+        reply: Event,
+        now: float,
+        touched: set[str],
+    ) -> int:
+        """`ack 2h`: the silences go to Alertmanager after this transaction commits (never
+        inside the write), and the answer waits for them, to say whether they were made."""
+        config, silencer = self.oncall.alertmanager, self.silencer
+        if config is None or silencer is None:
+            answer = f"{outcome.answer}; no silence made: no Alertmanager is configured"
+            return self._sms(conn, mobile, answer, reply, None, "paging-answer", now, touched)
+        pending = SilenceAnswer(config, self.output, mobile, outcome.answer, reply, "paging-answer")
+        acked_by = {t.incident.id: t.by for t in outcome.transitions}
+        for silence in outcome.silences:
+            incident = silence.incident
+            labels = self._event_of(conn, incident).labels
+            matchers = silences.group_matchers(incident.group_key, labels)
+            if not matchers:  # an empty matcher set would silence every alert
+                self.pipeline.notes.warning("silence_refused", incident=incident.id)
+                pending.refused.append(f"#{incident.id}")
+                continue
+            who = acked_by.get(incident.id) or mask_number(mobile)
+            duration = min(silence.duration, self.oncall.ack_max).total_seconds()
+            pending.requests.append(
+                SilenceRequest(
+                    incident=incident.id,
+                    title=incident.title,
+                    matchers=matchers,
+                    ends_at=now + duration,
+                    comment=f"{who} acknowledged #{incident.id} {incident.title} by SMS",
+                )
+            )
+        # Held like a metric update: made only if this transaction commits, after it does.
+        self.pipeline.notes.count(partial(silencer.submit, pending))
+        return 0
+
+    # --- chat commands ---------------------------------------------------------------------
+
+    def chat(
+        self,
+        conn: sqlite3.Connection,
+        verb: str,
+        number: int,
+        who: str,
+        conversation: Conversation | None,
+        now: float,
+        touched: set[str],
+    ) -> tuple[int, str]:
+        """`sms ack N`, `sms close N` (global incident numbers), `sms incidents`, `sms oncall`:
+        the jobs queued (notices to those paged) and the answer for the thread."""
+        if verb == "incidents":
+            return 0, chat.incidents_text(conn)
+        if verb == "oncall":
+            return 0, chat.oncall_text(self.oncall.schedules, now)
+        if incidents.get(conn, number) is None:
+            return 0, f"no incident #{number}"
+        if verb == "ack":
+            transition = incidents.acknowledge(conn, number, who, now)
+        else:
+            transition = incidents.resolve(conn, number, now, by=who)
+        incident = transition.incident
+        if not transition.changed:
+            return 0, f"#{incident.id} {incident.title} is already {incident.state.value}"
+        touched.add(PAGING)
+        self._count(transition, now)
+        self.pipeline.notes.info("incident_chat_command", incident=incident.id, verb=verb)
+        jobs = self._tell(conn, transition, "", now, touched, answered=conversation)
+        return jobs, f"{transition.change.value} #{incident.id} {incident.title}"
 
     # --- timers --------------------------------------------------------------------------------
 
@@ -230,8 +317,11 @@ class Pager:
         replier: str,
         now: float,
         touched: set[str],
+        *,
+        answered: Conversation | None = None,
     ) -> int:
-        """One short notice to the others paged (not the replier) and to the incident's thread."""
+        """One short notice to the others paged (not the replier) and to the incident's thread
+        (unless that thread is the one `answered` already)."""
         if not transition.changed or transition.change is Change.ACK_EXTENDED:
             return 0
         incident, text = transition.incident, _notice(transition)
@@ -242,7 +332,7 @@ class Pager:
                 jobs += self._sms(
                     conn, paged.mobile, text, event, incident.event_id, incident.rule, now, touched
                 )
-        if incident.conversation is not None:
+        if incident.conversation is not None and incident.conversation != answered:
             jobs += self.pipeline.post_answer(
                 conn,
                 Event(EventKind.SYSTEM, SOURCE, text=text, conversation=incident.conversation),

@@ -8,7 +8,7 @@ from decimal import Decimal
 from bridge.events import Conversation
 from bridge.intake import ChatOps, ConversationSettings, Pipeline, StormSettings
 from bridge.logging import register_secrets
-from bridge.paging import Pager
+from bridge.paging import Pager, Silencer
 from bridge.plugin import ChatInputConfig
 from bridge.rules import Directory
 from bridge.runtime.settings import SMS_OUTPUT, Settings
@@ -24,7 +24,7 @@ def storm_settings(settings: Settings) -> StormSettings:
     )
 
 
-def route(pipeline: Pipeline, settings: Settings) -> None:
+def route(pipeline: Pipeline, settings: Settings, silencer: Silencer | None = None) -> None:
     """Give the pipeline the rules, contacts and reply routing of a config."""
     config = settings.config
     directory = Directory(config.contacts, config.groups)
@@ -33,7 +33,9 @@ def route(pipeline: Pipeline, settings: Settings) -> None:
     pipeline.directory = directory
     # Incidents under way keep their stored timeline; only what comes next sees this config.
     pipeline.paging = (
-        Pager(pipeline, config.oncall, directory, SMS_OUTPUT) if config.oncall is not None else None
+        Pager(pipeline, config.oncall, directory, SMS_OUTPUT, silencer)
+        if config.oncall is not None
+        else None
     )
     pipeline.conversations = ConversationSettings(
         ttl=config.conversations.ttl.total_seconds(),

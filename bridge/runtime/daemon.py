@@ -28,6 +28,7 @@ from bridge.intake import PAGING, STORM, Pipeline, Processor, RecordIntake
 from bridge.logging import SCRUBBER
 from bridge.metrics import Metrics
 from bridge.outbox import Dispatcher, JobRecord, RetryPolicy, retention
+from bridge.paging import Silencer
 from bridge.plugin import Delivery, Input, Output, Parsed, PluginContext, StoreUnavailableError
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.marks import StoreMarks
@@ -145,7 +146,10 @@ class Daemon:
             wake=self._wake,
             price=c123.segment_price,
         )
-        configure.route(self.pipeline, self.settings)
+        self.silencer = Silencer(self.store, self.session, self.pipeline, self.log, self.clock)
+        # Before the session closes, after the processor stopped: silences under way finish.
+        stack.push_async_callback(self.silencer.drain)
+        configure.route(self.pipeline, self.settings, self.silencer)
         self._outputs = await self._start_outputs(self.settings)
         self.dispatcher = Dispatcher(
             self.store,
@@ -372,7 +376,7 @@ class Daemon:
     async def _swap(self, settings: Settings, new: Adapters) -> Adapters:
         """Route by the new config and its adapters; returns the adapters they replace."""
         replaced = Adapters(self._inputs, self._outputs)
-        configure.route(self.pipeline, settings)
+        configure.route(self.pipeline, settings, self.silencer)
         self.processor.chatops = configure.chatops(settings, partial(gateway.balance, self.client))
         self._inputs, self._outputs = new.inputs, new.outputs
         self.hooks.install(new.inputs)
