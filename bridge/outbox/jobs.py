@@ -17,10 +17,6 @@ from typing import Any
 
 from bridge.events import Conversation, Event, Intent
 from bridge.plugin import Job, OutcomeKind
-from bridge.store import SCHEMA
-
-__all__ = ["SCHEMA"]  # re-exported: the store is opened with outbox.SCHEMA
-
 
 # A held job is pending with its code naming the hold: it uses no attempt, and comes due at
 # once when its output says the outside world changed (a top-up, the account works again).
