@@ -7,19 +7,22 @@ import json
 import sqlite3
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from bridge.commands.common import EXIT_OK, EXIT_USAGE
 from bridge.commands.output import emit_json, emit_lines
-from bridge.events import Event
+from bridge.events import Event, Status
 from bridge.outbox import jobs as outbox
-from bridge.rules import Decision
+from bridge.paging import NobodyOnCall, escalation_timeline
+from bridge.rules import Decision, Directory
 from bridge.runtime import Settings, load_settings
 from bridge.sms import mask_number, segment_count
 from bridge.text import terminal_safe
+
+_TIME = "%a %Y-%m-%d %H:%M %z"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Dry run: which rules match EVENT (a JSON event: kind, source, labels, text, status, "
             "fingerprint, data), the rendered texts with segments and cost, and the recipients "
-            "after windows, repeats and caps (read from the outbox when it exists). Sends nothing."
+            "after windows, repeats and caps (read from the outbox when it exists); for a rule "
+            "that pages, the escalation timeline if nobody acknowledges. Sends nothing."
         ),
     )
     route.add_argument("-c", "--config", type=Path, metavar="FILE", help="config file")
@@ -81,17 +85,85 @@ def _recipient_state(
     )
 
 
+def _pending_members(conn: sqlite3.Connection | None, decision: Decision) -> list[Event]:
+    """The alerts already waiting in the event's group (any recipient), oldest first."""
+    if conn is None:
+        return []
+    rows = conn.execute(
+        """SELECT DISTINCT event_id FROM group_members WHERE rule = ? AND group_key = ?
+           ORDER BY event_id""",
+        (decision.rule, decision.group_key()),
+    ).fetchall()
+    return [e for e in (outbox.get_event(conn, row["event_id"]) for row in rows) if e]
+
+
+def _offset_text(offset: timedelta) -> str:
+    minutes, seconds = divmod(int(offset.total_seconds()), 60)
+    return f"+{minutes}m{seconds:02d}s" if seconds else f"+{minutes}m"
+
+
+def _paging(decision: Decision, settings: Settings, at: datetime) -> dict[str, Any] | None:
+    """The incident a paging rule would open and who it pages when, if nobody acknowledges."""
+    if decision.page is None:
+        return None
+    name = decision.page.policy
+    item: dict[str, Any] = {"policy": name, "incident": decision.group_key()}
+    oncall = settings.config.oncall
+    policy = oncall.policies.get(name) if oncall is not None else None
+    if decision.event.status is Status.RESOLVED or policy is None or oncall is None:
+        # `check` refuses an unknown policy; a resolution only closes the incident.
+        item["resolves"] = decision.event.status is Status.RESOLVED
+        item["timeline"] = []
+        return item
+    directory = Directory(settings.config.contacts, settings.config.groups)
+    timeline: list[dict[str, Any]] = []
+    for entry in escalation_timeline(policy, directory, oncall.schedules, at):
+        line: dict[str, Any] = {
+            "offset_seconds": entry.offset.total_seconds(),
+            "at": (at + entry.offset).astimezone(settings.timezone),
+            "step": entry.step + 1,
+            "pass": entry.pass_index + 1,
+        }
+        if isinstance(entry, NobodyOnCall):
+            line["nobody_on_call"] = entry.schedule
+        else:
+            line["targets"] = [
+                {"name": t.name, "number": mask_number(t.number), "via": t.via}
+                for t in entry.targets
+            ]
+        timeline.append(line)
+    item["steps"] = len(policy.steps)
+    item["repeat"] = policy.repeat
+    timeout = policy.ack_timeout
+    item["ack_timeout_seconds"] = timeout.total_seconds() if timeout is not None else None
+    item["pages"] = sum(len(line.get("targets", ())) for line in timeline)
+    item["resolves"] = False
+    item["timeline"] = timeline
+    return item
+
+
 def _describe(
-    decision: Decision, settings: Settings, conn: sqlite3.Connection | None, now: float
+    decision: Decision,
+    settings: Settings,
+    conn: sqlite3.Connection | None,
+    now: float,
+    at: datetime,
 ) -> dict[str, Any]:
     item: dict[str, Any] = {"rule": decision.rule}
     price = settings.config.gateway.segment_price if settings.config.gateway else Decimal("0.10")
     if decision.sms is not None:
         sms = decision.sms
-        rendered = decision.rendered("sms")
+        grouped = sms.group_wait > timedelta(0)
+        if grouped:
+            # What the group's flush sends: the summary of the alerts waiting and this one.
+            members = [*_pending_members(conn, decision), decision.event]
+            rendered = settings.rules.render_group_result(decision.rule, members, at)
+        else:
+            rendered = decision.rendered("sms")
         segments = segment_count(rendered.text, settings.signature)
         item["sms"] = {
             "output": sms.output,
+            "grouped": grouped,
             "text": rendered.text,
             "template_error": rendered.error,
             "segments": segments,
@@ -109,6 +181,9 @@ def _describe(
     if decision.post is not None:
         target = decision.post.output or "the event's conversation"
         item["post"] = {"to": target, "text": decision.render("post")}
+    paging = _paging(decision, settings, at)
+    if paging is not None:
+        item["page"] = paging
     return item
 
 
@@ -134,7 +209,7 @@ async def cmd_route(args: argparse.Namespace) -> int:
                 "labels": dict(event.labels),
             },
             "rules": _rule_lines(settings.rules.explain(event, at), decisions),
-            "decisions": [_describe(d, settings, conn, now) for d in decisions],
+            "decisions": [_describe(d, settings, conn, now, at) for d in decisions],
         }
     finally:
         if conn is not None:
@@ -198,7 +273,8 @@ def _lines(report: dict[str, Any]) -> list[str]:
         if sms:
             if not sms["wanted"]:
                 lines.append("  sms: not sent (send_resolved is off)")
-            lines.append(f"  sms via {sms['output']}: {sms['text']!r}")
+            summary = " (the group's summary)" if sms["grouped"] else ""
+            lines.append(f"  sms via {sms['output']}{summary}: {sms['text']!r}")
             lines.append(f"    {sms['segments']} segment(s), {sms['cost_per_number']} per number")
             if sms["template_error"]:
                 lines.append(f"    template fell back: {sms['template_error']}")
@@ -207,4 +283,28 @@ def _lines(report: dict[str, Any]) -> list[str]:
         post = decision.get("post")
         if post:
             lines.append(f"  post to {post['to']}: {post['text']!r}")
+        page = decision.get("page")
+        if page:
+            lines.extend(_page_lines(page))
+    return lines
+
+
+def _page_lines(page: dict[str, Any]) -> list[str]:
+    head = f"  page through policy {page['policy']}, incident {page['incident']}"
+    if page["resolves"]:
+        return [f"{head}: resolves the incident if open; nothing is paged"]
+    if "steps" not in page:
+        return [f"{head}: the policy is not defined; nothing is paged"]
+    lines = [
+        f"{head}: {page['steps']} step(s), repeat {page['repeat']}; "
+        f"if nobody acknowledges, {page['pages']} page(s):"
+    ]
+    for line in page["timeline"]:
+        when = f"    {_offset_text(timedelta(seconds=line['offset_seconds']))} "
+        when += f"{line['at'].strftime(_TIME)} pass {line['pass']} step {line['step']}:"
+        if "nobody_on_call" in line:
+            lines.append(f"{when} warning: nobody on call in schedule {line['nobody_on_call']}")
+            continue
+        people = ", ".join(f"{t['name']} ({t['number']}, {t['via']})" for t in line["targets"])
+        lines.append(f"{when} {people}")
     return lines
