@@ -155,6 +155,11 @@ class Metrics:
         self.pages = Counter(
             "smsbridge_pages", "Pages queued, by escalation policy.", ["policy"], registry=r
         )
+        self.pages_held = Counter(
+            "smsbridge_pages_held",
+            "Pages held by a contact's quiet hours (released as one digest when they end).",
+            registry=r,
+        )
         self.escalations = Counter(
             "smsbridge_escalations",
             "Escalations before their time, by cause (asked, failed_delivery, report_timeout, "

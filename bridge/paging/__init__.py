@@ -39,10 +39,8 @@ from bridge.paging.incidents import (
     resolve,
     resolve_group,
 )
-from bridge.paging.localtime import to_instant
 from bridge.paging.pager import Pager
 from bridge.paging.policy import NobodyOnCall, Page, Target, TimelineEntry, escalation_timeline
-from bridge.paging.quiet import QuietHours
 from bridge.paging.replies import (
     Action,
     Command,
@@ -52,6 +50,7 @@ from bridge.paging.replies import (
 )
 from bridge.paging.schedules import Handoff, next_handoffs, rotation_on_call, who_is_on_call
 from bridge.paging.silences import Silencer
+from bridge.rules import QuietHours, to_instant
 
 __all__ = [
     "TIMER_KINDS",

@@ -35,8 +35,10 @@ from bridge.rules import (
     Days,
     Directory,
     Hours,
+    Listed,
     Text,
     UnresolvedError,
+    as_list,
     parse_days,
 )
 
@@ -50,11 +52,6 @@ _A_DATE = "a date like '2026-12-07'"
 _A_LOCAL_TIME = "a local time like '2026-12-24 18:00'"
 _HANDOFF = re.compile(r"\s*(?:([A-Za-z]+)\s+)?(\d{1,2}):(\d{2})\s*")
 _WEEKS = re.compile(r"(\d+(?:\.\d+)?)\s*w")
-
-
-def _listed(value: Any) -> Any:
-    # `allow: critical` reads as well as `allow: [critical]`.
-    return [value] if isinstance(value, str) else value
 
 
 def _weeks_as_days(found: re.Match[str]) -> str:
@@ -170,7 +167,6 @@ LocalTime = Annotated[
     PlainSerializer(lambda value: value.isoformat(" ", "minutes")),
 ]
 NotifyEntry = Annotated[Text, BeforeValidator(_entry)]
-Listed = Annotated[list[Text], BeforeValidator(_listed)]
 
 
 class RotationConfig(ConfigModel):
@@ -246,7 +242,7 @@ class ScheduleConfig(ConfigModel):
 class StepConfig(ConfigModel):
     """One escalation step: whom to page, and how long after the step before."""
 
-    notify: Annotated[list[NotifyEntry], BeforeValidator(_listed), Field(min_length=1)]
+    notify: Annotated[list[NotifyEntry], BeforeValidator(as_list), Field(min_length=1)]
     # From the previous step. The first step pages at once; on a repeat it counts from the last.
     after: Duration = timedelta()
 

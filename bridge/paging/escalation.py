@@ -208,6 +208,24 @@ def _advance(
     )
 
 
+def postpone(conn: sqlite3.Connection, incident_id: int, until: float, now: float) -> None:
+    """Make a triggered incident's escalation wait until `until` (everyone it paged is in quiet
+    hours): the rest of its timeline moves on by the wait, so nobody else is woken for it."""
+    incident = incidents.get(conn, incident_id)
+    if incident is None or incident.state is not State.TRIGGERED or until <= now:
+        return
+    key = str(incident_id)
+    step = timers.get(conn, STEP_TIMER, key)
+    if step is None:
+        return
+    wait = until - now
+    conn.execute(
+        "UPDATE incidents SET base = base + ?, updated_at = ? WHERE id = ?",
+        (wait, now, incident_id),
+    )
+    timers.schedule(conn, STEP_TIMER, key, step.due_at + wait, now, replace=True)
+
+
 def on_timer(conn: sqlite3.Connection, timer: timers.Timer, now: float) -> Escalation:
     """Fire one of the TIMER_KINDS timers (in the transaction that removes it): the next step, an
     acknowledgement running out, or a page's delivery report not coming in time."""

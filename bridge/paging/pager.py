@@ -10,6 +10,7 @@ from functools import partial
 import bridge.paging.actions as actions
 import bridge.paging.chat as chat
 import bridge.paging.escalation as escalation
+import bridge.paging.hold as hold
 import bridge.paging.incidents as incidents
 import bridge.paging.silences as silences
 import bridge.paging.timers as timers
@@ -144,11 +145,12 @@ class Pager:
     def report(
         self, conn: sqlite3.Connection, job_id: int, status: str, now: float, touched: set[str]
     ) -> int:
-        step = escalation.delivery_report(conn, job_id, status, now)
-        if step.incident is None:
-            return 0  # not a page
-        touched.add(PAGING)
-        return self._escalated(conn, step, now, touched)
+        jobs = 0
+        # One job can carry several pages: a quiet-hours digest settles every page it held.
+        while (step := escalation.delivery_report(conn, job_id, status, now)).incident:
+            touched.add(PAGING)
+            jobs += self._escalated(conn, step, now, touched)
+        return jobs
 
     def _silence(
         self,
@@ -230,6 +232,8 @@ class Pager:
         full batch fired, so more may be due at once."""
 
         def effect(c: sqlite3.Connection, timer: timers.Timer) -> int:
+            if timer.kind == hold.RELEASE_TIMER:
+                return self._release(c, timer, now, touched)
             if timer.kind not in escalation.TIMER_KINDS:
                 self.pipeline.notes.warning("timer_unknown", kind=timer.kind)
                 return 0
@@ -253,8 +257,23 @@ class Pager:
             return 0
         jobs = 0
         event = self._event_of(conn, incident)
+        severity = event.labels.get("severity", "")
+        released: list[float] = []
         for page in step.pages:
-            jobs += self._page(conn, incident, page, event, now, touched)
+            release = hold.quiet_until(self.directory, self.oncall.critical, page, severity, now)
+            if release is None:
+                jobs += self._page(conn, incident, page, event, now, touched)
+                continue
+            released.append(
+                hold.hold(conn, page, incident.title, release, incident.report_timeout, now)
+            )
+            self.pipeline.notes.count(self.pipeline.metrics.pages_held.inc)
+            self.pipeline.notes.info(
+                "page_held", incident=incident.id, step=page.step, to=mask_number(page.mobile)
+            )
+        if released and len(released) == len(step.pages) and severity not in self.oncall.critical:
+            # Everyone this step woke is asleep: nobody else is woken for it either.
+            escalation.postpone(conn, incident.id, max(released), now)
         for schedule in step.nobody_on_call:
             self.pipeline.notes.warning("nobody_on_call", schedule=schedule, incident=incident.id)
         if step.cause is not None:
@@ -267,6 +286,25 @@ class Pager:
         if step.exhausted:
             jobs += self._exhausted(conn, incident, now, touched)
         return jobs
+
+    def _release(
+        self, conn: sqlite3.Connection, timer: timers.Timer, now: float, touched: set[str]
+    ) -> int:
+        """A quiet window ended: its held pages go out as one SMS, whose delivery report
+        settles each of them."""
+        pages = hold.held_pages(timer)
+        first = incidents.get(conn, int(pages[0]["incident"])) if pages else None
+        if first is None:
+            return 0
+        text = hold.digest_text(conn, pages)
+        intent = Intent(self.output, timer.key, text, first.rule, self._event_of(conn, first))
+        segments, _ = self.pipeline.estimate(self.output, text)
+        job = outbox.add_job(conn, intent, first.event_id, now, segments=segments)
+        for held in pages:
+            escalation.attach_job(conn, int(held["page"]), job)
+        touched.add(self.output)
+        self.pipeline.notes.info("held_pages_released", to=mask_number(timer.key), pages=len(pages))
+        return 1
 
     def _page(
         self,

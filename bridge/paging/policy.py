@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bridge.paging.config import GROUP_PREFIX, SCHEDULE_PREFIX, PolicyConfig, ScheduleConfig
-from bridge.paging.localtime import as_utc
 from bridge.paging.schedules import who_is_on_call
-from bridge.rules import Directory
+from bridge.rules import Directory, as_utc
 
 
 @dataclass(frozen=True, slots=True)

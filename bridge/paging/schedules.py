@@ -10,8 +10,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bridge.paging.config import RotationConfig, ScheduleConfig
-from bridge.paging.localtime import as_utc, to_instant, wall_time
-from bridge.rules import ALL_DAYS, Window
+from bridge.rules import ALL_DAYS, Window, as_utc, to_instant, wall_time
 
 HANDOFF_HORIZON = timedelta(days=366)  # how far next_handoffs looks for a change
 

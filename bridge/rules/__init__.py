@@ -7,14 +7,15 @@ from bridge.rules.config import (
     Days,
     Directory,
     Groups,
-    Hours,
     RuleConfig,
     Rules,
     Text,
     UnresolvedError,
     check_references,
 )
-from bridge.rules.matchers import ALL_DAYS, DAY_NAMES, Window, parse_days
+from bridge.rules.localtime import as_utc, next_clock_change, to_instant, wall_time
+from bridge.rules.matchers import ALL_DAYS, DAY_NAMES, Hours, Window, parse_days
+from bridge.rules.quiet import Listed, QuietHours, as_list
 from bridge.rules.ruleset import Decision, PageAction, Recipient, RuleError, RuleSet, SmsAction
 from bridge.rules.templates import event_context, group_context, make_environment
 
@@ -29,7 +30,9 @@ __all__ = [
     "Directory",
     "Groups",
     "Hours",
+    "Listed",
     "PageAction",
+    "QuietHours",
     "Recipient",
     "RuleConfig",
     "RuleError",
@@ -39,9 +42,14 @@ __all__ = [
     "Text",
     "UnresolvedError",
     "Window",
+    "as_list",
+    "as_utc",
     "check_references",
     "event_context",
     "group_context",
     "make_environment",
+    "next_clock_change",
     "parse_days",
+    "to_instant",
+    "wall_time",
 ]

@@ -24,12 +24,12 @@ from bridge.events import EventKind
 from bridge.rules.matchers import (
     ALL_DAYS,
     DAY_NAMES,
-    HourRange,
+    Hours,
     Matcher,
     parse_days,
-    parse_hours,
     parse_matcher,
 )
+from bridge.rules.quiet import QuietHours
 from bridge.rules.templates import (
     DEFAULT_GROUP_TEMPLATE,
     DEFAULT_POST_TEMPLATE,
@@ -103,7 +103,6 @@ Names = Annotated[
     PlainValidator(parse_names),
     PlainSerializer(lambda names: names if isinstance(names, str) else list(names)),
 ]
-Hours = Annotated[HourRange, PlainValidator(parse_hours), PlainSerializer(str)]
 MatcherText = Annotated[Matcher, PlainValidator(_matcher), PlainSerializer(str)]
 
 
@@ -184,6 +183,7 @@ class ContactConfig(ConfigModel):
 
     number: Text
     name: str | None = None
+    quiet: QuietHours | None = None  # hours in which pages that may wait are held
 
     @model_validator(mode="before")
     @classmethod

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import PlainSerializer, PlainValidator
 
 from bridge.config import expected
 
@@ -194,6 +196,9 @@ def parse_hours(value: Any) -> HourRange:
     if start == end:
         raise expected("hours with an end different from the start (leave out hours for all day)")
     return HourRange(start, 0 if end == 24 * 60 and start > 0 else end)
+
+
+Hours = Annotated[HourRange, PlainValidator(parse_hours), PlainSerializer(str)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,11 @@ from bridge.events import EventKind
 from bridge.rules.config import (
     ALL_DAYS,
     ContactConfig,
-    HourRange,
     RuleConfig,
     RulesConfig,
     check_references,
 )
-from bridge.rules.matchers import MatchOp
+from bridge.rules.matchers import HourRange, MatchOp
 
 OUTPUTS = ("callback", "sms")
 INPUTS = ("am", "slack")

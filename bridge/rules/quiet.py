@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import UTC, datetime, time, timedelta
-from typing import Self
+from typing import Annotated, Any, Self
 
-from pydantic import model_validator
+from pydantic import BeforeValidator, model_validator
 
 from bridge.config import ConfigModel, TimeZoneName
-from bridge.paging.config import Listed
-from bridge.paging.localtime import as_utc, next_clock_change, to_instant, wall_time
-from bridge.rules import ALL_DAYS, Hours, Window
+from bridge.rules.localtime import as_utc, next_clock_change, to_instant, wall_time
+from bridge.rules.matchers import ALL_DAYS, Hours, Window
 
 _DAY_MINUTES = 24 * 60
+
+
+def as_list(value: Any) -> Any:
+    # `allow: critical` reads as well as `allow: [critical]`; YAML reads `allow: 1` as a number.
+    items = [value] if isinstance(value, str | int) else value
+    if isinstance(items, list):
+        return [str(i) if isinstance(i, int) and not isinstance(i, bool) else i for i in items]
+    return items
+
+
+Listed = Annotated[list[str], BeforeValidator(as_list)]
 
 
 class QuietHours(ConfigModel):
