@@ -6,9 +6,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -22,8 +19,8 @@ from aiohttp import web
 from bridge.plugins.c123.simulator import SimulatorSettings
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.settings import load_settings
+from tests.e2e.alertmanager_process import ALERTMANAGER, running_alertmanager
 
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 pytestmark = pytest.mark.skipif(
     ALERTMANAGER is None,
     reason="needs Debian's prometheus-alertmanager (./dev test installs it when run as root)",
@@ -31,13 +28,6 @@ pytestmark = pytest.mark.skipif(
 TOKEN = "am-token-0123456789"
 SECRET = "callback-secret-abcdef"
 ALICE, BOB = "15102110086", "15102110087"
-
-
-def free_port() -> int:
-    # Alertmanager cannot report a port it picked itself, so take one the kernel just freed.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Receiver:
@@ -124,8 +114,7 @@ rules:
 @pytest.fixture
 def alertmanager(tmp_path: Path, daemon: Daemon) -> Iterator[str]:
     assert ALERTMANAGER is not None
-    port = free_port()
-    (tmp_path / "am.yml").write_text(f"""
+    config = f"""
 route:
   receiver: smsbridge
   group_by: [alertname]
@@ -139,21 +128,9 @@ receivers:
         send_resolved: true
         http_config:
           authorization: {{credentials: "{TOKEN}"}}
-""")
-    proc = subprocess.Popen(
-        [
-            ALERTMANAGER,
-            f"--config.file={tmp_path / 'am.yml'}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+"""
+    with running_alertmanager(tmp_path, config) as url:
+        yield url
 
 
 async def post_alert(am: str, *, resolved: bool = False) -> None:

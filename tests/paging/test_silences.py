@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -29,7 +28,7 @@ from bridge.paging.silences import (
 from bridge.rules.matchers import escape_value
 from bridge.runtime.daemon import Daemon
 from bridge.testing import DaemonFactory, post_json
-from tests.e2e.test_alertmanager_e2e import ALERTMANAGER, free_port
+from tests.e2e.alertmanager_process import ALERTMANAGER, free_port, running_alertmanager
 from tests.paging.test_e2e import has, incident_state, notification, sent_to
 
 A = "15102110086"
@@ -64,22 +63,9 @@ rules:
 def alertmanager(tmp_path: Path) -> Iterator[str]:
     if ALERTMANAGER is None:
         pytest.skip("needs Debian's prometheus-alertmanager (./dev test installs it as root)")
-    port = free_port()
-    (tmp_path / "am.yml").write_text("route: {receiver: none}\nreceivers: [{name: none}]\n")
-    proc = subprocess.Popen(
-        [
-            ALERTMANAGER,
-            f"--config.file={tmp_path / 'am.yml'}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    config = "route: {receiver: none}\nreceivers: [{name: none}]\n"
+    with running_alertmanager(tmp_path, config) as url:
+        yield url
 
 
 async def silences_in(am: str) -> list[dict[str, Any]]:

@@ -1,0 +1,43 @@
+"""Debian's Alertmanager as a real process on a free loopback port, for the tests that drive it."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+def free_port() -> int:
+    # Alertmanager cannot report a port it picked itself, so take one the kernel just freed.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running_alertmanager(workdir: Path, config: str) -> Iterator[str]:
+    """Start Alertmanager with `config` (YAML) in `workdir`; yields its base URL, then stops it."""
+    assert ALERTMANAGER is not None
+    port = free_port()
+    (workdir / "am.yml").write_text(config)
+    proc = subprocess.Popen(
+        [
+            ALERTMANAGER,
+            f"--config.file={workdir / 'am.yml'}",
+            f"--storage.path={workdir / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
