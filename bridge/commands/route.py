@@ -20,6 +20,7 @@ from bridge.paging import NobodyOnCall, escalation_timeline
 from bridge.rules import Decision, Directory
 from bridge.runtime import Settings, load_settings
 from bridge.sms import mask_number, segment_count
+from bridge.store import Connection, Row
 from bridge.text import terminal_safe
 
 _TIME = "%a %Y-%m-%d %H:%M %z"
@@ -53,18 +54,16 @@ def _read_event(path: Path) -> Event:
     return Event.from_json(json.loads(text))
 
 
-def _open_outbox(settings: Settings) -> sqlite3.Connection | None:
+def _open_outbox(settings: Settings) -> Connection | None:
     path = settings.config.store.path
     if not path.exists():
         return None
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
+    conn.row_factory = Row
     return conn
 
 
-def _recipient_state(
-    conn: sqlite3.Connection | None, decision: Decision, number: str, now: float
-) -> str:
+def _recipient_state(conn: Connection | None, decision: Decision, number: str, now: float) -> str:
     action = decision.sms
     assert action is not None
     event = decision.event
@@ -85,7 +84,7 @@ def _recipient_state(
     )
 
 
-def _pending_members(conn: sqlite3.Connection | None, decision: Decision) -> list[Event]:
+def _pending_members(conn: Connection | None, decision: Decision) -> list[Event]:
     """The alerts already waiting in the event's group (any recipient), oldest first."""
     if conn is None:
         return []
@@ -145,7 +144,7 @@ def _paging(decision: Decision, settings: Settings, at: datetime) -> dict[str, A
 def _describe(
     decision: Decision,
     settings: Settings,
-    conn: sqlite3.Connection | None,
+    conn: Connection | None,
     now: float,
     at: datetime,
 ) -> dict[str, Any]:

@@ -3,7 +3,6 @@ paging's `sms ack N`, `sms close N`, `sms incidents`, `sms oncall`."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,6 +15,7 @@ from bridge.outbox import jobs as outbox
 from bridge.plugin import CommandPolicy
 from bridge.rules import Directory, Recipient, SmsAction, UnresolvedError
 from bridge.sms import InvalidNumberError, mask_number, mask_text
+from bridge.store import Connection
 from bridge.text import clean
 
 HELP = (
@@ -38,7 +38,7 @@ class PagingDesk(Protocol):
 
     def chat(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         verb: str,
         number: int,
         who: str,
@@ -119,7 +119,7 @@ class ChatOps:
     def run(
         self,
         pipeline: Pipeline,
-        conn: sqlite3.Connection,
+        conn: Connection,
         event: Event,
         prepared: tuple[Command, str],
         event_id: int,
@@ -161,7 +161,7 @@ class ChatOps:
     def _paging(
         self,
         pipeline: Pipeline,
-        conn: sqlite3.Connection,
+        conn: Connection,
         event: Event,
         command: Command,
         now: float,
@@ -181,7 +181,7 @@ class ChatOps:
     def _send(
         self,
         pipeline: Pipeline,
-        conn: sqlite3.Connection,
+        conn: Connection,
         event: Event,
         command: Command,
         event_id: int,
@@ -254,7 +254,7 @@ class ChatOps:
             return ""
         return f"not allowed: {outside[0].name} is not on this channel's recipient list"
 
-    def _status(self, conn: sqlite3.Connection, job_id: int) -> str:
+    def _status(self, conn: Connection, job_id: int) -> str:
         row = outbox.job_summary(conn, job_id)
         if row is None or row["output"] != SMS_OUTPUT:
             return f"no SMS #{job_id}"

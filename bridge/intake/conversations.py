@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from bridge.events import Conversation
+from bridge.store import Connection, Row
 
 
 def record_conversation(
-    conn: sqlite3.Connection,
+    conn: Connection,
     mobile: str,
     job_id: int,
     event_id: int | None,
@@ -56,7 +56,7 @@ class ConversationSettings:
 REPLY_CODE = re.compile(r"#(\d{1,3})\b")
 
 
-def next_code(conn: sqlite3.Connection, mobile: str, now: float) -> tuple[int, int]:
+def next_code(conn: Connection, mobile: str, now: float) -> tuple[int, int]:
     """The smallest code no live conversation with `mobile` uses, and how many are live."""
     rows = conn.execute(
         "SELECT code FROM conversations WHERE mobile = ? AND expires_at > ?", (mobile, now)
@@ -66,9 +66,7 @@ def next_code(conn: sqlite3.Connection, mobile: str, now: float) -> tuple[int, i
     return code, len(rows)
 
 
-def by_code(
-    conn: sqlite3.Connection, mobile: str, code: int, now: float
-) -> OpenConversation | None:
+def by_code(conn: Connection, mobile: str, code: int, now: float) -> OpenConversation | None:
     """The newest live conversation with `mobile` whose SMS carried `code`."""
     row = conn.execute(
         """SELECT * FROM conversations WHERE mobile = ? AND code = ? AND expires_at > ?
@@ -90,7 +88,7 @@ class OpenConversation:
 
 
 def latest_conversation(
-    conn: sqlite3.Connection, mobile: str, now: float, conversation_id: int | None = None
+    conn: Connection, mobile: str, now: float, conversation_id: int | None = None
 ) -> OpenConversation | None:
     """The most recent live conversation with `mobile`, or the one with the given id."""
     query = "SELECT * FROM conversations WHERE mobile = ? AND expires_at > ?"
@@ -102,7 +100,7 @@ def latest_conversation(
     return _open(row) if row else None
 
 
-def _open(row: sqlite3.Row) -> OpenConversation:
+def _open(row: Row) -> OpenConversation:
     raw = row["conversation"]
     return OpenConversation(
         id=row["id"],

@@ -6,13 +6,14 @@ caller composes several of them into one atomic, group-committed transaction.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bridge.store import Connection
+
 
 def add_group_member(
-    conn: sqlite3.Connection,
+    conn: Connection,
     rule: str,
     group_key: str,
     output: str,
@@ -46,7 +47,7 @@ class DueGroup:
     event_ids: tuple[int, ...]
 
 
-def take_due_groups(conn: sqlite3.Connection, now: float) -> list[DueGroup]:
+def take_due_groups(conn: Connection, now: float) -> list[DueGroup]:
     """Remove and return every group due by now."""
     rows = conn.execute(
         """DELETE FROM group_members WHERE flush_at <= ?
@@ -63,13 +64,13 @@ def take_due_groups(conn: sqlite3.Connection, now: float) -> list[DueGroup]:
     ]
 
 
-def next_group_flush(conn: sqlite3.Connection) -> float | None:
+def next_group_flush(conn: Connection) -> float | None:
     row = conn.execute("SELECT min(flush_at) AS f FROM group_members").fetchone()
     return None if row["f"] is None else float(row["f"])
 
 
 def hold(
-    conn: sqlite3.Connection,
+    conn: Connection,
     output: str,
     recipient: str,
     rule: str,
@@ -95,7 +96,7 @@ class HeldSummary:
     reasons: tuple[str, ...]
 
 
-def held_recipients(conn: sqlite3.Connection, before: float) -> list[tuple[str, str]]:
+def held_recipients(conn: Connection, before: float) -> list[tuple[str, str]]:
     """Recipients with messages held back since before `before`."""
     rows = conn.execute(
         """SELECT output, recipient FROM held GROUP BY output, recipient
@@ -105,7 +106,7 @@ def held_recipients(conn: sqlite3.Connection, before: float) -> list[tuple[str, 
     return [(row["output"], row["recipient"]) for row in rows]
 
 
-def take_held(conn: sqlite3.Connection, output: str, recipient: str) -> HeldSummary | None:
+def take_held(conn: Connection, output: str, recipient: str) -> HeldSummary | None:
     """Remove and summarise everything held for a recipient."""
     rows = conn.execute(
         "DELETE FROM held WHERE output = ? AND recipient = ? RETURNING name, reason, created_at",

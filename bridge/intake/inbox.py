@@ -8,11 +8,10 @@ exactly the rows whose effects were not committed.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bridge.store import ledger
+from bridge.store import Connection, ledger
 
 
 class InboxKind(StrEnum):
@@ -34,7 +33,7 @@ class InboxRow:
 
 
 def store(
-    conn: sqlite3.Connection,
+    conn: Connection,
     source: str,
     body: bytes,
     now: float,
@@ -53,7 +52,7 @@ def store(
     return int(cursor.lastrowid or 0)
 
 
-def unprocessed(conn: sqlite3.Connection, after: int, limit: int) -> list[InboxRow]:
+def unprocessed(conn: Connection, after: int, limit: int) -> list[InboxRow]:
     """Up to `limit` unprocessed rows with ids above `after`, oldest first, without bodies."""
     rows = conn.execute(
         """SELECT id, source, kind FROM inbox WHERE processed_at IS NULL AND id > ?
@@ -63,7 +62,7 @@ def unprocessed(conn: sqlite3.Connection, after: int, limit: int) -> list[InboxR
     return [InboxRow(row["id"], row["source"], InboxKind(row["kind"])) for row in rows]
 
 
-def bodies(conn: sqlite3.Connection, ids: list[int]) -> dict[int, bytes]:
+def bodies(conn: Connection, ids: list[int]) -> dict[int, bytes]:
     """The stored bodies of these rows."""
     if not ids:
         return {}
@@ -75,7 +74,7 @@ def bodies(conn: sqlite3.Connection, ids: list[int]) -> dict[int, bytes]:
     return {row["id"]: bytes(row["body"]) for row in rows}
 
 
-def mark_processed(conn: sqlite3.Connection, ids: list[int], now: float, error: str = "") -> None:
+def mark_processed(conn: Connection, ids: list[int], now: float, error: str = "") -> None:
     """Settle rows: their effects are committed in this same transaction (or they failed)."""
     conn.executemany(
         "UPDATE inbox SET processed_at = ?, error = ? WHERE id = ?",
@@ -83,7 +82,7 @@ def mark_processed(conn: sqlite3.Connection, ids: list[int], now: float, error: 
     )
 
 
-def backlog(conn: sqlite3.Connection) -> tuple[int, float | None]:
+def backlog(conn: Connection) -> tuple[int, float | None]:
     """How many rows wait for the processor, and when the oldest of them arrived."""
     row = conn.execute(
         "SELECT count(*) AS n, min(received_at) AS t FROM inbox WHERE processed_at IS NULL"

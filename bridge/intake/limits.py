@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,6 +9,7 @@ from typing import Any
 
 from bridge.outbox import jobs as outbox
 from bridge.rules import SmsAction
+from bridge.store import Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,7 @@ class StormSettings:
 
 
 def held_reason(
-    conn: sqlite3.Connection,
+    conn: Connection,
     settings: StormSettings,
     sms_outputs: Iterable[str],
     action: SmsAction,
@@ -41,7 +41,7 @@ def held_reason(
     return ""
 
 
-def cap_reached(conn: sqlite3.Connection, output: str, number: str, slots: int, now: float) -> bool:
+def cap_reached(conn: Connection, output: str, number: str, slots: int, now: float) -> bool:
     """True when `number` got `slots` messages on `output` in the hour before `now`.
 
     The one cap check: rules, held-back summaries and their due times all use it.
@@ -50,7 +50,7 @@ def cap_reached(conn: sqlite3.Connection, output: str, number: str, slots: int, 
 
 
 def over_budget(
-    conn: sqlite3.Connection,
+    conn: Connection,
     settings: StormSettings,
     sms_outputs: Iterable[str],
     segments: int,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -21,7 +20,7 @@ from bridge.metrics import Metrics
 from bridge.outbox import jobs as outbox
 from bridge.rules import Decision, Directory, RuleSet, SmsAction
 from bridge.sms import mask_number
-from bridge.store import Store, ledger
+from bridge.store import Connection, Store, ledger
 
 Clock = Callable[[], float]
 # Put in `touched` when storm state (a group member, a held message) was written: the storm loop
@@ -41,7 +40,7 @@ class Paging(Protocol):
 
     def alert(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         decision: Decision,
         event_id: int,
         now: float,
@@ -52,7 +51,7 @@ class Paging(Protocol):
 
     def reply(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         source: str,
         mobile: str,
         text: str,
@@ -64,7 +63,7 @@ class Paging(Protocol):
         ...
 
     def report(
-        self, conn: sqlite3.Connection, job_id: int, status: str, now: float, touched: set[str]
+        self, conn: Connection, job_id: int, status: str, now: float, touched: set[str]
     ) -> int:
         """A delivery report settled a job: a failed page may escalate at once."""
         ...
@@ -121,7 +120,7 @@ class Pipeline:
 
     def apply(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         event: Event,
         decisions: Sequence[Decision],
         now: float,
@@ -143,7 +142,7 @@ class Pipeline:
 
     def _page(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         decision: Decision,
         event_id: int,
         now: float,
@@ -158,7 +157,7 @@ class Pipeline:
 
     def _sms(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         decision: Decision,
         action: SmsAction,
         event_id: int,
@@ -210,7 +209,7 @@ class Pipeline:
 
     def _is_repeat(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         decision: Decision,
         action: SmsAction,
         number: str,
@@ -242,7 +241,7 @@ class Pipeline:
 
     def queue_sms(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         rule: str,
         action: SmsAction,
         number: str,
@@ -301,7 +300,7 @@ class Pipeline:
         touched.add(action.output)
         return job_id
 
-    def add_event(self, conn: sqlite3.Connection, event: Event) -> int:
+    def add_event(self, conn: Connection, event: Event) -> int:
         """Store an event's context (replies and reports carry it back later)."""
         return outbox.add_event(conn, event, self.encoded.get(id(event)))
 
@@ -321,7 +320,7 @@ class Pipeline:
 
     def post_answer(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         event: Event,
         text: str,
         event_id: int | None,
@@ -332,9 +331,7 @@ class Pipeline:
         """Post a text into the event's own conversation (a chat thread); 0 if it has none."""
         return posts.post_answer(conn, event, text, event_id, now, touched, self.notes, rule)
 
-    def _fallback(
-        self, conn: sqlite3.Connection, event: Event, now: float, touched: set[str]
-    ) -> int:
+    def _fallback(self, conn: Connection, event: Event, now: float, touched: set[str]) -> int:
         """What happens without a matching rule: replies, and reports if configured, go home."""
         text = posts.fallback_text(event, self.directory, self.conversations.report_deliveries)
         if text is None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from bridge.events import Event, EventKind, Intent
 from bridge.intake.deferred import DeferredLog
 from bridge.outbox import jobs as outbox
 from bridge.rules import Decision, Directory
+from bridge.store import Connection
 from bridge.text import clean
 
 
 def post_rule(
-    conn: sqlite3.Connection,
+    conn: Connection,
     decision: Decision,
     event_id: int,
     now: float,
@@ -46,7 +45,7 @@ def post_rule(
 
 
 def post_answer(
-    conn: sqlite3.Connection,
+    conn: Connection,
     event: Event,
     text: str,
     event_id: int | None,

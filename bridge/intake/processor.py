@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from bridge.intake.replies import RecordIntake
 from bridge.metrics import Metrics
 from bridge.plugin import Accepted, Delivery, Parsed, StoreUnavailableError
 from bridge.rules import Decision
-from bridge.store import Store
+from bridge.store import Connection, Store
 
 Clock = Callable[[], float]
 Parser = Callable[[bytes], Parsed]
@@ -88,7 +87,7 @@ class Processor:
         parsed = delivery.parsed
         now = self.clock()
 
-        def work(conn: sqlite3.Connection) -> int:
+        def work(conn: Connection) -> int:
             return inbox.store(
                 conn,
                 source,
@@ -123,7 +122,7 @@ class Processor:
         await self._prepare_commands(work)
         touched: set[str] = set()
 
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: Connection) -> int:
             touched.clear()
             return self._apply(conn, work, now, touched)
 
@@ -262,7 +261,7 @@ class Processor:
     async def _commit(self, works: Sequence[_Work], now: float) -> None:
         touched: set[str] = set()
 
-        def run(conn: sqlite3.Connection) -> list[int]:
+        def run(conn: Connection) -> list[int]:
             touched.clear()
             jobs = [self._apply(conn, work, now, touched) for work in works]
             done = [work.row.id for work in works if not work.error]
@@ -289,7 +288,7 @@ class Processor:
             )
             self.pipeline.flush_log(self.log)
 
-    def _apply(self, conn: sqlite3.Connection, work: _Work, now: float, touched: set[str]) -> int:
+    def _apply(self, conn: Connection, work: _Work, now: float, touched: set[str]) -> int:
         if work.error:
             return 0
         jobs = 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from bridge.intake.pipeline import Pipeline
 from bridge.metrics import Metrics, carrier_code_label
 from bridge.outbox import jobs
 from bridge.sms import mask_number
-from bridge.store import Store, ledger
+from bridge.store import Connection, Store, ledger
 
 # Records per inbox chunk: a 20,000-report answer becomes 200 short transactions, not one long one.
 CHUNK = 100
@@ -67,7 +66,7 @@ class RecordIntake:
         chunks += [(InboxKind.REPORTS, body) for body in await asyncio.to_thread(_chunks, reports)]
         now = self.clock()
 
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: Connection) -> None:
             raw_id = ledger.store_raw(conn, source, action, raw, now)
             for kind, body in chunks:
                 inbox.store(conn, source, body, now, kind=kind)
@@ -84,7 +83,7 @@ class RecordIntake:
         now = self.clock()
         touched: set[str] = set()
 
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: Connection) -> None:
             raw_id = ledger.store_raw(conn, source, "getBalance", raw, now)
             self._balance(conn, source, remain, low, now, touched)
             ledger.mark_processed(conn, raw_id, now)
@@ -96,7 +95,7 @@ class RecordIntake:
 
     def _balance(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         source: str,
         balance: Decimal,
         low: Decimal | None,
@@ -131,7 +130,7 @@ class RecordIntake:
 
     def replies(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         source: str,
         records: Sequence[ReplyRecord],
         now: float,
@@ -185,7 +184,7 @@ class RecordIntake:
         return queued
 
     def _conversation_for(
-        self, conn: sqlite3.Connection, reply: ReplyRecord, now: float
+        self, conn: Connection, reply: ReplyRecord, now: float
     ) -> tuple[conversations.OpenConversation | None, str]:
         """The conversation a reply answers, and how it was found (for logs and templates).
 
@@ -205,7 +204,7 @@ class RecordIntake:
 
     def reports(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         source: str,
         records: Sequence[ReportRecord],
         now: float,
@@ -254,7 +253,7 @@ class RecordIntake:
             )
         return queued
 
-    def _decide(self, conn: sqlite3.Connection, event: Event, now: float, touched: set[str]) -> int:
+    def _decide(self, conn: Connection, event: Event, now: float, touched: set[str]) -> int:
         decisions = self.pipeline.decide(event, datetime.fromtimestamp(now, UTC))
         self.metrics.events.labels(event.source, event.kind.value).inc()
         for decision in decisions:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 
 import bridge.intake.holding as holding
@@ -11,6 +10,7 @@ from bridge.events import Event, EventKind, Intent
 from bridge.intake.pipeline import Pipeline
 from bridge.outbox import jobs as outbox
 from bridge.sms import mask_number
+from bridge.store import Connection
 from bridge.text import clean
 
 
@@ -65,7 +65,7 @@ async def flush_due(pipeline: Pipeline) -> None:
     now = pipeline.clock()
     touched: set[str] = set()
 
-    def work(conn: sqlite3.Connection) -> None:
+    def work(conn: Connection) -> None:
         for group in holding.take_due_groups(conn, now):
             _flush_group(pipeline, conn, group, now, touched)
         for output, number in holding.held_recipients(
@@ -80,7 +80,7 @@ async def flush_due(pipeline: Pipeline) -> None:
 
 def _flush_group(
     pipeline: Pipeline,
-    conn: sqlite3.Connection,
+    conn: Connection,
     group: holding.DueGroup,
     now: float,
     touched: set[str],
@@ -106,7 +106,7 @@ def _flush_group(
 
 def _flush_held(
     pipeline: Pipeline,
-    conn: sqlite3.Connection,
+    conn: Connection,
     output: str,
     number: str,
     now: float,
@@ -144,7 +144,7 @@ def _flush_held(
     )
 
 
-def next_due(pipeline: Pipeline, conn: sqlite3.Connection) -> float | None:
+def next_due(pipeline: Pipeline, conn: Connection) -> float | None:
     """When flush_due next has work: the earliest group flush or held summary."""
     times = [holding.next_group_flush(conn)]
     now = pipeline.clock()

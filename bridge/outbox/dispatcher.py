@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -17,7 +16,7 @@ from bridge.metrics import Metrics
 from bridge.outbox.jobs import JobRecord
 from bridge.outbox.recording import HOLDS, Recorder, RetryPolicy
 from bridge.plugin import Outcome, OutcomeKind, Output
-from bridge.store import Store
+from bridge.store import Connection, Store
 
 __all__ = ["Dispatcher", "RetryPolicy"]
 
@@ -128,7 +127,7 @@ class Dispatcher:
         """
         now = self.clock()
 
-        def work(conn: sqlite3.Connection) -> list[JobRecord]:
+        def work(conn: Connection) -> list[JobRecord]:
             records = outbox.in_flight(conn, output)
             for record in records:
                 self.recorder.settle_unknown(
@@ -235,7 +234,7 @@ class Dispatcher:
         lane.check()
 
     def _claim(
-        self, name: str, now: float, conn: sqlite3.Connection
+        self, name: str, now: float, conn: Connection
     ) -> tuple[list[JobRecord], float | None]:
         """Due jobs, or (when there are none) when the next one is due: one transaction."""
         records = outbox.claim(conn, name, now, self.batch_size)
@@ -309,7 +308,7 @@ class Dispatcher:
         jitter = random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
         held: list[Outcome] = []
 
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: Connection) -> None:
             for record in records:
                 outcome = outcome_of(record)
                 if outcome.kind in HOLDS:

@@ -7,7 +7,6 @@ caller composes several of them into one atomic, group-committed transaction.
 from __future__ import annotations
 
 import json
-import sqlite3
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from bridge.events import Conversation, Event, Intent
 from bridge.plugin import Job, OutcomeKind
+from bridge.store import Connection, Row
 
 # A held job is pending with its code naming the hold: it uses no attempt, and comes due at
 # once when its output says the outside world changed (a top-up, the account works again).
@@ -55,7 +55,7 @@ class JobRecord:
         return Job(self.id, self.recipient, self.text, self.payload, self.attempts)
 
 
-def _record(row: sqlite3.Row) -> JobRecord:
+def _record(row: Row) -> JobRecord:
     conversation = row["conversation"]
     return JobRecord(
         id=row["id"],
@@ -82,7 +82,7 @@ def encode_event(event: Event) -> bytes:
     return zlib.compress(text.encode(), 6)
 
 
-def add_event(conn: sqlite3.Connection, event: Event, body: bytes | None = None) -> int:
+def add_event(conn: Connection, event: Event, body: bytes | None = None) -> int:
     """Store an event's context (replies and reports carry it back later).
 
     `body` is `encode_event(event)` made before the transaction, where the caller can.
@@ -94,7 +94,7 @@ def add_event(conn: sqlite3.Connection, event: Event, body: bytes | None = None)
     return int(cursor.lastrowid or 0)
 
 
-def get_event(conn: sqlite3.Connection, event_id: int) -> Event | None:
+def get_event(conn: Connection, event_id: int) -> Event | None:
     row = conn.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()
     if row is None:
         return None
@@ -108,7 +108,7 @@ def get_event(conn: sqlite3.Connection, event_id: int) -> Event | None:
 
 
 def add_job(
-    conn: sqlite3.Connection,
+    conn: Connection,
     intent: Intent,
     event_id: int | None,
     now: float,
@@ -139,7 +139,7 @@ def add_job(
     return int(cursor.lastrowid or 0)
 
 
-def claim(conn: sqlite3.Connection, output: str, now: float, limit: int) -> list[JobRecord]:
+def claim(conn: Connection, output: str, now: float, limit: int) -> list[JobRecord]:
     """Mark up to `limit` due jobs of an output as sending and return them, oldest first."""
     rows = conn.execute(
         """UPDATE jobs SET state = 'sending', updated_at = ?
@@ -151,7 +151,7 @@ def claim(conn: sqlite3.Connection, output: str, now: float, limit: int) -> list
     return sorted((_record(row) for row in rows), key=lambda record: record.id)
 
 
-def next_due(conn: sqlite3.Connection, output: str) -> float | None:
+def next_due(conn: Connection, output: str) -> float | None:
     """When the output's earliest pending job is due, or None when it has none."""
     row = conn.execute(
         "SELECT min(next_at) AS due FROM jobs WHERE state = 'pending' AND output = ?", (output,)
@@ -160,7 +160,7 @@ def next_due(conn: sqlite3.Connection, output: str) -> float | None:
 
 
 def mark_sent(
-    conn: sqlite3.Connection, job_id: int, now: float, ref: str, segments: int, cost: Decimal
+    conn: Connection, job_id: int, now: float, ref: str, segments: int, cost: Decimal
 ) -> None:
     conn.execute(
         """UPDATE jobs SET state = 'sent', updated_at = ?, attempts = attempts + 1, ref = ?,
@@ -170,7 +170,7 @@ def mark_sent(
 
 
 def mark_retry(
-    conn: sqlite3.Connection,
+    conn: Connection,
     job_id: int,
     now: float,
     next_at: float,
@@ -188,7 +188,7 @@ def mark_retry(
 
 
 def mark_held(
-    conn: sqlite3.Connection,
+    conn: Connection,
     job_id: int,
     now: float,
     next_at: float,
@@ -199,7 +199,7 @@ def mark_held(
     mark_retry(conn, job_id, now, next_at, reason, hold.value, attempt=False)
 
 
-def unclaim(conn: sqlite3.Connection, job_ids: Iterable[int], now: float) -> None:
+def unclaim(conn: Connection, job_ids: Iterable[int], now: float) -> None:
     """Give claimed jobs back, untouched: they were never handed to their output."""
     conn.executemany(
         "UPDATE jobs SET state = 'pending', updated_at = ? WHERE id = ? AND state = 'sending'",
@@ -208,7 +208,7 @@ def unclaim(conn: sqlite3.Connection, job_ids: Iterable[int], now: float) -> Non
 
 
 def mark_final(
-    conn: sqlite3.Connection, job_id: int, state: JobState, now: float, reason: str, code: str
+    conn: Connection, job_id: int, state: JobState, now: float, reason: str, code: str
 ) -> None:
     """Settle a job as failed or unknown, with a reason a person can read."""
     conn.execute(
@@ -218,7 +218,7 @@ def mark_final(
     )
 
 
-def in_flight(conn: sqlite3.Connection, output: str | None = None) -> list[JobRecord]:
+def in_flight(conn: Connection, output: str | None = None) -> list[JobRecord]:
     """Jobs claimed by a worker that stopped before recording their outcome (of one output)."""
     if output is None:
         rows = conn.execute("SELECT * FROM jobs WHERE state = 'sending' ORDER BY id").fetchall()
@@ -229,7 +229,7 @@ def in_flight(conn: sqlite3.Connection, output: str | None = None) -> list[JobRe
     return [_record(row) for row in rows]
 
 
-def release_held(conn: sqlite3.Connection, output: str, now: float) -> int:
+def release_held(conn: Connection, output: str, now: float) -> int:
     """Make an output's held jobs due now (its account works again); returns how many."""
     cursor = conn.execute(
         """UPDATE jobs SET next_at = ? WHERE state = 'pending' AND output = ? AND next_at > ?
@@ -239,13 +239,13 @@ def release_held(conn: sqlite3.Connection, output: str, now: float) -> int:
     return cursor.rowcount
 
 
-def job_states(conn: sqlite3.Connection) -> dict[str, int]:
+def job_states(conn: Connection) -> dict[str, int]:
     """How many jobs are in each state."""
     rows = conn.execute("SELECT state, count(*) AS n FROM jobs GROUP BY state").fetchall()
     return {row["state"]: row["n"] for row in rows}
 
 
-def oldest_pending(conn: sqlite3.Connection) -> float | None:
+def oldest_pending(conn: Connection) -> float | None:
     """Creation time of the oldest job not yet settled."""
     row = conn.execute(
         "SELECT min(created_at) AS t FROM jobs WHERE state IN ('pending', 'sending')"
@@ -253,7 +253,7 @@ def oldest_pending(conn: sqlite3.Connection) -> float | None:
     return None if row["t"] is None else float(row["t"])
 
 
-def sends_since(conn: sqlite3.Connection, output: str, recipient: str, since: float) -> int:
+def sends_since(conn: Connection, output: str, recipient: str, since: float) -> int:
     """Messages queued for a recipient since a time (all states but failed count)."""
     row = conn.execute(
         """SELECT count(*) AS n FROM jobs WHERE output = ? AND recipient = ? AND created_at >= ?
@@ -263,9 +263,7 @@ def sends_since(conn: sqlite3.Connection, output: str, recipient: str, since: fl
     return int(row["n"])
 
 
-def first_send_since(
-    conn: sqlite3.Connection, output: str, recipient: str, since: float
-) -> float | None:
+def first_send_since(conn: Connection, output: str, recipient: str, since: float) -> float | None:
     row = conn.execute(
         """SELECT min(created_at) AS t FROM jobs WHERE output = ? AND recipient = ?
            AND created_at >= ? AND state != 'failed'""",
@@ -274,7 +272,7 @@ def first_send_since(
     return None if row["t"] is None else float(row["t"])
 
 
-def segments_since(conn: sqlite3.Connection, outputs: Iterable[str], since: float) -> int:
+def segments_since(conn: Connection, outputs: Iterable[str], since: float) -> int:
     """Segments queued on SMS outputs since a time (estimated, or billed once sent)."""
     names = list(outputs)
     if not names:
@@ -288,7 +286,7 @@ def segments_since(conn: sqlite3.Connection, outputs: Iterable[str], since: floa
     return int(row["n"])
 
 
-def sends_by_rule_since(conn: sqlite3.Connection, rule: str, since: float) -> int:
+def sends_by_rule_since(conn: Connection, rule: str, since: float) -> int:
     """Messages a rule (or a chat user's commands) queued since a time, failed ones excluded."""
     row = conn.execute(
         "SELECT count(*) AS n FROM jobs WHERE rule = ? AND created_at >= ? AND state != 'failed'",
@@ -297,9 +295,9 @@ def sends_by_rule_since(conn: sqlite3.Connection, rule: str, since: float) -> in
     return int(row["n"])
 
 
-def job_summary(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row | None:
+def job_summary(conn: Connection, job_id: int) -> Row | None:
     """A job's recipient, state, attempts, reason and delivery, for `sms status`."""
-    row: sqlite3.Row | None = conn.execute(
+    row: Row | None = conn.execute(
         """SELECT output, recipient, state, attempts, reason, delivery, carrier_code
            FROM jobs WHERE id = ?""",
         (job_id,),
@@ -308,7 +306,7 @@ def job_summary(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row | None:
 
 
 def record_delivery(
-    conn: sqlite3.Connection, ref: str, recipient: str, delivery: str, carrier_code: str
+    conn: Connection, ref: str, recipient: str, delivery: str, carrier_code: str
 ) -> list[JobRecord]:
     """Attach a delivery report to the jobs it belongs to (by msgid and number)."""
     rows = conn.execute(

@@ -5,7 +5,6 @@ Functions here run inside a Store.write() call, so one call's outcomes commit to
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from bridge.metrics import Metrics
 from bridge.outbox.jobs import JobRecord, JobState
 from bridge.plugin import Outcome, OutcomeKind
 from bridge.sms import mask_number
+from bridge.store import Connection
 
 HOLDS = (OutcomeKind.HOLD, OutcomeKind.PAUSE_ACCOUNT)
 _SETTLED_EVENTS = {JobState.FAILED: "message_failed", JobState.UNKNOWN: "message_unknown"}
@@ -58,7 +58,7 @@ class Recorder:
 
     def record(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         name: str,
         record: JobRecord,
         outcome: Outcome,
@@ -79,7 +79,7 @@ class Recorder:
             self.settle_unknown(conn, record, outcome.reason, outcome.code, now, jitter)
 
     def _sent(
-        self, conn: sqlite3.Connection, name: str, record: JobRecord, outcome: Outcome, now: float
+        self, conn: Connection, name: str, record: JobRecord, outcome: Outcome, now: float
     ) -> None:
         outbox.mark_sent(conn, record.id, now, outcome.ref, outcome.segments, outcome.cost)
         self.metrics.messages.labels(name, "sent").inc()
@@ -99,7 +99,7 @@ class Recorder:
 
     def _retry(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         name: str,
         record: JobRecord,
         reason: str,
@@ -128,7 +128,7 @@ class Recorder:
 
     def _hold(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         name: str,
         record: JobRecord,
         outcome: Outcome,
@@ -147,7 +147,7 @@ class Recorder:
 
     def fail(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         name: str,
         record: JobRecord,
         reason: str,
@@ -159,7 +159,7 @@ class Recorder:
 
     def settle_unknown(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         record: JobRecord,
         reason: str,
         code: str,
@@ -193,7 +193,7 @@ class Recorder:
 
     def _settle(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         name: str,
         record: JobRecord,
         state: JobState,

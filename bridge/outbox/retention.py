@@ -18,14 +18,13 @@ for one batch at most. The walk of an append-ordered table stops at a batch that
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from bridge.outbox.jobs import JobState
-from bridge.store import Store, vacuum
+from bridge.store import Connection, Store, vacuum
 
 # The settled states, as the named parameters :sent, :failed and :unknown of the jobs sweep.
 _SETTLED = {
@@ -99,7 +98,7 @@ class Pruned:
 
 
 def _sweep_batch(
-    conn: sqlite3.Connection, sweep: _Sweep, after: int, batch: int, params: dict[str, float | str]
+    conn: Connection, sweep: _Sweep, after: int, batch: int, params: dict[str, float | str]
 ) -> tuple[int | None, int]:
     """Delete the doomed rows among the `batch` rows after rowid `after`.
 

@@ -6,7 +6,6 @@ for the reply's inbox row), so a reply acts exactly once.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -16,7 +15,7 @@ import bridge.paging.incidents as incidents
 from bridge.paging.escalation import Cause, Escalation
 from bridge.paging.incidents import Incident, State, Transition
 from bridge.paging.replies import DEFAULT_ACK_MAX, Action, Command, parse_reply
-from bridge.store import ledger
+from bridge.store import Connection, ledger
 
 DAY = 86400.0
 
@@ -66,9 +65,7 @@ class Outcome:
         return "; ".join(done)
 
 
-def _target_by_code(
-    conn: sqlite3.Connection, mobile: str, code: int, now: float
-) -> list[tuple[int, str]]:
+def _target_by_code(conn: Connection, mobile: str, code: int, now: float) -> list[tuple[int, str]]:
     row = conn.execute(
         """SELECT p.incident_id, p.name FROM incident_pages p
            JOIN conversations c ON c.id = p.conversation_id
@@ -79,7 +76,7 @@ def _target_by_code(
     return [] if row is None else [(row["incident_id"], row["name"])]
 
 
-def _open_targets(conn: sqlite3.Connection, mobile: str, every: bool) -> list[tuple[int, str]]:
+def _open_targets(conn: Connection, mobile: str, every: bool) -> list[tuple[int, str]]:
     """The open incidents paged to `mobile`, newest page first (only the newest unless every)."""
     rows = conn.execute(
         """SELECT p.incident_id, p.name, MAX(p.id) AS last FROM incident_pages p
@@ -93,7 +90,7 @@ def _open_targets(conn: sqlite3.Connection, mobile: str, every: bool) -> list[tu
 
 
 def apply_reply(
-    conn: sqlite3.Connection,
+    conn: Connection,
     mobile: str,
     text: str,
     now: float,
@@ -131,7 +128,7 @@ def apply_reply(
     return Outcome(Result.DONE, command, tuple(transitions), tuple(escalations), tuple(silences))
 
 
-def paged_lately(conn: sqlite3.Connection, mobile: str, now: float) -> bool:
+def paged_lately(conn: Connection, mobile: str, now: float) -> bool:
     """Whether `mobile` was paged in the last day."""
     row = conn.execute(
         "SELECT 1 FROM incident_pages WHERE mobile = ? AND paged_at > ? LIMIT 1",
@@ -140,7 +137,7 @@ def paged_lately(conn: sqlite3.Connection, mobile: str, now: float) -> bool:
     return row is not None
 
 
-def may_help(conn: sqlite3.Connection, mobile: str, now: float, per_day: int) -> bool:
+def may_help(conn: Connection, mobile: str, now: float, per_day: int) -> bool:
     """Whether a reply that is no command may get a help answer: only numbers paged in the last
     day, at most `per_day` answers a day each (no reply loops, no surprise bills). Counts the
     answer when it says yes."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -10,12 +9,13 @@ import bridge.paging.incidents as incidents
 from bridge.paging.config import ScheduleConfig
 from bridge.paging.incidents import State
 from bridge.paging.schedules import next_handoffs, who_is_on_call
+from bridge.store import Connection
 
 _TIME = "%Y-%m-%d %H:%M %Z"
 NOBODY = "nobody"
 
 
-def incidents_text(conn: sqlite3.Connection) -> str:
+def incidents_text(conn: Connection) -> str:
     """One line per open incident, oldest first: `#3 DiskFull: acknowledged by Bob`."""
     found = incidents.open_incidents(conn)
     if not found:

@@ -9,7 +9,6 @@ never changes who an incident already under way pages next.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,6 +28,7 @@ from bridge.paging.incidents import (
     Transition,
 )
 from bridge.paging.policy import NobodyOnCall, TimelineEntry
+from bridge.store import Connection, Row
 
 TIMER_KINDS = frozenset({STEP_TIMER, ACK_TIMER, REPORT_TIMER})  # the timers `on_timer` fires
 FAILED = frozenset({"failed", "timeout"})  # page statuses that count as not delivered
@@ -94,14 +94,14 @@ def _encode(timeline: Sequence[TimelineEntry]) -> str:
     return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
 
 
-def _timeline(conn: sqlite3.Connection, incident_id: int) -> list[dict[str, Any]]:
+def _timeline(conn: Connection, incident_id: int) -> list[dict[str, Any]]:
     row = conn.execute("SELECT timeline FROM incidents WHERE id = ?", (incident_id,)).fetchone()
     entries: list[dict[str, Any]] = json.loads(row["timeline"])
     return entries
 
 
 def start_escalation(
-    conn: sqlite3.Connection, incident_id: int, timeline: Sequence[TimelineEntry], now: float
+    conn: Connection, incident_id: int, timeline: Sequence[TimelineEntry], now: float
 ) -> Escalation:
     """Start paging a just opened incident along its policy's `escalation_timeline` (computed
     from `now`): the pages due at once are returned, the next step is left on a timer."""
@@ -115,7 +115,7 @@ def start_escalation(
 
 
 def _page(
-    conn: sqlite3.Connection,
+    conn: Connection,
     incident: Incident,
     position: int,
     entry: dict[str, Any],
@@ -160,7 +160,7 @@ def _page(
 
 
 def _advance(
-    conn: sqlite3.Connection,
+    conn: Connection,
     incident: Incident,
     now: float,
     cause: Cause | None = None,
@@ -208,7 +208,7 @@ def _advance(
     )
 
 
-def postpone(conn: sqlite3.Connection, incident_id: int, until: float, now: float) -> None:
+def postpone(conn: Connection, incident_id: int, until: float, now: float) -> None:
     """Make a triggered incident's escalation wait until `until` (everyone it paged is in quiet
     hours): the rest of its timeline moves on by the wait, so nobody else is woken for it."""
     incident = incidents.get(conn, incident_id)
@@ -226,7 +226,7 @@ def postpone(conn: sqlite3.Connection, incident_id: int, until: float, now: floa
     timers.schedule(conn, STEP_TIMER, key, step.due_at + wait, now, replace=True)
 
 
-def on_timer(conn: sqlite3.Connection, timer: timers.Timer, now: float) -> Escalation:
+def on_timer(conn: Connection, timer: timers.Timer, now: float) -> Escalation:
     """Fire one of the TIMER_KINDS timers (in the transaction that removes it): the next step, an
     acknowledgement running out, or a page's delivery report not coming in time."""
     if timer.kind == REPORT_TIMER:
@@ -246,7 +246,7 @@ def on_timer(conn: sqlite3.Connection, timer: timers.Timer, now: float) -> Escal
     raise ValueError(f"not an escalation timer: {timer.kind}")
 
 
-def _retrigger(conn: sqlite3.Connection, incident: Incident, now: float) -> Escalation:
+def _retrigger(conn: Connection, incident: Incident, now: float) -> Escalation:
     if incident.state is not State.ACKNOWLEDGED or (incident.acked_until or now) > now:
         return Escalation(incident)
     conn.execute(
@@ -263,7 +263,7 @@ def _retrigger(conn: sqlite3.Connection, incident: Incident, now: float) -> Esca
 
 
 def escalate(
-    conn: sqlite3.Connection, incident_id: int, now: float, cause: Cause, by: str = ""
+    conn: Connection, incident_id: int, now: float, cause: Cause, by: str = ""
 ) -> Escalation:
     """Page the next step now (asked for, or the step's pages all failed), and the ones after
     it from here. An acknowledged incident asked to escalate is no longer acknowledged."""
@@ -292,7 +292,7 @@ def escalate(
     return _advance(conn, fresh, now, cause, transition)
 
 
-def attach_job(conn: sqlite3.Connection, page_id: int, job_id: int) -> None:
+def attach_job(conn: Connection, page_id: int, job_id: int) -> None:
     """Link a page to the SMS job queued for it (delivery reports and replies find it so)."""
     conn.execute("UPDATE incident_pages SET job_id = ? WHERE id = ?", (job_id, page_id))
     conn.execute(
@@ -302,7 +302,7 @@ def attach_job(conn: sqlite3.Connection, page_id: int, job_id: int) -> None:
     )
 
 
-def delivery_report(conn: sqlite3.Connection, job_id: int, status: str, now: float) -> Escalation:
+def delivery_report(conn: Connection, job_id: int, status: str, now: float) -> Escalation:
     """A delivery report (`delivered` / `failed` / `unknown`) for a job: when every page of the
     incident's latest step has failed (or timed out), the next step is paged at once. Only
     `failed` is a failure: an accepted or unknown report is not."""
@@ -314,7 +314,7 @@ def delivery_report(conn: sqlite3.Connection, job_id: int, status: str, now: flo
 
 
 def _settle_page(
-    conn: sqlite3.Connection, row: sqlite3.Row | None, status: str, now: float, cause: Cause
+    conn: Connection, row: Row | None, status: str, now: float, cause: Cause
 ) -> Escalation:
     """Settle a pending page (None: it was settled before); fail over when its step failed."""
     if row is None:

@@ -3,7 +3,6 @@ timer per number, released as one digest SMS when the window ends."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +12,7 @@ import bridge.paging.timers as timers
 from bridge.paging.escalation import IncidentPage
 from bridge.paging.incidents import State
 from bridge.rules import Directory
+from bridge.store import Connection
 
 RELEASE_TIMER = "quiet_release"  # key: the number whose held pages it releases
 
@@ -30,7 +30,7 @@ def quiet_until(
 
 
 def hold(
-    conn: sqlite3.Connection,
+    conn: Connection,
     page: IncidentPage,
     title: str,
     release_at: float,
@@ -57,7 +57,7 @@ def held_pages(timer: timers.Timer) -> list[Mapping[str, Any]]:
     return list(timer.payload.get("pages", []))
 
 
-def digest_text(conn: sqlite3.Connection, pages: Sequence[Mapping[str, Any]]) -> str:
+def digest_text(conn: Connection, pages: Sequence[Mapping[str, Any]]) -> str:
     """`smsbridge held 3 pages overnight: #1 DiskFull (1a), …`: those settled since say so."""
     items = []
     for held in pages:

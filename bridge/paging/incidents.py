@@ -8,7 +8,6 @@ when) lives in `bridge.paging.escalation`; it drives the `position` and `base` k
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -16,6 +15,7 @@ import bridge.paging.timers as timers
 from bridge.events import Conversation
 from bridge.intake import conversations
 from bridge.paging.config import PolicyConfig
+from bridge.store import Connection, Row
 
 # Timer kinds, keyed by incident id (steps, acknowledgement timeouts) or page id (reports).
 STEP_TIMER = "incident.step"
@@ -92,7 +92,7 @@ class Transition:
         return self.change is not Change.UNCHANGED
 
 
-def _incident(row: sqlite3.Row) -> Incident:
+def _incident(row: Row) -> Incident:
     raw = row["conversation"]
     return Incident(
         id=row["id"],
@@ -118,12 +118,12 @@ def _incident(row: sqlite3.Row) -> Incident:
     )
 
 
-def get(conn: sqlite3.Connection, incident_id: int) -> Incident | None:
+def get(conn: Connection, incident_id: int) -> Incident | None:
     row = conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
     return _incident(row) if row else None
 
 
-def find_open(conn: sqlite3.Connection, rule: str, group_key: str) -> Incident | None:
+def find_open(conn: Connection, rule: str, group_key: str) -> Incident | None:
     """The incident not yet resolved for this rule and alert group."""
     row = conn.execute(
         "SELECT * FROM incidents WHERE rule = ? AND group_key = ? AND state != ?",
@@ -132,21 +132,21 @@ def find_open(conn: sqlite3.Connection, rule: str, group_key: str) -> Incident |
     return _incident(row) if row else None
 
 
-def open_incidents(conn: sqlite3.Connection) -> list[Incident]:
+def open_incidents(conn: Connection) -> list[Incident]:
     rows = conn.execute(
         "SELECT * FROM incidents WHERE state != ? ORDER BY id", (State.RESOLVED,)
     ).fetchall()
     return [_incident(row) for row in rows]
 
 
-def _require(conn: sqlite3.Connection, incident_id: int) -> Incident:
+def _require(conn: Connection, incident_id: int) -> Incident:
     found = get(conn, incident_id)
     if found is None:
         raise LookupError(f"no incident #{incident_id}")
     return found
 
 
-def paged(conn: sqlite3.Connection, incident_id: int) -> tuple[Paged, ...]:
+def paged(conn: Connection, incident_id: int) -> tuple[Paged, ...]:
     """Everyone paged for the incident, each number once, in the order first paged."""
     rows = conn.execute(
         """SELECT name, mobile, code, MIN(id) AS first FROM incident_pages
@@ -164,7 +164,7 @@ def final_wait(policy: PolicyConfig) -> float:
 
 
 def open_incident(
-    conn: sqlite3.Connection,
+    conn: Connection,
     rule: str,
     group_key: str,
     policy_name: str,
@@ -215,7 +215,7 @@ def open_incident(
     return Transition(_require(conn, int(cursor.lastrowid or 0)), Change.OPENED, None)
 
 
-def stop_paging(conn: sqlite3.Connection, incident_id: int) -> None:
+def stop_paging(conn: Connection, incident_id: int) -> None:
     """Drop the incident's step timer and the report timeouts of its pages."""
     timers.cancel(conn, STEP_TIMER, str(incident_id))
     pending = conn.execute(
@@ -227,7 +227,7 @@ def stop_paging(conn: sqlite3.Connection, incident_id: int) -> None:
 
 
 def acknowledge(
-    conn: sqlite3.Connection, incident_id: int, who: str, now: float, until: float | None = None
+    conn: Connection, incident_id: int, who: str, now: float, until: float | None = None
 ) -> Transition:
     """Stop paging: someone has it. The acknowledgement lasts until `until`, or the policy's
     ack_timeout, or (with neither) until the incident resolves; when it runs out, paging starts
@@ -263,7 +263,7 @@ def acknowledge(
     )
 
 
-def resolve(conn: sqlite3.Connection, incident_id: int, now: float, by: str = "") -> Transition:
+def resolve(conn: Connection, incident_id: int, now: float, by: str = "") -> Transition:
     """Resolved (the alert resolved, or `by` closed it): paging stops for good, and its reply
     codes are freed after CODE_QUARANTINE."""
     incident = _require(conn, incident_id)
@@ -286,15 +286,13 @@ def resolve(conn: sqlite3.Connection, incident_id: int, now: float, by: str = ""
     )
 
 
-def resolve_group(
-    conn: sqlite3.Connection, rule: str, group_key: str, now: float
-) -> Transition | None:
+def resolve_group(conn: Connection, rule: str, group_key: str, now: float) -> Transition | None:
     """The alert group resolved: its open incident (if any) is resolved."""
     incident = find_open(conn, rule, group_key)
     return None if incident is None else resolve(conn, incident.id, now)
 
 
-def code_for(conn: sqlite3.Connection, incident_id: int, mobile: str, now: float) -> int:
+def code_for(conn: Connection, incident_id: int, mobile: str, now: float) -> int:
     """The reply code of the incident's pages to `mobile`: the one it already has there, or the
     number's next free code (one counter per number, shared with chat reply codes)."""
     row = conn.execute(

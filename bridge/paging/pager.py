@@ -3,7 +3,6 @@ escalate them; every method runs inside the caller's Store.write() transaction."
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from functools import partial
 
@@ -25,6 +24,7 @@ from bridge.paging.replies import looks_like_command
 from bridge.paging.silences import SilenceAnswer, Silencer, SilenceRequest
 from bridge.rules import Decision, Directory
 from bridge.sms import mask_number
+from bridge.store import Connection
 
 SOURCE = "paging"
 TIMER_BATCH = 64  # timers fired per transaction: the write that holds them stays short
@@ -63,7 +63,7 @@ class Pager:
 
     def alert(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         decision: Decision,
         event_id: int,
         now: float,
@@ -107,7 +107,7 @@ class Pager:
 
     def reply(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         source: str,
         mobile: str,
         text: str,
@@ -143,7 +143,7 @@ class Pager:
         return jobs, True
 
     def report(
-        self, conn: sqlite3.Connection, job_id: int, status: str, now: float, touched: set[str]
+        self, conn: Connection, job_id: int, status: str, now: float, touched: set[str]
     ) -> int:
         jobs = 0
         # One job can carry several pages: a quiet-hours digest settles every page it held.
@@ -154,7 +154,7 @@ class Pager:
 
     def _silence(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         outcome: actions.Outcome,
         mobile: str,
         reply: Event,
@@ -196,7 +196,7 @@ class Pager:
 
     def chat(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         verb: str,
         number: int,
         who: str,
@@ -227,11 +227,11 @@ class Pager:
 
     # --- timers --------------------------------------------------------------------------------
 
-    def fire_due(self, conn: sqlite3.Connection, now: float, touched: set[str]) -> bool:
+    def fire_due(self, conn: Connection, now: float, touched: set[str]) -> bool:
         """Fire due escalation timers (each with its effect, in this transaction); True when a
         full batch fired, so more may be due at once."""
 
-        def effect(c: sqlite3.Connection, timer: timers.Timer) -> int:
+        def effect(c: Connection, timer: timers.Timer) -> int:
             if timer.kind == hold.RELEASE_TIMER:
                 return self._release(c, timer, now, touched)
             if timer.kind not in escalation.TIMER_KINDS:
@@ -245,7 +245,7 @@ class Pager:
 
     def _escalated(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         step: Escalation,
         now: float,
         touched: set[str],
@@ -287,9 +287,7 @@ class Pager:
             jobs += self._exhausted(conn, incident, now, touched)
         return jobs
 
-    def _release(
-        self, conn: sqlite3.Connection, timer: timers.Timer, now: float, touched: set[str]
-    ) -> int:
+    def _release(self, conn: Connection, timer: timers.Timer, now: float, touched: set[str]) -> int:
         """A quiet window ended: its held pages go out as one SMS, whose delivery report
         settles each of them."""
         pages = hold.held_pages(timer)
@@ -308,7 +306,7 @@ class Pager:
 
     def _page(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         incident: Incident,
         page: IncidentPage,
         event: Event,
@@ -350,7 +348,7 @@ class Pager:
 
     def _tell(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         transition: Transition,
         replier: str,
         now: float,
@@ -384,7 +382,7 @@ class Pager:
 
     def _sms(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         mobile: str,
         text: str,
         event: Event,
@@ -401,7 +399,7 @@ class Pager:
         return 1
 
     def _exhausted(
-        self, conn: sqlite3.Connection, incident: Incident, now: float, touched: set[str]
+        self, conn: Connection, incident: Incident, now: float, touched: set[str]
     ) -> int:
         """Nobody acknowledged after every step and repeat: a `system` event for the rules, in
         the same transaction as the timer that found it (so it is raised exactly once)."""
@@ -424,6 +422,6 @@ class Pager:
         event_id = self.pipeline.add_event(conn, event)
         return self.pipeline.post_answer(conn, event, event.text, event_id, now, touched, SOURCE)
 
-    def _event_of(self, conn: sqlite3.Connection, incident: Incident) -> Event:
+    def _event_of(self, conn: Connection, incident: Incident) -> Event:
         stored = outbox.get_event(conn, incident.event_id) if incident.event_id else None
         return stored or Event(EventKind.ALERT, SOURCE, labels={"alertname": incident.title})

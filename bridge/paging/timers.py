@@ -9,10 +9,11 @@ again after the restart) and a crash after it leaves nothing to fire.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from bridge.store import Connection, Row
 
 T = TypeVar("T")
 
@@ -31,17 +32,17 @@ class Timer:
     payload: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _timer(row: sqlite3.Row) -> Timer:
+def _timer(row: Row) -> Timer:
     return Timer(row["id"], row["kind"], row["key"], row["due_at"], json.loads(row["payload"]))
 
 
-def get(conn: sqlite3.Connection, kind: str, key: str) -> Timer | None:
+def get(conn: Connection, kind: str, key: str) -> Timer | None:
     row = conn.execute("SELECT * FROM timers WHERE kind = ? AND key = ?", (kind, key)).fetchone()
     return _timer(row) if row else None
 
 
 def schedule(
-    conn: sqlite3.Connection,
+    conn: Connection,
     kind: str,
     key: str,
     due_at: float,
@@ -68,14 +69,14 @@ def schedule(
     return Timer(int(cursor.lastrowid or 0), kind, key, due_at, json.loads(body))
 
 
-def cancel(conn: sqlite3.Connection, kind: str, key: str) -> bool:
+def cancel(conn: Connection, kind: str, key: str) -> bool:
     """Drop the (kind, key) timer; False when there was none."""
     cursor = conn.execute("DELETE FROM timers WHERE kind = ? AND key = ?", (kind, key))
     return cursor.rowcount == 1
 
 
 def due(
-    conn: sqlite3.Connection,
+    conn: Connection,
     now: float,
     limit: int,
     *,
@@ -100,23 +101,23 @@ def due(
     return taken
 
 
-def fire(conn: sqlite3.Connection, timer: Timer) -> bool:
+def fire(conn: Connection, timer: Timer) -> bool:
     """Remove the timer as fired; True when it was still there (run its effect only then)."""
     cursor = conn.execute("DELETE FROM timers WHERE id = ?", (timer.id,))
     return cursor.rowcount == 1
 
 
 def fire_due(
-    conn: sqlite3.Connection,
+    conn: Connection,
     now: float,
     limit: int,
-    effect: Callable[[sqlite3.Connection, Timer], T],
+    effect: Callable[[Connection, Timer], T],
 ) -> list[T]:
     """Fire up to `limit` due timers: each one's effect and its removal in this transaction."""
     return [effect(conn, timer) for timer in due(conn, now, limit) if fire(conn, timer)]
 
 
-def next_due(conn: sqlite3.Connection) -> float | None:
+def next_due(conn: Connection) -> float | None:
     """When the next timer can be taken (a claimed one: when its lease runs out), or None."""
     row = conn.execute("SELECT MIN(MAX(due_at, claimed_until)) AS at FROM timers").fetchone()
     return None if row["at"] is None else float(row["at"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -15,7 +14,7 @@ from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.poller import GatewayPoller
 from bridge.runtime.settings import Settings
 from bridge.runtime.supervisor import Supervisor
-from bridge.store import Store
+from bridge.store import Connection, Store
 
 
 class Daemon(Protocol):
@@ -51,7 +50,7 @@ async def refresh_gauges(daemon: Daemon) -> None:
     """Outbox depth by state and the age of the oldest unsettled job."""
     now = daemon.clock()
 
-    def read(conn: sqlite3.Connection) -> tuple[dict[str, int], float | None]:
+    def read(conn: Connection) -> tuple[dict[str, int], float | None]:
         return outbox.job_states(conn), outbox.oldest_pending(conn)
 
     states, oldest = await daemon.store.read(read)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from bridge.intake import PAGING, Pipeline, storm
 from bridge.paging import OncallConfig, Pager, timers
 from bridge.runtime.settings import SMS_OUTPUT
 from bridge.runtime.supervisor import Run, Supervisor
-from bridge.store import Store
+from bridge.store import Connection, Store
 
 Clock = Callable[[], float]
 # Periodic work: its task name, the work, its period in seconds, and whether it runs at once.
@@ -60,7 +59,7 @@ async def fire_paging_timers(pipeline: Pipeline, store: Store, clock: Clock, log
     if not isinstance(pager, Pager):
         pager = Pager(pipeline, OncallConfig(), pipeline.directory, SMS_OUTPUT)
 
-    def work(conn: sqlite3.Connection) -> bool:
+    def work(conn: Connection) -> bool:
         touched.clear()
         return pager.fire_due(conn, now, touched)
 

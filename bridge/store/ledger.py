@@ -6,10 +6,10 @@ caller composes several of them into one atomic, group-committed transaction.
 
 from __future__ import annotations
 
-import sqlite3
+from bridge.store.connection import Connection
 
 
-def seen_within(conn: sqlite3.Connection, key: str, now: float, window: float) -> bool:
+def seen_within(conn: Connection, key: str, now: float, window: float) -> bool:
     """True if `key` was recorded within its window; otherwise record it for `window` seconds."""
     row = conn.execute("SELECT expires_at FROM dedupe WHERE key = ?", (key,)).fetchone()
     if row is not None and row["expires_at"] > now:
@@ -20,11 +20,11 @@ def seen_within(conn: sqlite3.Connection, key: str, now: float, window: float) -
     return False
 
 
-def forget(conn: sqlite3.Connection, key: str) -> None:
+def forget(conn: Connection, key: str) -> None:
     conn.execute("DELETE FROM dedupe WHERE key = ?", (key,))
 
 
-def first_time(conn: sqlite3.Connection, key: str, now: float) -> bool:
+def first_time(conn: Connection, key: str, now: float) -> bool:
     """True the first time a polled record's key is seen (reads may repeat records)."""
     cursor = conn.execute(
         "INSERT OR IGNORE INTO seen_records (key, seen_at) VALUES (?, ?)", (key, now)
@@ -32,7 +32,7 @@ def first_time(conn: sqlite3.Connection, key: str, now: float) -> bool:
     return cursor.rowcount == 1
 
 
-def claim(conn: sqlite3.Connection, key: str, value: str, now: float, window: float) -> bool:
+def claim(conn: Connection, key: str, value: str, now: float, window: float) -> bool:
     """Record that `key` was used with `value` for `window` seconds; False when it was used
     with another value within its window (the same value again is a redelivery, and passes)."""
     row = conn.execute("SELECT value, expires_at FROM replay WHERE key = ?", (key,)).fetchone()
@@ -45,7 +45,7 @@ def claim(conn: sqlite3.Connection, key: str, value: str, now: float, window: fl
     return True
 
 
-def store_raw(conn: sqlite3.Connection, account: str, action: str, body: bytes, now: float) -> int:
+def store_raw(conn: Connection, account: str, action: str, body: bytes, now: float) -> int:
     """Keep a destructive read's answer before anything is done with it."""
     cursor = conn.execute(
         "INSERT INTO raw_polls (account, action, body, received_at) VALUES (?, ?, ?, ?)",
@@ -54,21 +54,21 @@ def store_raw(conn: sqlite3.Connection, account: str, action: str, body: bytes, 
     return int(cursor.lastrowid or 0)
 
 
-def unprocessed_raw(conn: sqlite3.Connection) -> list[tuple[int, str, str, bytes]]:
+def unprocessed_raw(conn: Connection) -> list[tuple[int, str, str, bytes]]:
     rows = conn.execute(
         "SELECT id, account, action, body FROM raw_polls WHERE processed_at IS NULL ORDER BY id"
     ).fetchall()
     return [(row["id"], row["account"], row["action"], bytes(row["body"])) for row in rows]
 
 
-def mark_processed(conn: sqlite3.Connection, raw_id: int, now: float) -> None:
+def mark_processed(conn: Connection, raw_id: int, now: float) -> None:
     conn.execute("UPDATE raw_polls SET processed_at = ? WHERE id = ?", (now, raw_id))
 
 
-def get_setting(conn: sqlite3.Connection, key: str) -> str | None:
+def get_setting(conn: Connection, key: str) -> str | None:
     row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row["value"])
 
 
-def put_setting(conn: sqlite3.Connection, key: str, value: str) -> None:
+def put_setting(conn: Connection, key: str, value: str) -> None:
     conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))

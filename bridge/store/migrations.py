@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import bridge.store.schema as schema
+from bridge.store.connection import Connection
 
 
 class SchemaTooNewError(Exception):
@@ -28,7 +29,7 @@ class Migration:
 
     version: int
     summary: str  # what the step adds, for `smsbridge migrate`
-    apply: Callable[[sqlite3.Connection], None]
+    apply: Callable[[Connection], None]
 
 
 def statements(sql: str) -> list[str]:
@@ -45,18 +46,18 @@ def statements(sql: str) -> list[str]:
     return found
 
 
-def script(sql: str) -> Callable[[sqlite3.Connection], None]:
+def script(sql: str) -> Callable[[Connection], None]:
     """A step that runs the statements of `sql` in order."""
     parts = statements(sql)
 
-    def run(conn: sqlite3.Connection) -> None:
+    def run(conn: Connection) -> None:
         for statement in parts:
             conn.execute(statement)
 
     return run
 
 
-def _round_one(conn: sqlite3.Connection) -> None:
+def _round_one(conn: Connection) -> None:
     script(schema.SCHEMA)(conn)
     # Stores written before reply codes existed lack this column; CREATE IF NOT EXISTS kept them.
     columns = {row[1] for row in conn.execute("PRAGMA table_info(conversations)")}
@@ -77,11 +78,11 @@ def latest(steps: Sequence[Migration] = MIGRATIONS) -> int:
     return steps[-1].version if steps else 0
 
 
-def version(conn: sqlite3.Connection) -> int:
+def version(conn: Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def check_version(conn: sqlite3.Connection, steps: Sequence[Migration] = MIGRATIONS) -> int:
+def check_version(conn: Connection, steps: Sequence[Migration] = MIGRATIONS) -> int:
     """The file's version; raises SchemaTooNewError when it is past the last step known here."""
     found = version(conn)
     if found > latest(steps):
@@ -93,7 +94,7 @@ def check_version(conn: sqlite3.Connection, steps: Sequence[Migration] = MIGRATI
     return found
 
 
-def upgrade(conn: sqlite3.Connection, steps: Sequence[Migration] = MIGRATIONS) -> list[Migration]:
+def upgrade(conn: Connection, steps: Sequence[Migration] = MIGRATIONS) -> list[Migration]:
     """Apply the steps the file lacks, each in its own transaction; returns those applied.
 
     `conn` must be in autocommit mode (isolation_level=None). Safe against another process

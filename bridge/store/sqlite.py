@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 
 import bridge.store.migrations as migrations
 from bridge.plugin import StoreUnavailableError
+from bridge.store.connection import Connection, Row
 
 T = TypeVar("T")
-Work = Callable[[sqlite3.Connection], Any]
+Work = Callable[[Connection], Any]
 
 # A batch bigger than this would hold back the first writer's answer for too long.
 MAX_BATCH = 512
@@ -101,9 +102,9 @@ class _Pending:
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
 
 
-def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+def _connect(path: Path, synchronous: str) -> Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.row_factory = sqlite3.Row
+    conn.row_factory = Row
     if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
         # A new file: only now, before WAL mode writes its header and before the first table,
         # can it be made to hand freed pages back (retention's incremental vacuum).
@@ -130,8 +131,8 @@ class Store:
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
         self._synchronous = synchronous
-        self._writer: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
+        self._writer: Connection | None = None
+        self._reader: Connection | None = None
         self._reader_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
@@ -186,7 +187,7 @@ class Store:
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
-    async def maintain(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def maintain(self, work: Callable[[Connection], T]) -> T:
         """Run `work` on the writer's connection between two commits, outside any transaction.
 
         For what cannot run inside one (an incremental vacuum, a checkpoint): writes wait while
@@ -210,7 +211,7 @@ class Store:
         self._executor.shutdown(wait=True)
         self._reads.shutdown(wait=True)
 
-    async def write(self, work: Callable[[sqlite3.Connection], T], *, pure: bool = False) -> T:
+    async def write(self, work: Callable[[Connection], T], *, pure: bool = False) -> T:
         """Run `work` in a write transaction; returns once its effects are committed to disk.
 
         `pure` says that `work` has no effect outside the connection (it may be run twice) and
@@ -222,7 +223,7 @@ class Store:
         """
         return await self._enqueue(work, pure=pure, maintenance=False)
 
-    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(self, work: Callable[[Connection], T]) -> T:
         """Run `work` on the read connection (it sees the last committed state)."""
         if self._reader is None:
             raise StoreUnavailableError("the store is not open")
@@ -235,7 +236,7 @@ class Store:
         return await asyncio.get_running_loop().run_in_executor(self._reads, run)
 
     async def _enqueue(
-        self, work: Callable[[sqlite3.Connection], T], *, pure: bool, maintenance: bool
+        self, work: Callable[[Connection], T], *, pure: bool, maintenance: bool
     ) -> T:
         if not self.is_open or self._loop is None:
             raise StoreUnavailableError("the store is not open")
@@ -350,7 +351,7 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _guarded(conn: sqlite3.Connection, pending: _Pending) -> tuple[bool, Any]:
+def _guarded(conn: Connection, pending: _Pending) -> tuple[bool, Any]:
     """Run one work in its own savepoint: if it fails, only its changes are rolled back."""
     conn.execute("SAVEPOINT work")
     try:
@@ -365,7 +366,7 @@ def _guarded(conn: sqlite3.Connection, pending: _Pending) -> tuple[bool, Any]:
     return True, value
 
 
-def _run_pure(conn: sqlite3.Connection, run: list[_Pending]) -> list[tuple[bool, Any]]:
+def _run_pure(conn: Connection, run: list[_Pending]) -> list[tuple[bool, Any]]:
     """Run pure works under one savepoint; if one fails, undo them all and run each again in
     its own, so the failure stays its own."""
     conn.execute("SAVEPOINT pure")

@@ -6,20 +6,20 @@ Each function takes the writer's connection outside any transaction (`Store.main
 
 from __future__ import annotations
 
-import sqlite3
+from bridge.store.connection import Connection
 
 INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 
 
-def is_incremental(conn: sqlite3.Connection) -> bool:
+def is_incremental(conn: Connection) -> bool:
     return int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) == INCREMENTAL
 
 
-def free_pages(conn: sqlite3.Connection) -> int:
+def free_pages(conn: Connection) -> int:
     return int(conn.execute("PRAGMA freelist_count").fetchone()[0])
 
 
-def incremental_step(conn: sqlite3.Connection, pages: int) -> int:
+def incremental_step(conn: Connection, pages: int) -> int:
     """Hand up to `pages` free pages back; returns how many went (0 when not incremental)."""
     before = free_pages(conn)
     # executescript steps the pragma to its end: execute() would free a single page.
@@ -27,13 +27,13 @@ def incremental_step(conn: sqlite3.Connection, pages: int) -> int:
     return before - free_pages(conn)
 
 
-def checkpoint(conn: sqlite3.Connection) -> None:
+def checkpoint(conn: Connection) -> None:
     """Copy the WAL into the file (passive: no waiting on readers); a file that lost pages is
     truncated to its new size here."""
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
-def make_incremental(conn: sqlite3.Connection) -> None:
+def make_incremental(conn: Connection) -> None:
     """Rewrite the whole file with incremental vacuum on: long, and writes wait meanwhile."""
     conn.execute(f"PRAGMA auto_vacuum={INCREMENTAL}")
     conn.execute("VACUUM")

@@ -7,12 +7,11 @@ wrong is never used by the other, and `rotate-key` can ask the daemon to stop it
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, Self
 
-from bridge.store import Store, ledger
+from bridge.store import Connection, Store, ledger
 
 
 class Marks(Protocol):
@@ -49,13 +48,13 @@ class StoreMarks:
         self.store = store
 
     async def load(self, names: Sequence[str]) -> dict[str, str]:
-        def read(conn: sqlite3.Connection) -> dict[str, str]:
+        def read(conn: Connection) -> dict[str, str]:
             return {name: ledger.get_setting(conn, name) or "" for name in names}
 
         return await self.store.read(read)
 
     async def save(self, values: Mapping[str, str]) -> None:
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Connection) -> None:
             for name, value in values.items():
                 ledger.put_setting(conn, name, value)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -17,6 +16,7 @@ from bridge.commands.common import EXIT_CONFIG, EXIT_OK, BadInputError, add_comm
 from bridge.commands.output import emit_json, emit_lines
 from bridge.config import parse_duration
 from bridge.sms import InvalidNumberError, normalize_number
+from bridge.store import Connection
 
 T = TypeVar("T")
 _TIME = "%Y-%m-%d %H:%M:%S"
@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     incidents.set_defaults(handler=_handled(cmd_incidents))
 
 
-async def _read(config: Path | None, query: Callable[[sqlite3.Connection], T]) -> T:
+async def _read(config: Path | None, query: Callable[[Connection], T]) -> T:
     path = (await asyncio.to_thread(source.load_sections, config)).store.path
 
     def run() -> T:
@@ -177,7 +177,7 @@ async def cmd_messages(args: argparse.Namespace) -> int:
     if args.since is not None:
         since = datetime.now().timestamp() - args.since
 
-    def query(conn: sqlite3.Connection) -> list[views.Message]:
+    def query(conn: Connection) -> list[views.Message]:
         return views.messages(
             conn,
             since=since,
@@ -221,7 +221,7 @@ async def cmd_messages(args: argparse.Namespace) -> int:
 
 
 async def cmd_queue(args: argparse.Namespace) -> int:
-    def query(conn: sqlite3.Connection) -> tuple[list[views.Waiting], list[views.AccountPause]]:
+    def query(conn: Connection) -> tuple[list[views.Waiting], list[views.AccountPause]]:
         return views.queue(conn, after=args.after, limit=args.limit), views.pauses(conn)
 
     waiting, paused = await _read(args.config, query)

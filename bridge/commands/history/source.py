@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridge.config import load_yaml, read_config_file, validate
 from bridge.config.models import StoreConfig
 from bridge.rules import Contacts
-from bridge.store import StoreOpenError, migrations
+from bridge.store import Connection, Row, StoreOpenError, migrations
 
 # The sections history reads; the others are neither validated nor needed.
 _SECTIONS = ("store", "contacts")
@@ -56,7 +56,7 @@ class StoreTooOldError(Exception):
 
 
 @contextmanager
-def read_only(path: Path) -> Iterator[sqlite3.Connection]:
+def read_only(path: Path) -> Iterator[Connection]:
     """A read-only connection on the store at `path`; raises StoreOpenError if it cannot be read.
 
     With a daemon running, its -wal and -shm files exist and the connection reads through them.
@@ -71,7 +71,7 @@ def read_only(path: Path) -> Iterator[sqlite3.Connection]:
     except sqlite3.Error as exc:
         raise StoreOpenError(path, exc) from None
     try:
-        conn.row_factory = sqlite3.Row
+        conn.row_factory = Row
         try:
             found = migrations.check_version(conn)
         except sqlite3.DatabaseError as exc:

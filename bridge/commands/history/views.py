@@ -5,7 +5,6 @@ Every listing pages by id (keyset): a page is one index range, however long the 
 
 from __future__ import annotations
 
-import sqlite3
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from bridge.outbox import jobs
 from bridge.paging import open_incidents
 from bridge.plugins.c123.marks import Pause
 from bridge.sms import mask_number
+from bridge.store import Connection, Row
 
 # A message's state as people ask about it: the job's state with its hold and delivery report.
 STATES: dict[str, str] = {
@@ -42,7 +42,7 @@ def masked(recipient: str) -> str:
     return mask_number(plain) if plain.isdigit() else recipient
 
 
-def _state(row: sqlite3.Row) -> str:
+def _state(row: Row) -> str:
     """The row's name in STATES (the same rules, for one row)."""
     state, delivery = str(row["state"]), str(row["delivery"])
     if state == "pending":
@@ -80,7 +80,7 @@ class Message:
     cost: Decimal
 
 
-def _event_names(conn: sqlite3.Connection, ids: set[int]) -> dict[int, str]:
+def _event_names(conn: Connection, ids: set[int]) -> dict[int, str]:
     """Each event's alertname label, else its kind ('' for an event retention removed)."""
     names: dict[int, str] = {}
     for event_id in ids:
@@ -94,7 +94,7 @@ def _event_names(conn: sqlite3.Connection, ids: set[int]) -> dict[int, str]:
 
 
 def messages(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     since: float | None = None,
     recipients: Sequence[str] = (),
@@ -165,7 +165,7 @@ class Waiting:
     next_at: datetime | None  # when it moves next (None while sending)
 
 
-def queue(conn: sqlite3.Connection, *, after: int | None = None, limit: int = 50) -> list[Waiting]:
+def queue(conn: Connection, *, after: int | None = None, limit: int = 50) -> list[Waiting]:
     """Unsettled messages oldest first, up to `limit`, with ids above `after`."""
     rows = conn.execute(
         # The WHERE term is the jobs_unsettled index's, word for word, so SQLite uses it.
@@ -199,7 +199,7 @@ class AccountPause:
     probe_at: datetime | None  # None: when its key changes
 
 
-def pauses(conn: sqlite3.Connection) -> list[AccountPause]:
+def pauses(conn: Connection) -> list[AccountPause]:
     """The gateway accounts paused now, as the daemon marked them in the store."""
     rows = conn.execute(
         "SELECT key, value FROM settings WHERE key LIKE 'c123.%.pause' ORDER BY key"
@@ -236,7 +236,7 @@ class OpenIncident:
     paged: list[str]  # the people paged, by name, in the order first paged
 
 
-def incidents(conn: sqlite3.Connection) -> list[OpenIncident]:
+def incidents(conn: Connection) -> list[OpenIncident]:
     """Incidents not yet resolved, oldest first, with the pages sent for each."""
     found: list[OpenIncident] = []
     for incident in open_incidents(conn):
