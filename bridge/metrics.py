@@ -173,6 +173,14 @@ class Metrics:
             ["change"],
             registry=r,
         )
+        self.incidents = Gauge(
+            "smsbridge_incidents",
+            "Incidents not yet resolved, by state (triggered, acknowledged); read at scrape.",
+            ["state"],
+            registry=r,
+        )
+        for state in ("triggered", "acknowledged"):
+            self.incidents.labels(state)
         self.time_to_acknowledge = Histogram(
             "smsbridge_incident_time_to_acknowledge_seconds",
             "From an incident opening to its first acknowledgement.",

@@ -139,6 +139,17 @@ def open_incidents(conn: Connection) -> list[Incident]:
     return [_incident(row) for row in rows]
 
 
+def open_counts(conn: Connection) -> dict[State, int]:
+    """How many incidents are in each state short of resolved (0 where none)."""
+    # The literal lets SQLite read the partial index of open incidents, not the whole table.
+    rows = conn.execute(
+        "SELECT state, COUNT(*) AS n FROM incidents WHERE state != 'resolved' GROUP BY state"
+    ).fetchall()
+    counts = {State.TRIGGERED: 0, State.ACKNOWLEDGED: 0}
+    counts.update({State(row["state"]): int(row["n"]) for row in rows})
+    return counts
+
+
 def _require(conn: Connection, incident_id: int) -> Incident:
     found = get(conn, incident_id)
     if found is None:

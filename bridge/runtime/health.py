@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from bridge.metrics import Metrics
 from bridge.outbox import JobState
 from bridge.outbox import jobs as outbox
+from bridge.paging import State, open_counts
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.poller import GatewayPoller
@@ -47,13 +48,15 @@ class Daemon(Protocol):
 
 
 async def refresh_gauges(daemon: Daemon) -> None:
-    """Outbox depth by state and the age of the oldest unsettled job."""
+    """Outbox depth by state, the age of the oldest unsettled job, open incidents by state."""
     now = daemon.clock()
 
-    def read(conn: Connection) -> tuple[dict[str, int], float | None]:
-        return outbox.job_states(conn), outbox.oldest_pending(conn)
+    def read(conn: Connection) -> tuple[dict[str, int], float | None, dict[State, int]]:
+        return outbox.job_states(conn), outbox.oldest_pending(conn), open_counts(conn)
 
-    states, oldest = await daemon.store.read(read)
+    states, oldest, incidents = await daemon.store.read(read)
+    for incident_state, count in incidents.items():
+        daemon.metrics.incidents.labels(incident_state.value).set(count)
     for state in JobState:
         daemon.metrics.outbox_jobs.labels(state.value).set(states.get(state.value, 0))
     daemon.metrics.outbox_oldest.set(max(now - oldest, 0.0) if oldest is not None else 0.0)

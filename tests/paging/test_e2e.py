@@ -15,6 +15,7 @@ import pytest
 
 from bridge.plugins.c123.simulator import GatewayState
 from bridge.runtime.daemon import Daemon
+from bridge.runtime.health import refresh_gauges
 from bridge.runtime.settings import load_settings
 from bridge.testing import DaemonFactory, daemon_config, post_json, quick_simulator_settings
 
@@ -135,11 +136,16 @@ async def test_alert_pages_escalates_and_a_reply_acknowledges(
     assert sample("smsbridge_incident_changes_total", {"change": "acknowledged"}) == 1
     assert sample("smsbridge_incident_time_to_acknowledge_seconds_count") == 1
     assert 1 <= (sample("smsbridge_incident_time_to_acknowledge_seconds_sum") or 0) < 30
+    await refresh_gauges(daemon)
+    assert sample("smsbridge_incidents", {"state": "acknowledged"}) == 1
+    assert sample("smsbridge_incidents", {"state": "triggered"}) == 0
 
     assert (await post_json(daemon, "/hooks/am", notification("resolved", fingerprint)))[0] == 200
     await daemon.processor.drain()
     assert await incident_state(daemon) == "resolved"
     assert len(state.messages) == 4
+    await refresh_gauges(daemon)
+    assert sample("smsbridge_incidents", {"state": "acknowledged"}) == 0
 
 
 async def test_undelivered_page_fails_over_at_the_next_report_poll(
