@@ -188,7 +188,36 @@ class Pager:
                     comment=f"{who} acknowledged #{incident.id} {incident.title} by SMS",
                 )
             )
-        # Held like a metric update: made only if this transaction commits, after it does.
+        # The timer makes it durable; the silences are made after this transaction commits.
+        pending.key = f"{mobile}|{now:.6f}"
+        timers.schedule(
+            conn,
+            silences.PENDING_TIMER,
+            pending.key,
+            now + silences.RETRY_AFTER,
+            now,
+            pending.payload(),
+        )
+        self.pipeline.notes.count(partial(silencer.submit, pending))
+        return 0
+
+    def _resume_silence(
+        self, conn: Connection, timer: timers.Timer, now: float, touched: set[str]
+    ) -> int:
+        """An `ack 2h` whose silences were never made (the daemon stopped in between): make
+        them now, keeping the timer until the answer is queued."""
+        config, silencer = self.oncall.alertmanager, self.silencer
+        found = timer.payload
+        if config is None or silencer is None:
+            answer = f"{found['answer']}; no silence made: no Alertmanager is configured"
+            reply = Event.from_json(found["event"])
+            mobile = str(found["mobile"])
+            return self._sms(conn, mobile, answer, reply, None, found["rule"], now, touched)
+        pending = SilenceAnswer.from_timer(config, timer)
+        timers.schedule(
+            conn, silences.PENDING_TIMER, timer.key, now + silences.RETRY_AFTER, now, found
+        )
+        self.pipeline.notes.info("silence_resumed", requests=len(pending.requests))
         self.pipeline.notes.count(partial(silencer.submit, pending))
         return 0
 
@@ -234,6 +263,8 @@ class Pager:
         def effect(c: Connection, timer: timers.Timer) -> int:
             if timer.kind == hold.RELEASE_TIMER:
                 return self._release(c, timer, now, touched)
+            if timer.kind == silences.PENDING_TIMER:
+                return self._resume_silence(c, timer, now, touched)
             if timer.kind not in escalation.TIMER_KINDS:
                 self.pipeline.notes.warning("timer_unknown", kind=timer.kind)
                 return 0

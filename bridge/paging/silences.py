@@ -1,4 +1,5 @@
-"""`ack 2h` made real: silences created in Alertmanager (its v2 API) after the ack commits."""
+"""`ack 2h` made real: silences created in Alertmanager (its v2 API) after the ack commits, on
+a durable pending-silence timer so that a crash between the two still makes them."""
 
 from __future__ import annotations
 
@@ -8,17 +9,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import aiohttp
 
+import bridge.paging.timers as timers
 from bridge.events import Event, Intent
 from bridge.intake import Pipeline
 from bridge.outbox import jobs as outbox
 from bridge.paging.config import SilencesConfig
 from bridge.sms import mask_number
-from bridge.store import Store
+from bridge.store import Connection, Store
 
 API = "/api/v2/silences"
 CREATED_BY = "smsbridge"
@@ -26,6 +27,10 @@ TIMEOUT = aiohttp.ClientTimeout(total=10)
 # One `name="value"` of a group key (values escaped as bridge.rules.matchers.escape_value does).
 _PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
 _UNESCAPE = {"\\": "\\", '"': '"', "n": "\n"}
+# One timer per `ack 2h`, written with the acknowledgement and dropped with the queueing of its
+# answer: if the daemon dies in between, the timer comes due and the silences are made then.
+PENDING_TIMER = "paging.silence"
+RETRY_AFTER = 300.0  # longer than any run takes (a few requests of at most TIMEOUT each)
 
 
 class SilenceError(Exception):
@@ -55,6 +60,53 @@ class SilenceAnswer:
     rule: str
     requests: list[SilenceRequest] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # incidents no silence could be made for
+    key: str = ""  # its PENDING_TIMER, dropped when the answer is queued
+
+    def payload(self) -> dict[str, Any]:
+        """What the pending-silence timer keeps of it (the config is the config of the day)."""
+        return {
+            "output": self.output,
+            "mobile": self.mobile,
+            "answer": self.answer,
+            "event": self.event.to_json(),
+            "rule": self.rule,
+            "refused": self.refused,
+            "requests": [
+                {
+                    "incident": r.incident,
+                    "title": r.title,
+                    "matchers": [list(m) for m in r.matchers],
+                    "ends_at": r.ends_at,
+                    "comment": r.comment,
+                }
+                for r in self.requests
+            ],
+        }
+
+    @classmethod
+    def from_timer(cls, config: SilencesConfig, timer: timers.Timer) -> SilenceAnswer:
+        """The answer a pending-silence timer kept, to be made again."""
+        found = timer.payload
+        return cls(
+            config=config,
+            output=found["output"],
+            mobile=found["mobile"],
+            answer=found["answer"],
+            event=Event.from_json(found["event"]),
+            rule=found["rule"],
+            requests=[
+                SilenceRequest(
+                    incident=int(r["incident"]),
+                    title=r["title"],
+                    matchers=tuple((str(n), str(v)) for n, v in r["matchers"]),
+                    ends_at=float(r["ends_at"]),
+                    comment=r["comment"],
+                )
+                for r in found["requests"]
+            ],
+            refused=list(found["refused"]),
+            key=timer.key,
+        )
 
 
 def group_matchers(group_key: str, labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -187,10 +239,16 @@ class Silencer:
             event=answer.event,
         )
         segments, _ = self.pipeline.estimate(answer.output, text)
-        await self.store.write(
-            partial(outbox.add_job, intent=intent, event_id=None, now=now, segments=segments)
-        )
-        self.pipeline.wake({answer.output})
+
+        def queue(conn: Connection) -> bool:
+            # Its timer gone: a run resumed after a restart has answered already.
+            if answer.key and not timers.cancel(conn, PENDING_TIMER, answer.key):
+                return False
+            outbox.add_job(conn, intent, None, now, segments=segments)
+            return True
+
+        if await self.store.write(queue):
+            self.pipeline.wake({answer.output})
 
     async def drain(self) -> None:
         """Wait for the silences under way (for a clean stop, and for tests)."""

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from bridge.paging.config import SilencesConfig
 from bridge.paging.silences import (
+    PENDING_TIMER,
+    RETRY_AFTER,
     SilenceError,
     SilenceRequest,
     create_silence,
@@ -27,6 +29,7 @@ from bridge.paging.silences import (
 )
 from bridge.rules.matchers import escape_value
 from bridge.runtime.daemon import Daemon
+from bridge.runtime.loops import fire_paging_timers
 from bridge.testing import DaemonFactory, post_json
 from tests.e2e.alertmanager_process import ALERTMANAGER, free_port, running_alertmanager
 from tests.paging.test_e2e import has, incident_state, notification, sent_to
@@ -230,3 +233,50 @@ def test_any_group_key_gives_back_its_labels(labels: dict[str, str]) -> None:
     """A group key is written as Decision.group_key writes it: values escaped, in order."""
     key = "rule{" + ",".join(f'{n}="{escape_value(v)}"' for n, v in labels.items()) + "}"
     assert group_matchers(key, {}) == tuple(labels.items())
+
+
+async def test_a_crash_between_the_ack_and_the_silence_still_makes_the_silence(
+    smsbridge_daemon: DaemonFactory, alertmanager: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The acknowledgement commits, then the daemon dies before Alertmanager was called (the
+    silencer never runs): the pending-silence timer committed with the ack comes due, the
+    silence is made, the answer sent once, and the timer is gone."""
+    assert await silences_in(alertmanager) == []
+    daemon = await smsbridge_daemon(config(alertmanager))
+    assert daemon.simulator is not None
+    state = daemon.simulator.state
+    lost: list[object] = []
+    monkeypatch.setattr(daemon.silencer, "submit", lost.append)  # the process died here
+    fingerprint = f"{next(_fingerprints):016x}"
+    assert (await post_json(daemon, "/hooks/am", notification("firing", fingerprint)))[0] == 200
+    await state.wait_for(has(1))
+    state.inject_reply(A, "1a 2h")
+    await daemon.poller.poll_replies()
+    await daemon.processor.drain()
+    assert len(lost) == 1
+    assert await incident_state(daemon) == "acknowledged"
+    assert await pending_silences(daemon) == 1
+    assert await silences_in(alertmanager) == []
+
+    monkeypatch.undo()  # the next daemon's silencer works
+    later = time.time() + RETRY_AFTER + 1
+    await fire_paging_timers(daemon.pipeline, daemon.store, lambda: later, daemon.log)
+    await daemon.silencer.drain()
+    await state.wait_for(has(2))
+    (silence,) = await silences_in(alertmanager)
+    assert silence["comment"] == "Alice acknowledged #1 DiskFull by SMS"
+    assert sent_to(state)[1][1].startswith("acknowledged #1 DiskFull; silenced #1 until ")
+    assert await pending_silences(daemon) == 0
+    # Firing again finds nothing: one silence, one answer.
+    await fire_paging_timers(daemon.pipeline, daemon.store, lambda: later + 600, daemon.log)
+    await daemon.silencer.drain()
+    assert len(await silences_in(alertmanager)) == 1
+    assert len(state.messages) == 2
+
+
+async def pending_silences(daemon: Daemon) -> int:
+    def read(conn: Any) -> int:
+        row = conn.execute("SELECT COUNT(*) AS n FROM timers WHERE kind = ?", (PENDING_TIMER,))
+        return int(row.fetchone()["n"])
+
+    return await daemon.store.read(read)
