@@ -181,6 +181,13 @@ class Metrics:
         )
         for state in ("triggered", "acknowledged"):
             self.incidents.labels(state)
+        self.member_unreachable = Gauge(
+            "smsbridge_oncall_member_unreachable",
+            "1 for each schedule member whose last page was not delivered (failed, or no "
+            "report in time); read at scrape.",
+            ["schedule", "member"],
+            registry=r,
+        )
         self.time_to_acknowledge = Histogram(
             "smsbridge_incident_time_to_acknowledge_seconds",
             "From an incident opening to its first acknowledgement.",

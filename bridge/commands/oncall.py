@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bridge.commands.common import EXIT_OK, EXIT_USAGE
+from bridge.commands.history.source import StoreTooOldError, read_only
 from bridge.commands.output import emit_json, emit_lines
 from bridge.config import ConfigError, issue_at, load_yaml, read_config_file
 from bridge.config.models import Config
-from bridge.paging import ScheduleConfig, check_references, next_handoffs, who_is_on_call
-from bridge.runtime import load_settings
+from bridge.paging import (
+    ScheduleConfig,
+    Unreachable,
+    check_references,
+    next_handoffs,
+    unreachable,
+    who_is_on_call,
+)
+from bridge.rules import Directory
+from bridge.runtime import Settings, load_settings
+from bridge.sms import mask_number
+from bridge.store import StoreOpenError
 
 DEFAULT_HANDOFFS = 3
 _NOBODY = "(nobody)"
@@ -75,6 +86,19 @@ def _describe(name: str, schedule: ScheduleConfig, at: datetime, count: int) -> 
     }
 
 
+def _unreachable(settings: Settings, schedules: dict[str, ScheduleConfig]) -> list[Unreachable]:
+    """Members whose last page was not delivered, from the store when there is one."""
+    path = settings.config.store.path
+    if not schedules or not path.exists():
+        return []
+    directory = Directory(settings.config.contacts, settings.config.groups)
+    try:
+        with read_only(path) as conn:
+            return unreachable(conn, schedules, directory)
+    except (StoreOpenError, StoreTooOldError):
+        return []  # nothing to warn of that can be read; who is on call still stands
+
+
 async def cmd_oncall(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     _check(settings.config, args.config)
@@ -93,9 +117,20 @@ async def cmd_oncall(args: argparse.Namespace) -> int:
     if at.tzinfo is None:
         at = at.replace(tzinfo=settings.timezone)
     names = [args.schedule] if args.schedule is not None else sorted(schedules)
+    shown = {name: schedules[name] for name in names}
     report = {
         "at": at,
         "schedules": [_describe(name, schedules[name], at, args.handoffs) for name in names],
+        "warnings": [
+            {
+                "schedule": item.schedule,
+                "member": item.member,
+                "number": mask_number(item.number),
+                "paged_at": datetime.fromtimestamp(item.paged_at, UTC).astimezone(at.tzinfo),
+                "status": item.status,
+            }
+            for item in _unreachable(settings, shown)
+        ],
     }
     if args.json:
         emit_json(report)
@@ -130,4 +165,10 @@ def _lines(report: dict[str, Any]) -> list[str]:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[3]]).rstrip())
+    for warning in report["warnings"]:
+        why = "no delivery report came" if warning["status"] == "timeout" else "it failed"
+        lines.append(
+            f"warning: {warning['member']} ({warning['number']}) of {warning['schedule']}: the "
+            f"last page, {warning['paged_at'].strftime(_TIME)}, was not delivered ({why})"
+        )
     return lines

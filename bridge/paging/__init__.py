@@ -26,6 +26,7 @@ from bridge.paging.escalation import (
     on_timer,
     start_escalation,
 )
+from bridge.paging.handoffs import HANDOFF_TIMER, Unreachable, unreachable
 from bridge.paging.incidents import (
     Change,
     Incident,
@@ -54,6 +55,7 @@ from bridge.paging.silences import Silencer
 from bridge.rules import QuietHours, to_instant
 
 __all__ = [
+    "HANDOFF_TIMER",
     "TIMER_KINDS",
     "Action",
     "Cause",
@@ -85,6 +87,7 @@ __all__ = [
     "Target",
     "TimelineEntry",
     "Transition",
+    "Unreachable",
     "acknowledge",
     "apply_reply",
     "attach_job",
@@ -108,5 +111,6 @@ __all__ = [
     "start_escalation",
     "timers",
     "to_instant",
+    "unreachable",
     "who_is_on_call",
 ]

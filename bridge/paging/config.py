@@ -227,6 +227,7 @@ class ScheduleConfig(ConfigModel):
     rotation: RotationConfig | None = None
     layers: list[RotationConfig] = Field(default_factory=list)  # later layers win where staffed
     overrides: list[OverrideConfig] = Field(default_factory=list)
+    handoff_sms: bool = False  # text whoever comes on call, once at each handoff
 
     @model_validator(mode="after")
     def _has_a_rotation(self) -> Self:

@@ -9,6 +9,7 @@ from functools import partial
 import bridge.paging.actions as actions
 import bridge.paging.chat as chat
 import bridge.paging.escalation as escalation
+import bridge.paging.handoffs as handoffs
 import bridge.paging.hold as hold
 import bridge.paging.incidents as incidents
 import bridge.paging.silences as silences
@@ -28,6 +29,12 @@ from bridge.store import Connection
 
 SOURCE = "paging"
 TIMER_BATCH = 64  # timers fired per transaction: the write that holds them stays short
+_PENDING_PAGE = (
+    "SELECT incident_id, name, mobile FROM incident_pages WHERE id = ? AND status = 'pending'"
+)
+_PENDING_JOB_PAGES = (
+    "SELECT incident_id, name, mobile FROM incident_pages WHERE job_id = ? AND status = 'pending'"
+)
 HELP = "Not a command. Reply with your page's code: 1a ack, 1c close, 1e escalate"
 
 
@@ -58,6 +65,7 @@ class Pager:
         self.directory = directory
         self.output = output  # the SMS gateway, whose delivery reports drive the failover
         self.silencer = silencer  # makes `ack 2h` silences once the acknowledgement commits
+        self._handoffs_set = False  # this config's handoff timers are in the store
 
     # --- alerts ------------------------------------------------------------------------------
 
@@ -146,6 +154,8 @@ class Pager:
         self, conn: Connection, job_id: int, status: str, now: float, touched: set[str]
     ) -> int:
         jobs = 0
+        if status == "failed":
+            self._warn_undelivered(conn, _PENDING_JOB_PAGES, job_id, "failed")
         # One job can carry several pages: a quiet-hours digest settles every page it held.
         while (step := escalation.delivery_report(conn, job_id, status, now)).incident:
             touched.add(PAGING)
@@ -260,7 +270,15 @@ class Pager:
         """Fire due escalation timers (each with its effect, in this transaction); True when a
         full batch fired, so more may be due at once."""
 
+        if not self._handoffs_set:
+            handoffs.ensure_timers(conn, self.oncall.schedules, now)
+            self.pipeline.notes.count(self._handoffs_ready)
+
         def effect(c: Connection, timer: timers.Timer) -> int:
+            if timer.kind == handoffs.HANDOFF_TIMER:
+                return self._handoff(c, timer, now, touched)
+            if timer.kind == incidents.REPORT_TIMER:
+                self._warn_undelivered(c, _PENDING_PAGE, int(timer.key), "no report")
             if timer.kind == hold.RELEASE_TIMER:
                 return self._release(c, timer, now, touched)
             if timer.kind == silences.PENDING_TIMER:
@@ -271,6 +289,39 @@ class Pager:
             return self._escalated(c, escalation.on_timer(c, timer, now), now, touched)
 
         return len(timers.fire_due(conn, now, TIMER_BATCH, effect)) >= TIMER_BATCH
+
+    def _handoffs_ready(self) -> None:
+        self._handoffs_set = True  # once the transaction that set them committed
+
+    def _handoff(self, conn: Connection, timer: timers.Timer, now: float, touched: set[str]) -> int:
+        """A handoff came: whoever comes on call is told (`handoff_sms`)."""
+        told = handoffs.on_timer(conn, timer, self.oncall.schedules, self.directory, now)
+        for item in told:
+            event = Event(
+                EventKind.SYSTEM, SOURCE, labels={"schedule": item.schedule}, text=item.text
+            )
+            self._sms(
+                conn, item.recipient.number, item.text, event, None, "oncall-handoff", now, touched
+            )
+            self.pipeline.notes.info(
+                "handoff_told", schedule=item.schedule, to=mask_number(item.recipient.number)
+            )
+        return len(told)
+
+    def _warn_undelivered(self, conn: Connection, query: str, key: int, reason: str) -> None:
+        """Log that a page did not arrive, naming the schedules whose member missed it (their
+        next page may not arrive either)."""
+        for row in conn.execute(query, (key,)).fetchall():
+            self.pipeline.notes.warning(
+                "page_undelivered",
+                incident=row["incident_id"],
+                member=row["name"],
+                to=mask_number(row["mobile"]),
+                reason=reason,
+                schedules=handoffs.schedules_of(
+                    self.oncall.schedules, self.directory, row["mobile"]
+                ),
+            )
 
     # --- telling people ------------------------------------------------------------------------
 

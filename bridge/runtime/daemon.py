@@ -377,6 +377,7 @@ class Daemon:
         """Route by the new config and its adapters; returns the adapters they replace."""
         replaced = Adapters(self._inputs, self._outputs)
         configure.route(self.pipeline, settings, self.silencer)
+        self._wake({PAGING})  # the new config's handoff timers are set by the paging loop
         self.processor.chatops = configure.chatops(settings, partial(gateway.balance, self.client))
         self._inputs, self._outputs = new.inputs, new.outputs
         self.hooks.install(new.inputs)

@@ -9,10 +9,11 @@ from typing import Any, Protocol
 from bridge.metrics import Metrics
 from bridge.outbox import JobState
 from bridge.outbox import jobs as outbox
-from bridge.paging import State, open_counts
+from bridge.paging import State, open_counts, unreachable
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.poller import GatewayPoller
+from bridge.rules import Directory
 from bridge.runtime.settings import Settings
 from bridge.runtime.supervisor import Supervisor
 from bridge.store import Connection, Store
@@ -51,12 +52,20 @@ async def refresh_gauges(daemon: Daemon) -> None:
     """Outbox depth by state, the age of the oldest unsettled job, open incidents by state."""
     now = daemon.clock()
 
-    def read(conn: Connection) -> tuple[dict[str, int], float | None, dict[State, int]]:
-        return outbox.job_states(conn), outbox.oldest_pending(conn), open_counts(conn)
+    config = daemon.settings.config
+    schedules = config.oncall.schedules if config.oncall is not None else {}
+    directory = Directory(config.contacts, config.groups)
 
-    states, oldest, incidents = await daemon.store.read(read)
+    def read(conn: Connection) -> tuple[dict[str, int], float | None, dict[State, int], Any]:
+        missed = unreachable(conn, schedules, directory)
+        return outbox.job_states(conn), outbox.oldest_pending(conn), open_counts(conn), missed
+
+    states, oldest, incidents, missed = await daemon.store.read(read)
     for incident_state, count in incidents.items():
         daemon.metrics.incidents.labels(incident_state.value).set(count)
+    daemon.metrics.member_unreachable.clear()
+    for member in missed:
+        daemon.metrics.member_unreachable.labels(member.schedule, member.member).set(1)
     for state in JobState:
         daemon.metrics.outbox_jobs.labels(state.value).set(states.get(state.value, 0))
     daemon.metrics.outbox_oldest.set(max(now - oldest, 0.0) if oldest is not None else 0.0)
