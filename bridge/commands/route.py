@@ -16,7 +16,7 @@ from bridge.commands.common import EXIT_OK, EXIT_USAGE
 from bridge.commands.output import emit_json, emit_lines
 from bridge.events import Event, Status
 from bridge.outbox import jobs as outbox
-from bridge.paging import NobodyOnCall, escalation_timeline
+from bridge.paging import NobodyOnCall, escalation_timeline, quiet_until
 from bridge.rules import Decision, Directory
 from bridge.runtime import Settings, load_settings
 from bridge.sms import mask_number, segment_count
@@ -115,21 +115,40 @@ def _paging(decision: Decision, settings: Settings, at: datetime) -> dict[str, A
         item["timeline"] = []
         return item
     directory = Directory(settings.config.contacts, settings.config.groups)
+    severity = decision.event.labels.get("severity", "")
+    critical = severity in oncall.critical
     timeline: list[dict[str, Any]] = []
+    waited = timedelta()  # how far quiet hours have pushed the rest of the timeline
     for entry in escalation_timeline(policy, directory, oncall.schedules, at):
+        when = at + entry.offset + waited
         line: dict[str, Any] = {
-            "offset_seconds": entry.offset.total_seconds(),
-            "at": (at + entry.offset).astimezone(settings.timezone),
+            "offset_seconds": (entry.offset + waited).total_seconds(),
+            "at": when.astimezone(settings.timezone),
             "step": entry.step + 1,
             "pass": entry.pass_index + 1,
         }
         if isinstance(entry, NobodyOnCall):
             line["nobody_on_call"] = entry.schedule
-        else:
-            line["targets"] = [
-                {"name": t.name, "number": mask_number(t.number), "via": t.via}
-                for t in entry.targets
-            ]
+            timeline.append(line)
+            continue
+        line["targets"] = []
+        releases: list[float] = []
+        for t in entry.targets:
+            target: dict[str, Any] = {
+                "name": t.name,
+                "number": mask_number(t.number),
+                "via": t.via,
+            }
+            release = quiet_until(directory, oncall.critical, t.number, severity, when.timestamp())
+            if release is not None:
+                releases.append(release)
+                target["held_until"] = datetime.fromtimestamp(release, settings.timezone)
+            line["targets"].append(target)
+        if releases and len(releases) == len(entry.targets) and not critical:
+            # As the pager does: everyone this step woke is asleep, so nobody else is woken
+            # for it; the rest of the timeline waits for the latest of them.
+            line["postpones_seconds"] = max(releases) - when.timestamp()
+            waited += timedelta(seconds=line["postpones_seconds"])
         timeline.append(line)
     item["steps"] = len(policy.steps)
     item["repeat"] = policy.repeat
@@ -304,6 +323,17 @@ def _page_lines(page: dict[str, Any]) -> list[str]:
         if "nobody_on_call" in line:
             lines.append(f"{when} warning: nobody on call in schedule {line['nobody_on_call']}")
             continue
-        people = ", ".join(f"{t['name']} ({t['number']}, {t['via']})" for t in line["targets"])
+        people = ", ".join(_target_text(t) for t in line["targets"])
         lines.append(f"{when} {people}")
+        if "postpones_seconds" in line:
+            wait = timedelta(seconds=round(line["postpones_seconds"]))
+            lines.append(f"      everyone paged is in quiet hours: the next step waits {wait}")
     return lines
+
+
+def _target_text(target: dict[str, Any]) -> str:
+    text = f"{target['name']} ({target['number']}, {target['via']})"
+    if "held_until" in target:
+        released = target["held_until"].strftime(_TIME)
+        text += f" held by quiet hours, released in one digest at {released}"
+    return text

@@ -27,6 +27,7 @@ from bridge.paging.escalation import (
     start_escalation,
 )
 from bridge.paging.handoffs import HANDOFF_TIMER, Unreachable, unreachable
+from bridge.paging.hold import quiet_until
 from bridge.paging.incidents import (
     Change,
     Incident,
@@ -105,6 +106,7 @@ __all__ = [
     "open_incident",
     "open_incidents",
     "parse_reply",
+    "quiet_until",
     "resolve",
     "resolve_group",
     "rotation_on_call",

@@ -18,11 +18,11 @@ RELEASE_TIMER = "quiet_release"  # key: the number whose held pages it releases
 
 
 def quiet_until(
-    directory: Directory, critical: Collection[str], page: IncidentPage, severity: str, now: float
+    directory: Directory, critical: Collection[str], mobile: str, severity: str, now: float
 ) -> float | None:
-    """When the paged contact's quiet hours end, if they hold a page of `severity` now."""
+    """When the quiet hours of `mobile`'s contact end, if they hold a page of `severity` now."""
     # By number: a page carries the contact's display name, and a schedule's member too.
-    quiet = next((c.quiet for c in directory.contacts.values() if c.number == page.mobile), None)
+    quiet = next((c.quiet for c in directory.contacts.values() if c.number == mobile), None)
     at = datetime.fromtimestamp(now, UTC)
     if quiet is None or not quiet.contains(at) or quiet.lets_through(severity, critical):
         return None

@@ -342,7 +342,9 @@ class Pager:
         severity = event.labels.get("severity", "")
         released: list[float] = []
         for page in step.pages:
-            release = hold.quiet_until(self.directory, self.oncall.critical, page, severity, now)
+            release = hold.quiet_until(
+                self.directory, self.oncall.critical, page.mobile, severity, now
+            )
             if release is None:
                 jobs += self._page(conn, incident, page, event, now, touched)
                 continue

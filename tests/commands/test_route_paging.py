@@ -205,3 +205,58 @@ def test_a_grouping_rule_shows_the_summary_with_the_alerts_already_waiting(
     assert sms["text"].startswith("[FIRING:2] DiskFull"), sms["text"]
     assert main(["route", "-c", config, event, "--at", at]) == 0
     assert "  sms via sms (the group's summary): '[FIRING:2] DiskFull" in capsys.readouterr().out
+
+
+QUIET = """
+contacts:
+  alice:
+    number: "15102110086"
+    name: Alice
+    quiet: {{hours: "23:00-07:00", timezone: Asia/Shanghai}}
+  bob: {{number: "15102110087", name: Bob}}
+oncall:
+  policies:
+    ops:
+      steps:
+        - {{notify: [alice]}}
+        - {{notify: [bob], after: 5m}}
+rules:
+  - name: paged
+    match: {{kind: alert}}
+    page: {{policy: ops}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("severity", "bob_at", "held"),
+    [
+        ("warning", "2026-12-08T07:05:00+08:00", True),
+        ("critical", "2026-12-08T02:05:00+08:00", False),
+    ],
+)
+def test_the_timeline_applies_quiet_hours(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, severity: str, bob_at: str, held: bool
+) -> None:
+    """At 02:00 alice is in quiet hours: a warning is held for her until 07:00 and bob, the
+    next step, waits for that too; a critical page goes through and bob comes at 02:05."""
+    config = tmp_path / "config.yaml"
+    config.write_text(QUIET.format())
+    event = tmp_path / "event.json"
+    event.write_text(
+        json.dumps({**EVENT, "labels": {"alertname": "DiskFull", "severity": severity}})
+    )
+    at = "2026-12-08T02:00:00+08:00"
+    report = route(capsys, "-c", str(config), str(event), "--at", at)
+    first, second = report["decisions"][0]["page"]["timeline"]
+    (alice,) = first["targets"]
+    assert ("held_until" in alice) is held
+    if held:
+        assert alice["held_until"] == "2026-12-08T07:00:00+08:00"
+        assert first["postpones_seconds"] == 5 * 3600
+    assert second["at"] == bob_at
+    assert "held_until" not in second["targets"][0]
+
+    assert main(["route", "-c", str(config), str(event), "--at", at]) == 0
+    text = capsys.readouterr().out
+    assert ("held by quiet hours, released in one digest at Tue 2026-12-08 07:00" in text) is held
+    assert ("the next step waits 5:00:00" in text) is held
