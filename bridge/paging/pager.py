@@ -91,16 +91,10 @@ class Pager:
         if policy is None:  # `check` refuses this; a reload that dropped it is logged
             self.pipeline.notes.error("page_skipped", rule=decision.rule, reason="unknown policy")
             return 0
+        # Its thread: the chat it came from, else the team's default conversation.
+        thread = event.conversation or self.pipeline.conversations.default
         opened = incidents.open_incident(
-            conn,
-            decision.rule,
-            key,
-            name,
-            policy,
-            _title(event),
-            event_id,
-            event.conversation,
-            now,
+            conn, decision.rule, key, name, policy, _title(event), event_id, thread, now
         )
         if opened.change is not Change.OPENED:
             return 0  # under way already: a new alert of the group restarts nothing
@@ -109,7 +103,42 @@ class Pager:
         start = datetime.fromtimestamp(now, UTC)
         timeline = escalation_timeline(policy, self.directory, self.oncall.schedules, start)
         started = escalation.start_escalation(conn, opened.incident.id, timeline, now)
-        return self._escalated(conn, started, now, touched)
+        jobs = self._escalated(conn, started, now, touched)
+        return jobs + self._announce(conn, opened.incident, started, event_id, now, touched)
+
+    def _announce(
+        self,
+        conn: Connection,
+        incident: Incident,
+        started: Escalation,
+        event_id: int,
+        now: float,
+        touched: set[str],
+    ) -> int:
+        """The incident's notice in its thread, with Ack and Close buttons where the platform
+        has them (pressing one is `sms ack N`)."""
+        conversation = incident.conversation
+        if conversation is None:
+            return 0
+        names = ", ".join(dict.fromkeys(page.name for page in started.pages)) or "nobody yet"
+        text = f"#{incident.id} {incident.title}: paging {names}"
+        event = Event(EventKind.SYSTEM, SOURCE, text=text, conversation=conversation)
+        intent = Intent(
+            output=conversation.output,
+            recipient=conversation.channel,
+            text=text,
+            rule=incident.rule,
+            event=event,
+            conversation=conversation,
+            payload={
+                "thread": conversation.thread,
+                "rule": incident.rule,
+                "buttons": [["Ack", f"ack {incident.id}"], ["Close", f"close {incident.id}"]],
+            },
+        )
+        outbox.add_job(conn, intent, event_id, now)
+        touched.add(conversation.output)
+        return 1
 
     # --- replies and reports -------------------------------------------------------------------
 

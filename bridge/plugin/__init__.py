@@ -24,13 +24,16 @@ from bridge.plugin.base import (
     Submit,
 )
 from bridge.plugin.chat import (
+    Button,
     ChatApiError,
     ChatInputConfig,
     ChatOutput,
     ChatOutputConfig,
     CommandPolicy,
+    button_command,
     command_event,
     command_text,
+    job_buttons,
     split_text,
 )
 from bridge.plugin.ratelimit import Limiter, TokenBucket
@@ -61,6 +64,7 @@ __all__ = [
     "Accepted",
     "BasicCredentials",
     "BearerOrBasic",
+    "Button",
     "ChatApiError",
     "ChatInputConfig",
     "ChatOutput",
@@ -85,6 +89,7 @@ __all__ = [
     "Submit",
     "TokenBucket",
     "answer",
+    "button_command",
     "challenge",
     "check_authorization",
     "check_content_type",
@@ -92,6 +97,7 @@ __all__ = [
     "command_event",
     "command_text",
     "format_loc",
+    "job_buttons",
     "load_json",
     "not_empty",
     "parse_json",

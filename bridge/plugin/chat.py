@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, TypeVar
 
 import aiohttp
@@ -82,6 +83,33 @@ def command_text(text: str) -> str | None:
     return (match.group("rest") or "").strip()
 
 
+# A button's command: what `sms <command>` would say (`ack 3`, `close 3`); nothing else is one.
+_BUTTON_COMMAND = re.compile(r"(ack|close) [1-9][0-9]{0,9}")
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    """A button under a chat message: pressing it runs `command` as if typed after `sms`."""
+
+    label: str  # `Ack`, `Close`
+    command: str  # `ack 3`, `close 3`
+
+
+def job_buttons(job: Job) -> tuple[Button, ...]:
+    """The buttons a job's message carries (`payload["buttons"]`: [label, command] pairs)."""
+    found = job.payload.get("buttons") or ()
+    return tuple(
+        Button(str(label), str(command))
+        for label, command in found
+        if button_command(str(command)) is not None
+    )
+
+
+def button_command(value: str) -> str | None:
+    """The command a pressed button carries, or None when it is not one a button may run."""
+    return value if _BUTTON_COMMAND.fullmatch(value) else None
+
+
 ChatConfigT = TypeVar("ChatConfigT", bound=ChatOutputConfig)
 
 
@@ -144,6 +172,14 @@ class ChatOutput(Output[ChatConfigT]):
     async def post(self, channel: str, thread: str, text: str) -> str:
         """Post one message; returns its id on the platform; raises ChatApiError."""
 
+    async def post_buttons(
+        self, channel: str, thread: str, text: str, buttons: Sequence[Button]
+    ) -> str:
+        """Post one message with buttons under it; a platform without buttons says how to do
+        the same by command."""
+        typed = " or ".join(f"`sms {button.command}`" for button in buttons)
+        return await self.post(channel, thread, f"{text}\n({typed})")
+
     async def deliver(self, jobs: Sequence[Job]) -> list[Outcome]:
         return [await self._deliver_one(job) for job in jobs]
 
@@ -151,13 +187,17 @@ class ChatOutput(Output[ChatConfigT]):
         channel = job.recipient or self.config.channel
         thread = str(job.payload.get("thread", "") or "")
         parts = split_text(job.text, self.max_chars, split=self.config.split_long)
+        buttons = job_buttons(job)
         refs = []
         # A retry after a part failed posts the whole text again: a repeated part beats a
         # missing one, and multi-part answers are rare.
-        for part in parts:
+        for index, part in enumerate(parts):
             await self._limiter.acquire()
             try:
-                refs.append(await self.post(channel, thread, part))
+                if buttons and index == len(parts) - 1:  # under the message's last part
+                    refs.append(await self.post_buttons(channel, thread, part, buttons))
+                else:
+                    refs.append(await self.post(channel, thread, part))
             except ChatApiError as exc:
                 kind = OutcomeKind.RETRY if exc.retryable else OutcomeKind.FAILED
                 return Outcome(
