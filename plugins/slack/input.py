@@ -1,4 +1,5 @@
-"""The `slack` input: slash commands and Events API messages in, `sms` command Events out."""
+"""The `slack` input: slash commands, Events API messages and our buttons pressed in, `sms`
+command Events out."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+import bridge.plugins.slack.actions as actions
 from bridge.events import Event
 from bridge.plugin import (
     JSON_TYPE,
@@ -114,6 +116,8 @@ class SlackInput(HttpInput[SlackInputConfig]):
         form = _form(body)
         if form.get("ssl_check") == "1":
             return web.Response()  # Slack checking our certificate: nothing to do
+        if "payload" in form:
+            return await self._interaction(body, form["payload"])
         missing = [key for key in ("user_id", "channel_id", "command") if not form.get(key)]
         if missing:
             reject(400, f"the slash command lacks {', '.join(missing)}")
@@ -130,6 +134,36 @@ class SlackInput(HttpInput[SlackInputConfig]):
         shown = f"{form['command']} {decode(form.get('text', '')).strip()}".strip()
         return web.json_response(
             {"response_type": "ephemeral", "text": f"Working on `{shown}`; the answer follows."}
+        )
+
+    async def _interaction(self, body: bytes, raw: str) -> web.Response:
+        """A button pressed (Interactivity): ours runs its command like `sms ack 3` typed in
+        the message's thread. Slack wants a 200 within 3 s and shows nothing of its body."""
+        button = actions.pressed(parse_json(raw.encode()))
+        if isinstance(button, str):
+            self.log.info("slack_interaction_ignored", reason=button)
+            return web.Response()
+        # trigger_id is unique per press: Slack's retries of one press are one command.
+        key = button.trigger_id or hashlib.sha256(body).hexdigest()
+        stored = await self.accept(
+            body,
+            Parsed([self._button_event(button)]),
+            dedupe_key=sha256_hex(PLATFORM, self.ctx.name, "action", key),
+            dedupe_window=self.config.dedupe_window.total_seconds(),
+        )
+        return stored if stored.status != 200 else web.Response()
+
+    def _button_event(self, button: actions.Pressed) -> Event:
+        return command_event(
+            source=self.ctx.name,
+            platform=PLATFORM,
+            text=button.command,
+            user_id=button.user_id,
+            user_name=button.user_name,
+            reply_output=self.config.reply_output,
+            channel=button.channel,
+            thread=button.thread,
+            data={"interaction": "block_actions", "command": button.command},
         )
 
     def _slash_event(self, form: dict[str, str]) -> Event:
@@ -151,7 +185,11 @@ class SlackInput(HttpInput[SlackInputConfig]):
             event = self._command(load_json(body))
             return Parsed([] if isinstance(event, str) else [event])
         try:
-            return Parsed([self._slash_event(_form(body))])
+            form = _form(body)
+            if "payload" in form:
+                button = actions.pressed(load_json(form["payload"].encode()))
+                return Parsed([] if isinstance(button, str) else [self._button_event(button)])
+            return Parsed([self._slash_event(form)])
         except (KeyError, RequestRejectedError) as exc:
             raise ValueError(f"not a slash command: {exc}") from None
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 
-from bridge.plugin import ChatApiError, ChatOutput, PluginContext, retry_after
+import bridge.plugins.slack.actions as actions
+from bridge.plugin import Button, ChatApiError, ChatOutput, PluginContext, retry_after
 from bridge.plugins.slack.config import SlackOutputConfig
 from bridge.plugins.slack.text import escape
 
@@ -74,7 +76,18 @@ class SlackOutput(ChatOutput[SlackOutputConfig]):
         self._timeout = aiohttp.ClientTimeout(total=config.timeout.total_seconds())
 
     async def post(self, channel: str, thread: str, text: str) -> str:
-        document: dict[str, str] = {"text": escape(text)}
+        return await self._post(channel, thread, {"text": escape(text)})
+
+    async def post_buttons(
+        self, channel: str, thread: str, text: str, buttons: Sequence[Button]
+    ) -> str:
+        """The text with the buttons in an actions block under it; pressing one sends a
+        block_actions payload to the app's Interactivity Request URL (the `slack` input)."""
+        shown = escape(text)
+        document = {"text": shown, "blocks": actions.blocks(shown, buttons)}
+        return await self._post(channel, thread, document)
+
+    async def _post(self, channel: str, thread: str, document: dict[str, Any]) -> str:
         if thread:
             document["thread_ts"] = thread
         if self.config.webhook_url is not None:
@@ -95,7 +108,7 @@ class SlackOutput(ChatOutput[SlackOutputConfig]):
             self.log.info("slack_post_warning", warning=str(answer["warning"])[:200])
         return str(answer.get("ts", ""))
 
-    async def _send(self, url: str, document: dict[str, str], headers: dict[str, str]) -> Any:
+    async def _send(self, url: str, document: dict[str, Any], headers: dict[str, str]) -> Any:
         """POST JSON to the Web API; the parsed answer, or ChatApiError for an HTTP refusal."""
         body = json.dumps(document, ensure_ascii=False).encode()
         async with self.ctx.http.post(
@@ -115,7 +128,7 @@ class SlackOutput(ChatOutput[SlackOutputConfig]):
             except ValueError:
                 return None
 
-    async def _webhook(self, url: str, document: dict[str, str]) -> str:
+    async def _webhook(self, url: str, document: dict[str, Any]) -> str:
         """POST to an incoming webhook; it answers `ok`, or an error code with a 4xx/5xx."""
         body = json.dumps(document, ensure_ascii=False).encode()
         async with self.ctx.http.post(
