@@ -1,4 +1,5 @@
-"""The `feishu` input: encrypted, signed event subscriptions in, `sms` commands out."""
+"""The `feishu` input: encrypted, signed event subscriptions and card callbacks in, `sms`
+commands out."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from bridge.plugin import (
     validation_message,
 )
 from bridge.plugin import command_text as chat_command_text
+from bridge.plugins.feishu.cards import CARD_ACTION_EVENT, pressed
 from bridge.plugins.feishu.config import FeishuInputConfig
 from bridge.plugins.feishu.crypto import DecryptError, check_event, decrypt
 
@@ -213,12 +215,17 @@ class FeishuInput(HttpInput[FeishuInputConfig]):
         """Store the decrypted event (what `parse` reads back) and answer."""
         header = _header(document)
         event = self._command(header, document)
-        return await self.accept(
+        stored = await self.accept(
             plain,
             Parsed([event] if event is not None else []),
             dedupe_key=sha256_hex(PLATFORM, self.ctx.name, header.event_id),
             dedupe_window=DEDUPE_WINDOW,
         )
+        if header.event_type != CARD_ACTION_EVENT or stored.status != 200:
+            return stored
+        # A card callback is answered within 3 s with what the card shows: a short toast.
+        shown = f"sms {event.text}: the answer follows" if event is not None else "ignored"
+        return web.json_response({"toast": {"type": "info", "content": shown}})
 
     def parse(self, body: bytes) -> Parsed:
         document = load_json(body)
@@ -235,6 +242,8 @@ class FeishuInput(HttpInput[FeishuInputConfig]):
         if self.config.app_id and header.app_id != self.config.app_id:
             self._ignore(header, "other_app")
             return None
+        if header.event_type == CARD_ACTION_EVENT:
+            return self._button(header, document)
         if header.event_type != MESSAGE_EVENT:
             self._ignore(header, "not_a_message")
             return None
@@ -266,6 +275,24 @@ class FeishuInput(HttpInput[FeishuInputConfig]):
             # The reply API answers in the thread of the message it is given: the root's.
             thread=message.root_id or message.message_id,
             data=_without_token(document),
+        )
+
+    def _button(self, header: Header, document: dict[str, Any]) -> Event | None:
+        """One of our card buttons pressed: its command, answered under the card."""
+        button = pressed(document.get("event"))
+        if isinstance(button, str):
+            self._ignore(header, "not_our_button")
+            return None
+        return command_event(
+            source=self.ctx.name,
+            platform=PLATFORM,
+            text=button.command,
+            user_id=button.user_id,
+            user_name=button.user_name,
+            reply_output=self.config.reply_output,
+            channel=button.chat,
+            thread=button.message,
+            data={"interaction": CARD_ACTION_EVENT, "command": button.command},
         )
 
     def _ignore(self, header: Header, reason: str) -> None:

@@ -6,11 +6,13 @@ import asyncio
 import json
 import time
 import urllib.parse
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 
-from bridge.plugin import ChatApiError, ChatOutput, PluginContext, retry_after
+from bridge.plugin import Button, ChatApiError, ChatOutput, PluginContext, retry_after
+from bridge.plugins.feishu.cards import card
 from bridge.plugins.feishu.config import FeishuOutputConfig
 from bridge.plugins.feishu.crypto import webhook_sign
 
@@ -84,32 +86,47 @@ class FeishuOutput(ChatOutput[FeishuOutputConfig]):
         ]
 
     async def post(self, channel: str, thread: str, text: str) -> str:
-        content = json.dumps({"text": text}, ensure_ascii=False)
+        return await self._post(channel, thread, "text", {"text": text}, len(text))
+
+    async def post_buttons(
+        self, channel: str, thread: str, text: str, buttons: Sequence[Button]
+    ) -> str:
+        """An interactive card: the text, and the buttons under it; a press comes back to the
+        app's callback URL (the `feishu` input) as card.action.trigger."""
+        return await self._post(channel, thread, "interactive", card(text, buttons), len(text))
+
+    async def _post(
+        self, channel: str, thread: str, msg_type: str, content: dict[str, Any], chars: int
+    ) -> str:
+        # The IM API takes the content as a JSON string; the bot webhook as an object.
+        encoded = json.dumps(content, ensure_ascii=False)
         if self.config.app_id and thread:
             path = f"/open-apis/im/v1/messages/{urllib.parse.quote(thread, safe='')}/reply"
             body = {
-                "msg_type": "text",
-                "content": content,
+                "msg_type": msg_type,
+                "content": encoded,
                 "reply_in_thread": self.config.reply_in_thread,
             }
             document = await self._as_app(path, body)
         elif self.config.app_id and channel:
-            body = {"receive_id": channel, "msg_type": "text", "content": content}
+            body = {"receive_id": channel, "msg_type": msg_type, "content": encoded}
             document = await self._as_app(
                 "/open-apis/im/v1/messages", body, {"receive_id_type": "chat_id"}
             )
         elif self.config.webhook_token is not None:
-            document = await self._webhook(text)
+            document = await self._webhook(msg_type, content)
         else:
             reason = "nothing to post to: no thread or channel, and no webhook_token configured"
             raise FeishuError(reason, code=0, retryable=False)
-        self.log.info("chat_posted", channel=channel, thread=thread, chars=len(text))
+        self.log.info("chat_posted", channel=channel, thread=thread, chars=chars)
         data = document.get("data")
         return str(data.get("message_id", "")) if isinstance(data, dict) else ""
 
-    async def _webhook(self, text: str) -> dict[str, Any]:
+    async def _webhook(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
         assert self.config.webhook_token is not None  # checked by the caller
-        body: dict[str, Any] = {"msg_type": "text", "content": {"text": text}}
+        # A card goes under `card`, anything else under `content`.
+        key = "card" if msg_type == "interactive" else "content"
+        body: dict[str, Any] = {"msg_type": msg_type, key: content}
         if self.config.webhook_secret is not None:
             timestamp = int(time.time())
             secret = self.config.webhook_secret.get_secret_value()

@@ -98,6 +98,14 @@ def sealed(document: dict[str, Any], *, key: str = ENCRYPT_KEY) -> bytes:
 # --- the fake Feishu open platform ---------------------------------------------------------------
 
 
+def _content(body: dict[str, Any]) -> dict[str, Any]:
+    """A message's text, or its card (an interactive message), from the IM API's JSON string."""
+    content = json.loads(body["content"])
+    if body["msg_type"] == "interactive":
+        return {"card": content}
+    return {"text": content["text"]}
+
+
 @dataclass
 class FakeFeishu:
     """Tenant tokens, message reply/create and the bot webhook, checked as Feishu does."""
@@ -131,7 +139,7 @@ class FakeFeishu:
                 "kind": "reply",
                 "to": request.match_info["message_id"],
                 "msg_type": body["msg_type"],
-                "text": json.loads(body["content"])["text"],
+                **_content(body),
                 "reply_in_thread": body.get("reply_in_thread"),
             }
         )
@@ -146,7 +154,7 @@ class FakeFeishu:
                 "receive_id_type": request.query.get("receive_id_type"),
                 "to": body["receive_id"],
                 "msg_type": body["msg_type"],
-                "text": json.loads(body["content"])["text"],
+                **_content(body),
             }
         )
 
