@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from bridge import __version__
-from bridge.commands import daemon, gateway, history, oncall, route, simulator, store
+from bridge.commands import daemon, gateway, history, oncall, page, route, simulator, store
 from bridge.commands.common import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.register(subparsers)
     route.register(subparsers)
     oncall.register(subparsers)
+    page.register(subparsers)
     gateway.register(subparsers)
     simulator.register(subparsers)
     store.register(subparsers)
