@@ -206,5 +206,5 @@ async def cmd_page(args: argparse.Namespace) -> int:
         try:
             return await walk(daemon, args.test, args.severity)
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # the walk's outcome stands; the store goes
                 await daemon.stop()

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from bridge.metrics import Metrics
 from bridge.outbox import JobState
 from bridge.outbox import jobs as outbox
-from bridge.paging import State, open_counts, unreachable
+from bridge.paging import State, Unreachable, open_counts, unreachable
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.poller import GatewayPoller
@@ -49,14 +49,17 @@ class Daemon(Protocol):
 
 
 async def refresh_gauges(daemon: Daemon) -> None:
-    """Outbox depth by state, the age of the oldest unsettled job, open incidents by state."""
+    """Outbox depth by state, the age of the oldest unsettled job, open incidents by state and
+    the schedule members whose last page was not delivered."""
     now = daemon.clock()
 
     config = daemon.settings.config
     schedules = config.oncall.schedules if config.oncall is not None else {}
     directory = Directory(config.contacts, config.groups)
 
-    def read(conn: Connection) -> tuple[dict[str, int], float | None, dict[State, int], Any]:
+    def read(
+        conn: Connection,
+    ) -> tuple[dict[str, int], float | None, dict[State, int], list[Unreachable]]:
         missed = unreachable(conn, schedules, directory)
         return outbox.job_states(conn), outbox.oldest_pending(conn), open_counts(conn), missed
 
