@@ -69,7 +69,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     redirect = web.HTTPSeeOther(_next(str(form.get("next", ""))))
     auth.set_cookie(redirect, auth.COOKIE, cookie, https=request[CLIENT].https, age=ttl)
     redirect.del_cookie(auth.LOGIN_COOKIE, path=auth.PATH)
-    return redirect
+    raise redirect
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -78,7 +78,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     await console.record(request, session.user, session.role.value, "logout")
     redirect = web.HTTPSeeOther(LOGIN_PAGE)
     redirect.del_cookie(auth.COOKIE, path=auth.PATH)
-    return redirect
+    raise redirect
 
 
 def _operator(request: web.Request) -> None:
