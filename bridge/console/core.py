@@ -80,7 +80,7 @@ class Console:
         body = self.templates.get_template(name).render(
             session=session,
             csrf=auth.csrf_token(self.key, session.nonce) if session else "",
-            pages=PAGES,
+            nav=PAGES,
             simulator=self.context.simulator is not None,
             path=request.path,
             note=note,

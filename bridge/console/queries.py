@@ -160,7 +160,7 @@ def phone_key(mobile: str) -> str:
 
 def phones(state: GatewayState, contacts: Contacts, limit: int = 20) -> list[Phone]:
     """Each simulated phone that received an SMS (or is a contact), with its newest messages."""
-    names = {contact.number: name for name, contact in contacts.items()}
+    names = {contact.number: contact.name or name for name, contact in contacts.items()}
     inboxes: dict[str, list[tuple[datetime, str]]] = {number: [] for number in names}
     for message in state.messages:
         inboxes.setdefault(message.mobile, []).append((message.submitted_at, message.content))
