@@ -31,7 +31,11 @@ def _next(value: str) -> str:
 
 async def login_form(request: web.Request) -> web.Response:
     console = request.app[CONSOLE_KEY]
-    nonce = console.login_nonce()
+    # Kept when there is one: a second load of the form (another tab, a browser fetching
+    # /favicon.ico through the redirect) must not void the form already shown.
+    nonce = request.cookies.get(auth.LOGIN_COOKIE, "")
+    if len(nonce) < 16:
+        nonce = console.login_nonce()
     response = console.render(
         request,
         "login.html",

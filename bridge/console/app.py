@@ -66,6 +66,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _checked(request: web.Request, handler: Handler, console: Console) -> web.StreamResponse:
     if request.path.startswith(OPEN):
         return await handler(request)
+    if request.path != "/console" and not request.path.startswith("/console/"):
+        raise web.HTTPNotFound(text=f"no such page {request.path}")
     cookie = request.cookies.get(auth.COOKIE, "")
     session = auth.unseal(console.key, cookie, console.config, console.context.clock())
     if session is None:

@@ -82,16 +82,20 @@ class LiveHub:
                 }
             )
             await response.prepare(request)
-            await response.write(f"retry: {RETRY_MS}\n: connected\n\n".encode())
-            while True:
-                try:
-                    name = await asyncio.wait_for(queue.get(), HEARTBEAT)
-                except TimeoutError:
-                    await response.write(b": ping\n\n")
-                    continue
-                if name is None:
-                    break
-                await response.write(f"event: {name}\ndata: {{}}\n\n".encode())
+            with contextlib.suppress(ConnectionError):  # the page went away: nothing to do
+                await self._send(response, queue)
             return response
         finally:
             self._clients.discard(queue)
+
+    async def _send(self, response: web.StreamResponse, queue: asyncio.Queue[str | None]) -> None:
+        await response.write(f"retry: {RETRY_MS}\n: connected\n\n".encode())
+        while True:
+            try:
+                name = await asyncio.wait_for(queue.get(), HEARTBEAT)
+            except TimeoutError:
+                await response.write(b": ping\n\n")
+                continue
+            if name is None:
+                return
+            await response.write(f"event: {name}\ndata: {{}}\n\n".encode())

@@ -24,8 +24,13 @@ if TYPE_CHECKING:  # the simulator is imported only when it stands in for a gate
     from bridge.plugins.c123.simulator import GatewayState
 
 
+FAR = datetime(9000, 1, 1, tzinfo=UTC).timestamp()  # past it: "until closed", not a date
+
+
 def _at(timestamp: float | None) -> datetime | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+    if timestamp is None or timestamp >= FAR:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +97,7 @@ class LiveConversation:
     job_id: int
     origin: Conversation | None  # the chat thread replies go back to
     opened_at: datetime
-    expires_at: datetime
+    expires_at: datetime | None  # None: open until its incident closes
 
 
 def conversations(conn: Connection, now: float, limit: int = 100) -> list[LiveConversation]:
@@ -111,7 +116,7 @@ def conversations(conn: Connection, now: float, limit: int = 100) -> list[LiveCo
             if row["conversation"]
             else None,
             opened_at=datetime.fromtimestamp(row["created_at"], UTC),
-            expires_at=datetime.fromtimestamp(row["expires_at"], UTC),
+            expires_at=_at(row["expires_at"]),
         )
         for row in rows
     ]
