@@ -52,9 +52,11 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One Chromium for the whole session."""
+    """One Chromium for the session's browser tests (all in this module). Module-scoped, not
+    session-scoped: Playwright's sync API runs an event loop of its own while it lives, and the
+    asyncio tests after this module need the thread's loop free again."""
     expect.set_options(timeout=WAIT_MS)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
