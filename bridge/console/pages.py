@@ -13,9 +13,10 @@ import bridge.console.audit as audit
 import bridge.console.queries as queries
 from bridge.commands.history import views
 from bridge.config import parse_duration
-from bridge.console.core import CONSOLE_KEY
+from bridge.console.context import ConsoleSettings
+from bridge.console.core import CONSOLE_KEY, Console
 from bridge.logging import SCRUBBER
-from bridge.paging import get_incident
+from bridge.paging import Incident, get_incident
 from bridge.sms import InvalidNumberError, normalize_number
 from bridge.store import Connection
 
@@ -87,7 +88,7 @@ async def message(request: web.Request) -> web.Response:
 async def incidents(request: web.Request) -> web.Response:
     console = request.app[CONSOLE_KEY]
 
-    def read(conn: Connection) -> tuple[list[views.OpenIncident], list[Any]]:
+    def read(conn: Connection) -> tuple[list[views.OpenIncident], list[Incident | None]]:
         rows = conn.execute(
             "SELECT id FROM incidents WHERE state = 'resolved' ORDER BY id DESC LIMIT 20"
         ).fetchall()
@@ -101,7 +102,7 @@ async def incident(request: web.Request) -> web.Response:
     console = request.app[CONSOLE_KEY]
     number = _number(request.match_info["id"])
 
-    def read(conn: Connection) -> tuple[Any, list[Any]]:
+    def read(conn: Connection) -> tuple[Incident | None, list[queries.PageSent]]:
         if number is None:
             return None, []
         return get_incident(conn, number), queries.pages(conn, number)
@@ -133,7 +134,7 @@ async def conversations(request: web.Request) -> web.Response:
     return console.render(request, "conversations.html", conversations=found, live=True)
 
 
-def last_polls(console: Any) -> dict[str, float]:
+def last_polls(console: Console) -> dict[str, float]:
     """When each gateway poll last succeeded, from the daemon's own gauge."""
     found: dict[str, float] = {}
     for metric in console.context.metrics.last_poll.collect():
@@ -161,7 +162,7 @@ def _dump(model: BaseModel) -> Any:
     return model.model_dump(mode="json", exclude_none=True)
 
 
-def redacted_config(settings: Any) -> str:
+def redacted_config(settings: ConsoleSettings) -> str:
     """The configuration in force as YAML: secrets starred, numbers masked, nothing written back."""
     config = settings.config
     document: dict[str, Any] = _dump(config)

@@ -58,10 +58,10 @@ def timeline(conn: Connection, job_id: int) -> Timeline | None:
     row = conn.execute("SELECT event_id, delivery FROM jobs WHERE id = ?", (job_id,)).fetchone()
     event = jobs.get_event(conn, row["event_id"]) if row["event_id"] is not None else None
     steps = [Step(message.queued_at, "queued", f"rule {message.rule}" if message.rule else "")]
-    if message.attempts > 1 or message.state in ("retrying", "held"):
-        steps.append(
-            Step(None, message.state if message.state != "sent" else "retried", message.reason)
-        )
+    if message.state in ("retrying", "held"):
+        steps.append(Step(None, message.state, message.reason))
+    elif message.attempts > 1:
+        steps.append(Step(None, "retried", f"{message.attempts} attempts"))
     if message.state == "sending":
         steps.append(Step(None, "sending", "handed to the gateway"))
     elif message.msgid or message.state in ("sent", "delivered") or message.carrier_code:

@@ -218,3 +218,25 @@ async def test_replying_from_a_simulated_phone_acknowledges(
 
 async def _sent_to(state: object, mobile: str) -> bool:
     return any(m.mobile == mobile for m in state.messages)  # type: ignore[attr-defined]
+
+
+async def test_a_failed_message_shows_why_and_only_operators_get_retry(
+    daemon: Daemon, operator: aiohttp.ClientSession, viewer: aiohttp.ClientSession
+) -> None:
+    def failed(conn: Connection) -> int:
+        from bridge.events import Event, EventKind, Intent
+
+        event = Event(EventKind.ALERT, "test", labels={"alertname": "Gone"})
+        job = jobs.add_job(conn, Intent("elsewhere", A, "text", "manual", event), None, 1.0)
+        jobs.mark_final(conn, job, jobs.JobState.FAILED, 2.0, "the number is invalid", "-5")
+        return job
+
+    job = await daemon.store.write(failed)
+    html = await page(operator, f"{base(daemon)}/messages/{job}")
+    assert "<strong>failed</strong>" in html
+    assert "the number is invalid" in html
+    assert f'action="/console/jobs/{job}/retry"' in html
+    assert "/cancel" not in html  # settled: too late to cancel
+    assert f'action="/console/jobs/{job}/retry"' not in await page(
+        viewer, f"{base(daemon)}/messages/{job}"
+    )
