@@ -56,7 +56,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     user, secret = str(form.get("user", "")), str(form.get("password", ""))
     config = console.config
     # scrypt takes a tenth of a second of CPU: off the event loop.
-    role = await asyncio.to_thread(auth.check_login, config, user, secret)
+    async with console.logins:
+        role = await asyncio.to_thread(auth.check_login, config, user, secret)
     if role is None:
         await console.record(request, user[:64], "", "login_failed")
         return console.render(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable
 from datetime import datetime
@@ -48,6 +49,9 @@ class Console:
         self.key = config.signing_key()
         self.trusted = auth.networks(config)
         self.hub = LiveHub(context.store, config.live_clients, live_interval)
+        # A login costs a tenth of a second of scrypt: a flood of them waits here, in turn,
+        # rather than taking every worker thread the daemon has.
+        self.logins = asyncio.Semaphore(2)
         self.templates = Environment(
             loader=PackageLoader("bridge.console", "templates"),
             autoescape=select_autoescape(default=True),
