@@ -10,7 +10,17 @@ import sys
 from collections.abc import Sequence
 
 from bridge import __version__
-from bridge.commands import daemon, gateway, history, oncall, page, route, simulator, store
+from bridge.commands import (
+    console,
+    daemon,
+    gateway,
+    history,
+    oncall,
+    page,
+    route,
+    simulator,
+    store,
+)
 from bridge.commands.common import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -50,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.register(subparsers)
     store.register(subparsers)
     history.register(subparsers)
+    console.register(subparsers)
     return parser
 
 

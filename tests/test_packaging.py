@@ -80,6 +80,9 @@ def test_wheel_ships_plugins_inside_bridge(tmp_path: Path) -> None:
     for plugin in ("c123", "alertmanager", "webhook", "http_callback"):
         assert f"bridge/plugins/{plugin}/__init__.py" in names
     assert "bridge/plugins/c123/simulator/app.py" in names
+    # The console's templates and static files, which are not Python modules.
+    assert "bridge/console/templates/messages.html" in names
+    assert "bridge/console/static/console.js" in names
     (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "smsbridge = bridge.cli:main" in text

@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bridge.config import ConfigModel, Duration, FilePath, PositiveDuration
+from bridge.config.console import ConsoleConfig
 from bridge.paging import OncallConfig
 from bridge.plugins.c123.config import C123Config
 from bridge.rules import Contacts, Groups, Rules
@@ -137,3 +138,4 @@ class Config(ConfigModel):
     dispatch: DispatchConfig = DispatchConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     oncall: OncallConfig | None = None  # paging: schedules, escalation policies, replies
+    console: ConsoleConfig | None = None  # the web console; off unless configured

@@ -3,7 +3,7 @@
 from bridge.intake import conversations, storm
 from bridge.intake.chatops import ChatOps
 from bridge.intake.conversations import ConversationSettings
-from bridge.intake.limits import StormSettings
+from bridge.intake.limits import StormSettings, day_start
 from bridge.intake.pipeline import PAGING, STORM, Paging, Pipeline
 from bridge.intake.processor import Processor
 from bridge.intake.replies import RecordIntake
@@ -19,5 +19,6 @@ __all__ = [
     "RecordIntake",
     "StormSettings",
     "conversations",
+    "day_start",
     "storm",
 ]

@@ -317,3 +317,53 @@ def record_delivery(
         (delivery, carrier_code, ref, recipient),
     ).fetchall()
     return [_record(row) for row in rows]
+
+
+# --- a person's actions on one job (the console, the command line) ----------------------------
+
+
+def retry_job(conn: Connection, job_id: int, now: float) -> bool:
+    """Send a failed, unknown or retry-waiting job again now, with its attempts counted afresh.
+
+    An unknown job may have reached the phone: retrying it is a person's decision, never ours.
+    Returns False when the job is not in a state to retry (sent, being sent, held, or gone).
+    """
+    cursor = conn.execute(
+        """UPDATE jobs SET state = 'pending', next_at = ?, updated_at = ?, attempts = 0,
+                  reason = '', code = '', delivery = '', carrier_code = ''
+           WHERE id = ? AND (state IN ('failed', 'unknown')
+                 OR (state = 'pending' AND code NOT IN (?, ?)))""",
+        (now, now, job_id, *HOLDS),
+    )
+    return cursor.rowcount == 1
+
+
+def cancel_job(conn: Connection, job_id: int, now: float, by: str) -> bool:
+    """Settle a job not yet handed to its output as failed, saying who cancelled it.
+
+    Returns False when it is being sent or already settled (too late to cancel).
+    """
+    cursor = conn.execute(
+        """UPDATE jobs SET state = 'failed', updated_at = ?, reason = ?, code = 'cancelled'
+           WHERE id = ? AND state = 'pending'""",
+        (now, f"cancelled by {by}", job_id),
+    )
+    return cursor.rowcount == 1
+
+
+def release_job(conn: Connection, job_id: int, now: float) -> bool:
+    """Make one held job due now (its output may hold it again if the cause persists).
+
+    Returns False when the job is not held.
+    """
+    cursor = conn.execute(
+        "UPDATE jobs SET next_at = ? WHERE id = ? AND state = 'pending' AND code IN (?, ?)",
+        (now, job_id, *HOLDS),
+    )
+    return cursor.rowcount == 1
+
+
+def job_output(conn: Connection, job_id: int) -> str | None:
+    """The output a job goes to (None: no such job), to wake its dispatcher after an action."""
+    row = conn.execute("SELECT output FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None else str(row["output"])

@@ -7,8 +7,8 @@ What goes, and when:
 - raw poll answers processed longer than `keep_raw_polls` ago (a day): once processed, what
   they carried is in jobs and events, and an idle daemon's polls alone would otherwise keep
   ~1.8 MB a day; an unprocessed answer is replayed at start and stays;
-- expired conversations, de-duplication keys and replay claims (each by its own window), and
-  polled records' keys older than `keep_record_keys`.
+- expired conversations, de-duplication keys and replay claims (each by its own window),
+  polled records' keys older than `keep_record_keys`, and console audit entries older than `keep`.
 Held rows and group members are deleted when they are summarised or flushed; what is left of
 them is live, and so are pending and sending jobs: none of it is touched here.
 
@@ -84,6 +84,8 @@ _SWEEPS = (
     _Sweep("dedupe", "expires_at <= :now"),
     _Sweep("seen_records", "seen_at < :records_cutoff", "seen_at >= :records_cutoff"),
     _Sweep("replay", "expires_at <= :now"),
+    # What people did in the console is kept as long as the messages it was about.
+    _Sweep("console_audit", "at < :cutoff", "at >= :cutoff"),
 )
 
 

@@ -42,6 +42,7 @@ from bridge.paging.incidents import (
     resolve,
     resolve_group,
 )
+from bridge.paging.incidents import get as get_incident
 from bridge.paging.pager import Pager
 from bridge.paging.policy import NobodyOnCall, Page, Target, TimelineEntry, escalation_timeline
 from bridge.paging.replies import (
@@ -97,6 +98,7 @@ __all__ = [
     "escalate",
     "escalation_timeline",
     "find_open",
+    "get_incident",
     "looks_like_command",
     "may_help",
     "next_handoffs",

@@ -20,10 +20,12 @@ from aiohttp import web
 
 import bridge.runtime.adapters as adapters
 import bridge.runtime.configure as configure
+import bridge.runtime.consoles as consoles
 import bridge.runtime.gateway as gateway
 import bridge.runtime.health as health
 import bridge.runtime.loops as loops
 import bridge.runtime.reload as reloading
+from bridge.console import ConsoleServer
 from bridge.intake import PAGING, STORM, Pipeline, Processor, RecordIntake
 from bridge.logging import SCRUBBER
 from bridge.metrics import Metrics
@@ -75,6 +77,7 @@ class Daemon:
         )
         self.hooks = HookTable()
         self.simulator: Simulator | None = None
+        self.console: ConsoleServer | None = None
         self.port = 0
         self._stack = AsyncExitStack()
         self._storm_wake = asyncio.Event()
@@ -217,6 +220,18 @@ class Daemon:
         stack.push_async_callback(lambda: adapters.stop(self._inputs, self.log))
         self.hooks.install(self._inputs)
         await self._serve()
+        # Stopped before the webhook site: open live pages end first on SIGTERM.
+        self.console = await consoles.start_console(
+            lambda: self.settings,
+            stack,
+            store=self.store,
+            pipeline=self.pipeline,
+            metrics=self.metrics,
+            clock=self.clock,
+            log=self.log,
+            simulator=self.simulator.state if self.simulator is not None else None,
+            poll_replies=self.poller.poll_replies,
+        )
         self._schedule()
         self.metrics.reload_success.set(1)
         self.metrics.reload_time.set(self.clock())

@@ -195,3 +195,17 @@ HISTORY_INDEXES = """
 CREATE INDEX jobs_created ON jobs(created_at);
 CREATE INDEX jobs_unsettled ON jobs(id) WHERE state IN ('pending', 'sending');
 """
+
+# Version 6: what people did in the web console, for the audit page and for the record.
+CONSOLE_AUDIT = """
+CREATE TABLE console_audit (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    user TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '',
+    outcome TEXT NOT NULL DEFAULT '',
+    remote TEXT NOT NULL DEFAULT ''
+);
+"""

@@ -100,6 +100,10 @@ def fill(conn: sqlite3.Connection) -> Live:
         "INSERT INTO replay (key, value, expires_at) VALUES (?, 'm', ?)",
         [(f"old{n}", NOW - 1) for n in range(500)],
     )
+    conn.executemany(
+        "INSERT INTO console_audit (at, user, role, action) VALUES (?, 'alice', 'operator', 'x')",
+        [(OLD,)] * 300,
+    )
 
     live: dict[str, set[int]] = {t: set() for t in ("events", "jobs", "conversations")}
     for state in ("pending", "sending"):  # unsettled, however old
@@ -163,6 +167,12 @@ def fill(conn: sqlite3.Connection) -> Live:
         ("dedupe", "INSERT INTO dedupe VALUES ('live', ?)", NOW + 60),
         ("seen_records", "INSERT INTO seen_records VALUES ('live', ?)", NOW - 6 * DAY),
         ("replay", "INSERT INTO replay VALUES ('live', 'm', ?)", NOW + 60),
+        (
+            "console_audit",
+            "INSERT INTO console_audit (at, user, role, action) "
+            "VALUES (?, 'alice', 'operator', 'login')",
+            NOW - 60,
+        ),
     ):
         live[table] = {int(conn.execute(sql, (value,)).lastrowid or 0)}
     conn.execute("INSERT INTO settings (key, value) VALUES ('balance|a', '1.00')")
@@ -193,6 +203,7 @@ async def test_old_settled_rows_go_live_rows_stay_and_the_file_shrinks(tmp_path:
         "dedupe": 500,
         "seen_records": 500,
         "replay": 500,
+        "console_audit": 300,
     }
     for table, kept in live.rows.items():
         assert await store.read(lambda conn, t=table: ids(conn, t)) == kept, table
