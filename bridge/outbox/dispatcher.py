@@ -23,6 +23,9 @@ __all__ = ["Dispatcher", "RetryPolicy"]
 Clock = Callable[[], float]
 # Runs one output's worker loop as a task: (output name, the loop) -> the task running it.
 Spawn = Callable[[str, Callable[[], Awaitable[None]]], asyncio.Task[None]]
+# Jobs queued or made due by another process (a bulk send, `smsbridge retry`) wake no worker:
+# an idle worker looks at the queue this often.
+IDLE_POLL = 2.0
 
 
 def _own_task(output: str, worker: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
@@ -224,7 +227,7 @@ class Dispatcher:
                     await self._launch(name, records, lane)
                     continue
                 lane.slots.release()
-                timeout = None if due is None else max(due - self.clock(), 0.0)
+                timeout = IDLE_POLL if due is None else min(max(due - self.clock(), 0.0), IDLE_POLL)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), timeout)
         except asyncio.CancelledError:
