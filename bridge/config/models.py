@@ -105,6 +105,13 @@ class DispatchConfig(ConfigModel):
     max_hold: PositiveDuration = timedelta(hours=24)
 
 
+class BulkConfig(ConfigModel):
+    """Bulk sends from a file (`smsbridge send --csv`)."""
+
+    # yuan; a run estimated above it asks first (without a terminal it needs --yes)
+    confirm_above: Annotated[Decimal, Field(ge=0)] = Decimal("10")
+
+
 class SimulatorConfig(ConfigModel):
     """The built-in simulator that stands in when there is no `gateway:` section."""
 
@@ -135,5 +142,6 @@ class Config(ConfigModel):
     conversations: ConversationsConfig = ConversationsConfig()
     storm: StormConfig = StormConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    bulk: BulkConfig = BulkConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     oncall: OncallConfig | None = None  # paging: schedules, escalation policies, replies

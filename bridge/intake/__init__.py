@@ -1,6 +1,6 @@
 """From accepted events to durable jobs: rules applied, storm control, chat commands, replies."""
 
-from bridge.intake import conversations, storm
+from bridge.intake import conversations, limits, storm
 from bridge.intake.chatops import ChatOps
 from bridge.intake.conversations import ConversationSettings
 from bridge.intake.limits import StormSettings
@@ -19,5 +19,6 @@ __all__ = [
     "RecordIntake",
     "StormSettings",
     "conversations",
+    "limits",
     "storm",
 ]

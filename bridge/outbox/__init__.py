@@ -1,6 +1,6 @@
 """Jobs waiting to go out, and the dispatcher that hands them to outputs."""
 
-from bridge.outbox import jobs, retention
+from bridge.outbox import bulk, jobs, retention
 from bridge.outbox.actions import JobAction, JobActionError, cancel_job, release_job, retry_job
 from bridge.outbox.dispatcher import Dispatcher, RetryPolicy
 from bridge.outbox.jobs import JobRecord, JobState
@@ -12,6 +12,7 @@ __all__ = [
     "JobRecord",
     "JobState",
     "RetryPolicy",
+    "bulk",
     "cancel_job",
     "jobs",
     "release_job",

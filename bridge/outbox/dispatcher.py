@@ -106,6 +106,7 @@ class Dispatcher:
         retry: RetryPolicy | None = None,
         on_failed: Callable[[JobRecord, str], None] = lambda record, reason: None,
         spawn: Spawn = _own_task,
+        rule: str | None = None,
     ) -> None:
         self.store = store
         self.outputs = dict(outputs)
@@ -117,6 +118,8 @@ class Dispatcher:
         self.retry = retry or RetryPolicy()
         self.recorder = Recorder(metrics, log, self.retry, on_failed)
         self._spawn = spawn  # a supervisor's, in the daemon: a worker that fails is restarted
+        # Claim only this rule's jobs (a bulk send's own sender), or every job of the output.
+        self.rule = rule
         self._wakeups = {name: asyncio.Event() for name in self.outputs}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -240,8 +243,8 @@ class Dispatcher:
         self, name: str, now: float, conn: Connection
     ) -> tuple[list[JobRecord], float | None]:
         """Due jobs, or (when there are none) when the next one is due: one transaction."""
-        records = outbox.claim(conn, name, now, self.batch_size)
-        return records, None if records else outbox.next_due(conn, name)
+        records = outbox.claim(conn, name, now, self.batch_size, self.rule)
+        return records, None if records else outbox.next_due(conn, name, self.rule)
 
     async def _launch(self, name: str, records: Sequence[JobRecord], lane: _Lane) -> None:
         """Start one call per unit as slots free up; the first slot is already held."""
