@@ -43,23 +43,30 @@ STALE_TIMEOUTS = 3
 BAR = 30
 
 
+def _claim_size(client: C123Client) -> int:
+    """Jobs the sender claims at once: one call's worth. A claimed job whose call never started
+    is, after a crash, as ambiguous as one in flight (never resent), so claims stay small."""
+    return client.limits.max_batch_numbers
+
+
 def _estimate(client: C123Client, messages: list[bulk.BulkMessage]) -> tuple[int, Decimal, str]:
-    """Segments, cost and the calls the messages take, as a person reads them."""
-    planned = client.plan_checked(
-        [
-            client.outgoing(
-                m.number,
-                m.text,
-                template=str(m.payload.get("template", "")),
-                params=m.payload.get("params"),
-            )
-            for m in messages
-        ]
-    )
+    """Segments, cost and the calls the messages take (planned claim by claim, as they are
+    sent), as a person reads them."""
+    outgoing = [
+        client.outgoing(
+            m.number,
+            m.text,
+            template=str(m.payload.get("template", "")),
+            params=m.payload.get("params"),
+        )
+        for m in messages
+    ]
+    size = _claim_size(client)
     segments = sum(m.segments for m in messages)
     counts: dict[str, int] = {}
-    for call in planned:
-        counts[call.action.value] = counts.get(call.action.value, 0) + 1
+    for start in range(0, len(outgoing), size):
+        for call in client.plan_checked(outgoing[start : start + size]):
+            counts[call.action.value] = counts.get(call.action.value, 0) + 1
     calls = ", ".join(f"{n} {action}" for action, n in counts.items()) or "no calls"
     return segments, client.price * segments, calls
 
@@ -111,7 +118,7 @@ async def _send(
             {SMS_OUTPUT: output},
             metrics=Metrics(),
             log=log,
-            batch_size=dispatch.batch_size,
+            batch_size=_claim_size(client),
             concurrency=dispatch.concurrency,
             retry=RetryPolicy(
                 ceiling=dispatch.backoff_max.total_seconds(),
