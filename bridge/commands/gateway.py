@@ -50,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     add_common(send)
-    what = send.add_mutually_exclusive_group(required=True)
-    what.add_argument(
+    recipients = send.add_mutually_exclusive_group(required=True)
+    recipients.add_argument(
         "--to",
         metavar="RECIPIENTS",
         help="comma-separated numbers, and contact and group names from the config, "
@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="schedule for this ISO time, e.g. 2026-12-01T09:00 (gateway time zone unless given)",
     )
     send.add_argument("text", nargs="?", help="the message text")
-    what.add_argument("--csv", type=Path, metavar="FILE", help="one SMS per row of this file")
+    recipients.add_argument("--csv", type=Path, metavar="FILE", help="one SMS per row of this file")
     send.add_argument(
         "--template",
         metavar="TEXT",
