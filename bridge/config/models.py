@@ -81,7 +81,7 @@ class ConversationsConfig(ConfigModel):
     """How replies find the thread (or alert) the SMS they answer came from."""
 
     ttl: PositiveDuration = timedelta(hours=24)  # how long a reply still belongs to its SMS
-    reply_codes: bool = True  # with several open conversations, SMS end in "#2" to tell apart
+    reply_codes: bool = True  # SMS from chat to a number with several open threads end in "#2"
     default: ConversationTarget | None = None  # where replies with no (or an unknown) code go
     report_deliveries: bool = False  # post "delivered" / "failed: UNDELIV" into the thread
 
