@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator
 
 from bridge.config import ConfigModel, Duration, FilePath, PositiveDuration
 from bridge.paging import OncallConfig
@@ -26,6 +26,9 @@ class ServerConfig(ConfigModel):
     # A request's head, and then its body, must arrive within this; an idle connection is
     # closed after it too. Slow senders (slowloris) cannot hold connections open.
     read_timeout: PositiveDuration = timedelta(seconds=10)
+    # Proxies in front (TLS) whose X-Forwarded-For/-Proto/-Host are believed; from others
+    # those headers are ignored.
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
 
     @field_validator("listen")
     @classmethod
