@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
 import signal
 import sqlite3
 from pathlib import Path
@@ -211,3 +212,49 @@ async def test_due_pages_are_claimed_before_bulk_rows(tmp_path: Path) -> None:
         assert len(claimed) == 4
     finally:
         await store.close()
+
+
+def terminal(master: int) -> str:
+    """Everything written to a pseudo-terminal until its last writer closes it; a 'y' answers
+    the confirmation when it is asked."""
+    seen = b""
+    answered = False
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child's side is closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if not answered and b"[y/N]" in seen:
+            os.write(master, b"y\n")
+            answered = True
+    return seen.decode(errors="replace")
+
+
+async def test_on_a_terminal_it_asks_first_and_shows_progress(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    store = tmp_path / "s.sqlite3"
+    config = tmp_path / "c.yaml"
+    config.write_text(gateway(simulator, store, "bulk: {confirm_above: 0.1}\n"))
+    rows = csv_file(tmp_path / "rows.csv", 3)
+    master, slave = pty.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            SMSBRIDGE, "send", "-c", str(config), "--csv", str(rows),
+            stdin=slave, stdout=asyncio.subprocess.PIPE, stderr=slave,
+        )  # fmt: skip
+        os.close(slave)
+        reading = asyncio.create_task(asyncio.to_thread(terminal, master))
+        out, _ = await process.communicate()
+        screen = await reading
+    finally:
+        os.close(master)
+    assert process.returncode == 0, screen
+    assert "3 SMS, estimated 0.30 yuan, above bulk.confirm_above (0.1 yuan). Send? [y/N]" in screen
+    assert "\r[" in screen
+    assert "3/3  sent 3, failed 0, held 0" in screen
+    assert "sent 3 of 3" in out.decode()
+    assert len(simulator.state.messages) == 3
