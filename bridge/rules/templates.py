@@ -171,19 +171,21 @@ def _localtime(zone: tzinfo) -> Any:
     return localtime
 
 
-def summary(event: Event) -> str:
-    """What the alert says about itself: its summary label, else its summary annotation."""
+def alert_summary(event: Event, width: int | None = None) -> str:
+    """What the alert says about itself, on one line: its summary label, else its summary
+    annotation ('' when it has neither); cut to `width` characters when given."""
     annotations = event.data.get("annotations") if isinstance(event.data, Mapping) else None
     said = event.labels.get("summary") or (
         annotations.get("summary") if isinstance(annotations, Mapping) else None
     )
-    return str(said) if said else ""
+    text = oneline(said) if said else ""
+    return shorten(text, width) if width is not None else text
 
 
 def event_context(event: Event, now: datetime) -> dict[str, Any]:
     """What a template for one event sees."""
     return {
-        "summary": summary(event),
+        "summary": alert_summary(event),
         "event": event,
         "kind": event.kind.value,
         "source": event.source,
