@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bridge.commands.bulk.sheet import Sheet
-from bridge.outbox.bulk import BulkMessage
+from bridge.outbox import bulk
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.errors import InvalidRequestError
+from bridge.plugins.c123.models import OutgoingSms
 from bridge.plugins.c123.output import PARAMS, TEMPLATE
 from bridge.plugins.c123.validation import PLACEHOLDER, SEPARATOR, render_param
 from bridge.rules import ContactConfig
@@ -22,9 +23,11 @@ SHOWN_PROBLEMS = 20  # a file with a systematic mistake would otherwise print on
 
 @dataclass(slots=True)
 class Checked:
-    """The rows that can be sent, and what is wrong with the others (nothing is sent then)."""
+    """The rows that can be sent (each as queued, and as the gateway client plans it), and
+    what is wrong with the others (nothing is sent then)."""
 
-    messages: list[BulkMessage] = field(default_factory=list)
+    messages: list[bulk.BulkMessage] = field(default_factory=list)
+    outgoing: list[OutgoingSms] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def report(self) -> str:
@@ -141,5 +144,8 @@ def check_rows(
         if first != row:
             checked.problems.append(f"row {row} repeats row {first}: the same number and text")
             continue
-        checked.messages.append(BulkMessage(row, number, text, message.estimated_segments, payload))
+        checked.messages.append(
+            bulk.BulkMessage(row, number, text, message.estimated_segments, payload)
+        )
+        checked.outgoing.append(message)
     return checked

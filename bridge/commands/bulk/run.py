@@ -32,6 +32,7 @@ from bridge.metrics import Metrics
 from bridge.outbox import Dispatcher, RetryPolicy, bulk
 from bridge.plugin import PluginContext
 from bridge.plugins.c123.client import C123Client
+from bridge.plugins.c123.models import OutgoingSms
 from bridge.plugins.c123.output import C123Output
 from bridge.runtime import SMS_OUTPUT
 from bridge.store import Connection, Store
@@ -49,20 +50,11 @@ def _claim_size(client: C123Client) -> int:
     return client.limits.max_batch_numbers
 
 
-def _estimate(client: C123Client, messages: list[bulk.BulkMessage]) -> tuple[int, Decimal, str]:
+def _estimate(client: C123Client, outgoing: list[OutgoingSms]) -> tuple[int, Decimal, str]:
     """Segments, cost and the calls the messages take (planned claim by claim, as they are
     sent), as a person reads them."""
-    outgoing = [
-        client.outgoing(
-            m.number,
-            m.text,
-            template=str(m.payload.get("template", "")),
-            params=m.payload.get("params"),
-        )
-        for m in messages
-    ]
     size = _claim_size(client)
-    segments = sum(m.segments for m in messages)
+    segments = sum(m.estimated_segments for m in outgoing)
     counts: dict[str, int] = {}
     for start in range(0, len(outgoing), size):
         for call in client.plan_checked(outgoing[start : start + size]):
@@ -186,7 +178,8 @@ async def cmd_bulk_send(args: argparse.Namespace) -> int:
             raise BadInputError(f"{path}: nothing sent:\n{checked.report()}")
         before = await asyncio.to_thread(_queued_before, config, run)
         todo = [m for m in checked.messages if m.row not in before]
-        segments, cost, calls = _estimate(client, todo)
+        planned = zip(checked.messages, checked.outgoing, strict=True)
+        segments, cost, calls = _estimate(client, [o for m, o in planned if m.row not in before])
         summary = {
             "file": str(path),
             "encoding": table.encoding,
