@@ -133,6 +133,35 @@ def progress(conn: Connection, run: str) -> Progress:
     )
 
 
+_OF_RUN = "id IN (SELECT job_id FROM bulk_rows WHERE run = ?)"
+_HELD = "state = 'pending' AND code IN (?, ?)"
+
+
+def hold_waiting(conn: Connection, run: str) -> int:
+    """Hold a run's waiting jobs with the hold one of them met (a low balance, a paused
+    account), instead of each making a call that would be refused the same way; how many."""
+    cursor = conn.execute(
+        f"""UPDATE jobs SET (next_at, code, reason) =
+               (SELECT h.next_at, h.code, h.reason FROM jobs h WHERE h.{_HELD} AND h.{_OF_RUN}
+                ORDER BY h.updated_at DESC LIMIT 1)
+           WHERE state = 'pending' AND code NOT IN (?, ?) AND {_OF_RUN}
+           AND EXISTS (SELECT 1 FROM jobs h WHERE h.{_HELD} AND h.{_OF_RUN})""",  # noqa: S608 - fixed SQL
+        (*outbox.HOLDS, run, *outbox.HOLDS, run, *outbox.HOLDS, run),
+    )
+    return cursor.rowcount
+
+
+def release_held(conn: Connection, run: str, now: float) -> int:
+    """Make a run's held jobs due now (a run started again: the hold may have lifted; if it
+    still stands, the first call says so and they are held again); how many."""
+    cursor = conn.execute(
+        # No longer marked held: they wait for their call like any queued job.
+        f"UPDATE jobs SET next_at = ?, code = '', reason = '' WHERE {_HELD} AND {_OF_RUN}",  # noqa: S608 - fixed SQL
+        (now, *outbox.HOLDS, run),
+    )
+    return cursor.rowcount
+
+
 def settle_stale(conn: Connection, run: str, before: float, now: float) -> int:
     """A run's jobs left 'sending' since before `before` (a sender that died mid-call): they
     may have gone out, so they are settled unknown and never resent. Returns how many."""

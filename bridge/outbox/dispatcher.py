@@ -107,6 +107,7 @@ class Dispatcher:
         on_failed: Callable[[JobRecord, str], None] = lambda record, reason: None,
         spawn: Spawn = _own_task,
         rule: str | None = None,
+        stop_when_held: bool = False,
     ) -> None:
         self.store = store
         self.outputs = dict(outputs)
@@ -120,6 +121,9 @@ class Dispatcher:
         self._spawn = spawn  # a supervisor's, in the daemon: a worker that fails is restarted
         # Claim only this rule's jobs (a bulk send's own sender), or every job of the output.
         self.rule = rule
+        # A bulk send's sender stops claiming once a call is held (a top-up, the account):
+        # its other jobs would each make a call refused the same way.
+        self.stop_when_held = stop_when_held
         self._wakeups = {name: asyncio.Event() for name in self.outputs}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -304,6 +308,8 @@ class Dispatcher:
         hold = next((o for o in outcomes if o.kind in HOLDS), None)
         if hold is not None and batch.hold is None:
             batch.hold = hold
+        if hold is not None and self.stop_when_held:
+            self._stopping = True
 
     async def _record_all(
         self, name: str, records: Sequence[JobRecord], outcome_of: Callable[[JobRecord], Outcome]

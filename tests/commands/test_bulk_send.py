@@ -10,6 +10,7 @@ import os
 import pty
 import signal
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 
 from bridge.outbox import jobs
@@ -258,3 +259,29 @@ async def test_on_a_terminal_it_asks_first_and_shows_progress(
     assert "3/3  sent 3, failed 0, held 0" in screen
     assert "sent 3 of 3" in out.decode()
     assert len(simulator.state.messages) == 3
+
+
+async def test_a_low_balance_holds_the_rest_without_calls_and_a_rerun_sends_it(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    """15 yuan pays the first 100 of 250 rows; the second call is refused (-9) and the 50 rows
+    behind it are held with it, without a call of their own. After a top-up, the same command
+    sends the 150 held ones and nothing twice."""
+    simulator.state.set_balance(remain=Decimal("15"))
+    store = tmp_path / "s.sqlite3"
+    config = tmp_path / "c.yaml"
+    config.write_text(gateway(simulator, store, "dispatch: {concurrency: 1}\n"))
+    rows = csv_file(tmp_path / "rows.csv", 250)
+    code, out, err = await smsbridge("send", "-c", str(config), "--csv", str(rows), "--yes")
+    assert code == 1, err
+    assert "sent 100 of 250" in out
+    assert "held 150: sendBatch: gateway refused with code -9: balance too low" in out
+    assert simulator.state.calls["sendBatch"] == 2
+    assert states(store) == {"sent": 100, "pending": 150}
+
+    simulator.state.set_balance(add=Decimal("100"))
+    code, out, err = await smsbridge("send", "-c", str(config), "--csv", str(rows), "--yes")
+    assert (code, err) == (0, ""), out
+    assert "sent 250 of 250" in out
+    assert simulator.state.calls["sendBatch"] == 4
+    assert sorted(m.mobile for m in simulator.state.messages) == [number(i) for i in range(250)]

@@ -118,6 +118,7 @@ async def _send(
                 max_hold=dispatch.max_hold.total_seconds(),
             ),
             rule=bulk.rule_of(run),
+            stop_when_held=True,
         )
         dispatcher.start()
         stale = client.config.timeout.total.total_seconds() * STALE_TIMEOUTS
@@ -128,6 +129,10 @@ async def _send(
                     _bar(progress, show)
                 if not progress.moving:
                     return progress
+                if progress.held and progress.waiting:
+                    # The gateway waits on a top-up or the account: the rest wait with it.
+                    await store.write(partial(bulk.hold_waiting, run=run))
+                    continue
                 if progress.sending and not progress.waiting:
                     # Left by a run that died mid-call? Settled unknown once surely dead.
                     now = time.time()
@@ -222,7 +227,8 @@ async def cmd_bulk_send(args: argparse.Namespace) -> int:
                 return None
             return bulk.queue(conn, run, SMS_OUTPUT, todo, now)
 
-        if await store.write(enqueue) is None:
+        queued = await store.write(enqueue)
+        if queued is None:
             message = (
                 f"held: {segments} segment(s) would pass today's budget "
                 f"(storm.daily_segment_budget {budget.daily_segment_budget}); nothing queued"
@@ -232,6 +238,8 @@ async def cmd_bulk_send(args: argparse.Namespace) -> int:
             else:
                 emit_lines([message])
             return EXIT_REFUSED
+        # Run again after a hold: its rows try again now (a hold that stands holds them again).
+        await store.write(partial(bulk.release_held, run=run, now=now))
         show = sys.stderr if sys.stderr.isatty() and not args.json else None
         progress = await _send(config, client, store, run, show)
     ok = progress.sent == progress.total
