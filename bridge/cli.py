@@ -17,6 +17,7 @@ from bridge.commands import (
     history,
     oncall,
     page,
+    queue,
     route,
     simulator,
     store,
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.register(subparsers)
     store.register(subparsers)
     history.register(subparsers)
+    queue.register(subparsers)
     console.register(subparsers)
     return parser
 

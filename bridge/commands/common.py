@@ -76,7 +76,8 @@ def load(path: Path | None) -> Config:
 
 @asynccontextmanager
 async def gateway(config: Config, *, shared: bool = False) -> AsyncIterator[C123Client]:
-    """A client on the configured gateway (or the built-in simulator), with its own session.
+    """A client on the configured gateway, with its own session; without one, on the simulator
+    of a daemon running with this config (`simulator.port`), else on a built-in simulator.
 
     A configured account keeps its marks (a wrong key, a pause, a rotation) in the daemon's
     store, so a command respects what the daemon found and the daemon what a command found.
@@ -107,4 +108,6 @@ async def gateway(config: Config, *, shared: bool = False) -> AsyncIterator[C123
                 stack.push_async_callback(store.close)
                 marks = StoreMarks(store)
         session = await stack.enter_async_context(aiohttp.ClientSession())
-        yield await stack.enter_async_context(open_client(config.gateway, session, marks=marks))
+        yield await stack.enter_async_context(
+            open_client(config.gateway, session, marks=marks, simulator_port=config.simulator.port)
+        )

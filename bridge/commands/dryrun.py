@@ -173,7 +173,7 @@ def _describe(
                     "number": mask_number(r.number),
                     "outcome": _recipient_state(conn, decision, r.number, now),
                 }
-                for r in sms.recipients
+                for r in sms.recipients_for(decision.event)
             ],
         }
     if decision.post is not None:

@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bridge.commands.bulk import ENCODINGS, cmd_bulk_send
 from bridge.commands.common import (
     EXIT_OK,
     EXIT_REFUSED,
@@ -32,13 +33,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the gateway subcommands to the top-level parser."""
     send = subparsers.add_parser(
         "send",
-        help="send one text to one or more numbers",
-        description="Send one text to one or more numbers, split into the fewest gateway calls.",
+        help="send one text to one or more numbers, or one SMS per row of a CSV file",
+        description=(
+            "Send one text to one or more numbers, split into the fewest gateway calls; or, "
+            "with --csv, one SMS per row of a file. A file's rows are all checked before "
+            "anything is sent, then queued in the store below pages (history, the daily "
+            "budget and account pauses apply; an ambiguous send is never resent) and sent in "
+            "the fewest calls: sendBatch for a text column, sendParam with --template. Running "
+            "the same file again (after a crash, a hold, Ctrl-C) sends only the rows not yet "
+            "queued, and what is still waiting."
+        ),
+        epilog=(
+            "CSV: a first row naming the columns: 'number' or 'contact' (a name from the "
+            "config), and 'text' or, with --template, p1..p10; other columns are ignored. "
+            "UTF-8 (with or without BOM) or GBK. '{|}' is refused in texts and values."
+        ),
     )
     add_common(send)
-    send.add_argument(
+    recipients = send.add_mutually_exclusive_group(required=True)
+    recipients.add_argument(
         "--to",
-        required=True,
         metavar="RECIPIENTS",
         help="comma-separated numbers, and contact and group names from the config, "
         "e.g. 15102110086,alice,oncall",
@@ -49,7 +63,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="TIME",
         help="schedule for this ISO time, e.g. 2026-12-01T09:00 (gateway time zone unless given)",
     )
-    send.add_argument("text", help="the message text")
+    send.add_argument("text", nargs="?", help="the message text")
+    recipients.add_argument("--csv", type=Path, metavar="FILE", help="one SMS per row of this file")
+    send.add_argument(
+        "--template",
+        metavar="TEXT",
+        help="with --csv: one text for every row, e.g. 'Dear {p1}, your order {p2} ships today' "
+        "(p1..p10 are columns)",
+    )
+    send.add_argument(
+        "--encoding",
+        choices=ENCODINGS,
+        default="auto",
+        help="with --csv: the file's encoding (default: UTF-8 if it is valid UTF-8, else GBK)",
+    )
+    send.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --csv: check every row and show the calls, segments and estimated cost",
+    )
+    send.add_argument(
+        "--yes",
+        action="store_true",
+        help="with --csv: send without asking, even above bulk.confirm_above",
+    )
     send.set_defaults(handler=cmd_send)
 
     for name, handler, what in (
@@ -146,6 +183,22 @@ def _text_problems(text: str, client: C123Client, at: datetime | None) -> list[s
 
 
 async def cmd_send(args: argparse.Namespace) -> int:
+    if args.csv is not None:
+        return await cmd_bulk_send(args)
+    unused = [
+        option
+        for option, given in (
+            ("--template", args.template),
+            ("--dry-run", args.dry_run),
+            ("--yes", args.yes),
+            ("--encoding", args.encoding != "auto"),
+        )
+        if given
+    ]
+    if unused:
+        raise BadInputError(f"{', '.join(unused)} go(es) with --csv only")
+    if args.text is None:
+        raise BadInputError("--to needs the text to send")
     config = load(args.config)
     numbers, problems = _recipients(args.to, config)
     async with gateway(config) as client:

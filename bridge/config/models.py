@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator
 
 from bridge.config import ConfigModel, Duration, FilePath, PositiveDuration
 from bridge.config.console import ConsoleConfig
@@ -27,6 +27,9 @@ class ServerConfig(ConfigModel):
     # A request's head, and then its body, must arrive within this; an idle connection is
     # closed after it too. Slow senders (slowloris) cannot hold connections open.
     read_timeout: PositiveDuration = timedelta(seconds=10)
+    # Proxies in front (TLS) whose X-Forwarded-For/-Proto/-Host are believed; from others
+    # those headers are ignored.
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
 
     @field_validator("listen")
     @classmethod
@@ -82,7 +85,7 @@ class ConversationsConfig(ConfigModel):
     """How replies find the thread (or alert) the SMS they answer came from."""
 
     ttl: PositiveDuration = timedelta(hours=24)  # how long a reply still belongs to its SMS
-    reply_codes: bool = True  # with several open conversations, SMS end in "#2" to tell apart
+    reply_codes: bool = True  # SMS from chat to a number with several open threads end in "#2"
     default: ConversationTarget | None = None  # where replies with no (or an unknown) code go
     report_deliveries: bool = False  # post "delivered" / "failed: UNDELIV" into the thread
 
@@ -104,6 +107,13 @@ class DispatchConfig(ConfigModel):
     concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     # A message held (low balance, paused account) longer than this after it was queued fails.
     max_hold: PositiveDuration = timedelta(hours=24)
+
+
+class BulkConfig(ConfigModel):
+    """Bulk sends from a file (`smsbridge send --csv`)."""
+
+    # yuan; a run estimated above it asks first (without a terminal it needs --yes)
+    confirm_above: Annotated[Decimal, Field(ge=0)] = Decimal("10")
 
 
 class SimulatorConfig(ConfigModel):
@@ -136,6 +146,7 @@ class Config(ConfigModel):
     conversations: ConversationsConfig = ConversationsConfig()
     storm: StormConfig = StormConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    bulk: BulkConfig = BulkConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     oncall: OncallConfig | None = None  # paging: schedules, escalation policies, replies
     console: ConsoleConfig | None = None  # the web console; off unless configured

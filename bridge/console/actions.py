@@ -11,8 +11,8 @@ from aiohttp import web
 
 import bridge.console.auth as auth
 import bridge.console.queries as queries
+import bridge.outbox as outbox
 from bridge.console.core import CLIENT, CONSOLE_KEY, SESSION
-from bridge.outbox import jobs
 from bridge.paging import Pager
 from bridge.sms import mask_number
 from bridge.store import Connection
@@ -127,13 +127,6 @@ async def incident_action(request: web.Request) -> web.StreamResponse:
     raise console.back(request, location, answer)
 
 
-_JOB_ACTIONS = {
-    "retry": "is not failed, unknown or waiting to retry",
-    "cancel": "is being sent or already settled: too late to cancel",
-    "release": "is not held",
-}
-
-
 async def job_action(request: web.Request) -> web.StreamResponse:
     _operator(request)
     console = request.app[CONSOLE_KEY]
@@ -144,19 +137,17 @@ async def job_action(request: web.Request) -> web.StreamResponse:
     output: list[str] = []
 
     def work(conn: Connection, now: float) -> str:
-        name = jobs.job_output(conn, job_id)
-        if name is None:
-            return f"no message {job_id}"
-        if verb == "retry":
-            done = jobs.retry_job(conn, job_id, now)
-        elif verb == "cancel":
-            done = jobs.cancel_job(conn, job_id, now, who)
-        else:
-            done = jobs.release_job(conn, job_id, now)
-        if not done:
-            return f"message {job_id} {_JOB_ACTIONS[verb]}"
-        output.append(name)
-        return f"message {job_id}: {verb} done"
+        try:
+            if verb == "retry":
+                done = outbox.retry_job(conn, job_id, now, f"retried by {who}")
+            elif verb == "cancel":
+                done = outbox.cancel_job(conn, job_id, now, f"cancelled by {who}")
+            else:
+                done = outbox.release_job(conn, job_id, now)
+        except outbox.JobActionError as exc:
+            return str(exc)
+        output.append(done.output)
+        return done.done
 
     answer = await console.act(request, verb, f"job #{job_id}", work)
     console.context.pipeline.wake(output)

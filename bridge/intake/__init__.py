@@ -1,6 +1,6 @@
 """From accepted events to durable jobs: rules applied, storm control, chat commands, replies."""
 
-from bridge.intake import conversations, storm
+from bridge.intake import conversations, limits, storm
 from bridge.intake.chatops import ChatOps
 from bridge.intake.conversations import ConversationSettings
 from bridge.intake.limits import StormSettings, day_start
@@ -20,5 +20,6 @@ __all__ = [
     "StormSettings",
     "conversations",
     "day_start",
+    "limits",
     "storm",
 ]

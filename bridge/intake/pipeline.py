@@ -168,12 +168,12 @@ class Pipeline:
         if not action.wants(event):
             # Fix: a resolution that sends nothing (send_resolved: false) still ends the alert's
             # episode; without this the next firing was suppressed as a repeat.
-            for recipient in action.recipients:
+            for recipient in action.recipients_for(event):
                 self._is_repeat(conn, decision, action, recipient.number, now)
             return 0
         text = decision.render("sms")
         jobs = 0
-        for recipient in action.recipients:
+        for recipient in action.recipients_for(event):
             if self._is_repeat(conn, decision, action, recipient.number, now):
                 continue
             if action.group_wait > timedelta(0):

@@ -23,6 +23,9 @@ __all__ = ["Dispatcher", "RetryPolicy"]
 Clock = Callable[[], float]
 # Runs one output's worker loop as a task: (output name, the loop) -> the task running it.
 Spawn = Callable[[str, Callable[[], Awaitable[None]]], asyncio.Task[None]]
+# Jobs queued or made due by another process (a bulk send, `smsbridge retry`) wake no worker:
+# an idle worker looks at the queue this often.
+IDLE_POLL = 2.0
 
 
 def _own_task(output: str, worker: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
@@ -103,6 +106,8 @@ class Dispatcher:
         retry: RetryPolicy | None = None,
         on_failed: Callable[[JobRecord, str], None] = lambda record, reason: None,
         spawn: Spawn = _own_task,
+        rule: str | None = None,
+        stop_when_held: bool = False,
     ) -> None:
         self.store = store
         self.outputs = dict(outputs)
@@ -114,6 +119,11 @@ class Dispatcher:
         self.retry = retry or RetryPolicy()
         self.recorder = Recorder(metrics, log, self.retry, on_failed)
         self._spawn = spawn  # a supervisor's, in the daemon: a worker that fails is restarted
+        # Claim only this rule's jobs (a bulk send's own sender), or every job of the output.
+        self.rule = rule
+        # A bulk send's sender stops claiming once a call is held (a top-up, the account):
+        # its other jobs would each make a call refused the same way.
+        self.stop_when_held = stop_when_held
         self._wakeups = {name: asyncio.Event() for name in self.outputs}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -224,7 +234,7 @@ class Dispatcher:
                     await self._launch(name, records, lane)
                     continue
                 lane.slots.release()
-                timeout = None if due is None else max(due - self.clock(), 0.0)
+                timeout = IDLE_POLL if due is None else min(max(due - self.clock(), 0.0), IDLE_POLL)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), timeout)
         except asyncio.CancelledError:
@@ -237,8 +247,8 @@ class Dispatcher:
         self, name: str, now: float, conn: Connection
     ) -> tuple[list[JobRecord], float | None]:
         """Due jobs, or (when there are none) when the next one is due: one transaction."""
-        records = outbox.claim(conn, name, now, self.batch_size)
-        return records, None if records else outbox.next_due(conn, name)
+        records = outbox.claim(conn, name, now, self.batch_size, self.rule)
+        return records, None if records else outbox.next_due(conn, name, self.rule)
 
     async def _launch(self, name: str, records: Sequence[JobRecord], lane: _Lane) -> None:
         """Start one call per unit as slots free up; the first slot is already held."""
@@ -298,6 +308,8 @@ class Dispatcher:
         hold = next((o for o in outcomes if o.kind in HOLDS), None)
         if hold is not None and batch.hold is None:
             batch.hold = hold
+        if hold is not None and self.stop_when_held:
+            self._stopping = True
 
     async def _record_all(
         self, name: str, records: Sequence[JobRecord], outcome_of: Callable[[JobRecord], Outcome]

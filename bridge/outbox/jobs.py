@@ -115,12 +115,17 @@ def add_job(
     *,
     segments: int = 0,
     not_before: float | None = None,
+    rank: int = 0,
 ) -> int:
-    """Queue one message (with its estimated segments); it is due at `not_before` (or now)."""
+    """Queue one message (with its estimated segments); it is due at `not_before` (or now).
+
+    Due jobs of a lower `rank` are claimed first: 0 for pages and rules, 1 for bulk sends.
+    """
     cursor = conn.execute(
         """INSERT INTO jobs (output, recipient, text, payload, rule, event_id, conversation,
-                             retry_ambiguous, state, next_at, created_at, updated_at, segments)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)""",
+                             retry_ambiguous, state, next_at, created_at, updated_at, segments,
+                             rank)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)""",
         (
             intent.output,
             intent.recipient,
@@ -134,28 +139,42 @@ def add_job(
             now,
             now,
             segments,
+            rank,
         ),
     )
     return int(cursor.lastrowid or 0)
 
 
-def claim(conn: Connection, output: str, now: float, limit: int) -> list[JobRecord]:
-    """Mark up to `limit` due jobs of an output as sending and return them, oldest first."""
+def claim(
+    conn: Connection, output: str, now: float, limit: int, rule: str | None = None
+) -> list[JobRecord]:
+    """Mark up to `limit` due jobs of an output (of one rule only, if given) as sending and
+    return them, by id; lower ranks are claimed first (a page before a bulk send), then the
+    longest due."""
+    only = "" if rule is None else "AND rule = ?"
     rows = conn.execute(
-        """UPDATE jobs SET state = 'sending', updated_at = ?
+        f"""UPDATE jobs SET state = 'sending', updated_at = ?
            WHERE id IN (SELECT id FROM jobs WHERE state = 'pending' AND output = ?
-                        AND next_at <= ? ORDER BY next_at, id LIMIT ?)
-           RETURNING *""",
-        (now, output, now, limit),
+                        AND next_at <= ? {only} ORDER BY rank, next_at, id LIMIT ?)
+           RETURNING *""",  # noqa: S608 - a fixed clause; values are placeholders
+        (now, output, now, *(() if rule is None else (rule,)), limit),
     ).fetchall()
     return sorted((_record(row) for row in rows), key=lambda record: record.id)
 
 
-def next_due(conn: Connection, output: str) -> float | None:
-    """When the output's earliest pending job is due, or None when it has none."""
-    row = conn.execute(
-        "SELECT min(next_at) AS due FROM jobs WHERE state = 'pending' AND output = ?", (output,)
-    ).fetchone()
+def next_due(conn: Connection, output: str, rule: str | None = None) -> float | None:
+    """When the output's (or the rule's) earliest pending job is due, or None when none is."""
+    if rule is None:
+        row = conn.execute(
+            "SELECT min(next_at) AS due FROM jobs WHERE state = 'pending' AND output = ?",
+            (output,),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            """SELECT min(next_at) AS due FROM jobs WHERE state = 'pending' AND output = ?
+               AND rule = ?""",
+            (output, rule),
+        ).fetchone()
     return None if row is None or row["due"] is None else float(row["due"])
 
 
@@ -317,53 +336,3 @@ def record_delivery(
         (delivery, carrier_code, ref, recipient),
     ).fetchall()
     return [_record(row) for row in rows]
-
-
-# --- a person's actions on one job (the console, the command line) ----------------------------
-
-
-def retry_job(conn: Connection, job_id: int, now: float) -> bool:
-    """Send a failed, unknown or retry-waiting job again now, with its attempts counted afresh.
-
-    An unknown job may have reached the phone: retrying it is a person's decision, never ours.
-    Returns False when the job is not in a state to retry (sent, being sent, held, or gone).
-    """
-    cursor = conn.execute(
-        """UPDATE jobs SET state = 'pending', next_at = ?, updated_at = ?, attempts = 0,
-                  reason = '', code = '', delivery = '', carrier_code = ''
-           WHERE id = ? AND (state IN ('failed', 'unknown')
-                 OR (state = 'pending' AND code NOT IN (?, ?)))""",
-        (now, now, job_id, *HOLDS),
-    )
-    return cursor.rowcount == 1
-
-
-def cancel_job(conn: Connection, job_id: int, now: float, by: str) -> bool:
-    """Settle a job not yet handed to its output as failed, saying who cancelled it.
-
-    Returns False when it is being sent or already settled (too late to cancel).
-    """
-    cursor = conn.execute(
-        """UPDATE jobs SET state = 'failed', updated_at = ?, reason = ?, code = 'cancelled'
-           WHERE id = ? AND state = 'pending'""",
-        (now, f"cancelled by {by}", job_id),
-    )
-    return cursor.rowcount == 1
-
-
-def release_job(conn: Connection, job_id: int, now: float) -> bool:
-    """Make one held job due now (its output may hold it again if the cause persists).
-
-    Returns False when the job is not held.
-    """
-    cursor = conn.execute(
-        "UPDATE jobs SET next_at = ? WHERE id = ? AND state = 'pending' AND code IN (?, ?)",
-        (now, job_id, *HOLDS),
-    )
-    return cursor.rowcount == 1
-
-
-def job_output(conn: Connection, job_id: int) -> str | None:
-    """The output a job goes to (None: no such job), to wake its dispatcher after an action."""
-    row = conn.execute("SELECT output FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    return None if row is None else str(row["output"])

@@ -62,6 +62,12 @@ _SWEEPS = (
             (SELECT 1 FROM conversations c WHERE c.job_id = jobs.id AND c.expires_at > :now)""",
         "created_at >= :cutoff",
     ),
+    # A bulk run's row outlives its job only as long: a run older than retention is forgotten.
+    _Sweep(
+        "bulk_rows",
+        "created_at < :cutoff AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = bulk_rows.job_id)",
+        "created_at >= :cutoff",
+    ),
     _Sweep(
         "events",
         """received_at < :cutoff

@@ -23,16 +23,21 @@ from bridge.paging.policy import escalation_timeline
 from bridge.paging.replies import looks_like_command
 from bridge.paging.silences import SilenceAnswer, Silencer, SilenceRequest
 from bridge.paging.telling import PENDING_JOB_PAGES, PENDING_PAGE, Teller
-from bridge.rules import Decision, Directory
+from bridge.rules import Decision, Directory, alert_summary
 from bridge.sms import mask_number
 from bridge.store import Connection
 
 TIMER_BATCH = 64  # timers fired per transaction: the write that holds them stays short
 HELP = "Not a command. Reply with your page's code: 1a ack, 1c close, 1e escalate"
+# The alert's summary in an incident's title (and so in its pages): enough to say what is
+# wrong, short enough that a page stays about two segments.
+TITLE_SUMMARY = 60
 
 
 def _title(event: Event) -> str:
-    return event.labels.get("alertname") or event.text[:40] or event.kind.value
+    name = event.labels.get("alertname") or event.text[:40] or event.kind.value
+    said = alert_summary(event, TITLE_SUMMARY)
+    return f"{name}: {said}" if said and event.labels.get("alertname") else name
 
 
 class Pager(Teller):

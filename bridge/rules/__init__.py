@@ -17,7 +17,7 @@ from bridge.rules.localtime import as_utc, next_clock_change, to_instant, wall_t
 from bridge.rules.matchers import ALL_DAYS, DAY_NAMES, Hours, Window, parse_days
 from bridge.rules.quiet import Listed, QuietHours, as_list
 from bridge.rules.ruleset import Decision, PageAction, Recipient, RuleError, RuleSet, SmsAction
-from bridge.rules.templates import event_context, group_context, make_environment
+from bridge.rules.templates import alert_summary, event_context, group_context, make_environment
 
 __all__ = [
     "ALL_DAYS",
@@ -42,6 +42,7 @@ __all__ = [
     "Text",
     "UnresolvedError",
     "Window",
+    "alert_summary",
     "as_list",
     "as_utc",
     "check_references",

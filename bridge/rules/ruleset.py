@@ -42,6 +42,7 @@ from bridge.rules.templates import (
     render,
     truncate_segments,
 )
+from bridge.sms import InvalidNumberError, normalize_number
 
 __all__ = [
     "Decision",
@@ -84,6 +85,18 @@ class SmsAction:
     def wants(self, event: Event) -> bool:
         """Whether this event gets a message: firing ones do, resolved ones if send_resolved."""
         return event.status is Status.FIRING or self.send_resolved
+
+    def recipients_for(self, event: Event) -> tuple[Recipient, ...]:
+        """Who gets this event's SMS: everyone named, except the phone a reply came from (it
+        knows what it said)."""
+        if event.kind is not EventKind.REPLY:
+            return self.recipients
+        sender = str(event.data.get("mobile", ""))
+        try:
+            sender = normalize_number(sender)
+        except InvalidNumberError:
+            return self.recipients
+        return tuple(r for r in self.recipients if r.number != sender)
 
 
 @dataclass(frozen=True, slots=True)

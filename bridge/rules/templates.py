@@ -40,6 +40,10 @@ DEFAULT_GROUP_TEMPLATE = (
     '{% set over = alerts|selectattr("status", "equalto", "resolved")'
     '|map(attribute="labels.instance")|select|unique|list %}'
     "{% if over %} {{ over|join_more(2) }}{% endif %}{% endif %}"
+    # What the alerts say (their summary annotation), when they all say the same.
+    '{% set said = alerts|selectattr("status", "equalto", status)|map(attribute="summary")'
+    "|select|unique|list %}"
+    "{% if said|length == 1 %}: {{ said[0]|oneline }}{% endif %}"
 )
 
 # A message to a chat or callback output: not cut to SMS segments, so it may say a little more.
@@ -167,9 +171,21 @@ def _localtime(zone: tzinfo) -> Any:
     return localtime
 
 
+def alert_summary(event: Event, width: int | None = None) -> str:
+    """What the alert says about itself, on one line: its summary label, else its summary
+    annotation ('' when it has neither); cut to `width` characters when given."""
+    annotations = event.data.get("annotations") if isinstance(event.data, Mapping) else None
+    said = event.labels.get("summary") or (
+        annotations.get("summary") if isinstance(annotations, Mapping) else None
+    )
+    text = oneline(said) if said else ""
+    return shorten(text, width) if width is not None else text
+
+
 def event_context(event: Event, now: datetime) -> dict[str, Any]:
     """What a template for one event sees."""
     return {
+        "summary": alert_summary(event),
         "event": event,
         "kind": event.kind.value,
         "source": event.source,

@@ -307,6 +307,7 @@ class Daemon:
             read_timeout=read_timeout,
             log=self.log,
             before_scrape=partial(health.refresh_gauges, self),
+            trusted_proxies=server.trusted_proxies,
         )
         runner = web.AppRunner(
             app,

@@ -12,6 +12,7 @@ from prometheus_client import generate_latest
 
 from bridge.metrics import Metrics
 from bridge.plugin import Input
+from bridge.runtime.forwarded import Networks, behind_proxy
 
 Readiness = Callable[[], dict[str, str]]  # check name -> problem ('' when fine)
 # The classic text format, which every Prometheus understands (Debian 12 ships 2.42).
@@ -20,8 +21,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _TOO_SLOW = web.RequestKey("too_slow", bool)  # its body did not arrive in time
 
 
-def _guard(timeout: float, log: Any) -> Middleware:
-    """One middleware (each layer costs every request) for two duties.
+def _guard(timeout: float, log: Any, proxies: Networks = ()) -> Middleware:
+    """One middleware (each layer costs every request) for three duties.
+
+    A request forwarded by a trusted proxy (`server.trusted_proxies`) is seen as its client
+    made it: its address, scheme and host from X-Forwarded-*; from anyone else those headers
+    are ignored.
 
     Every HTTP error is answered with a JSON body that names the problem, and an unexpected
     exception with a JSON 500 (its traceback goes to the log, never to the client).
@@ -43,6 +48,8 @@ def _guard(timeout: float, log: Any) -> Middleware:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if proxies:
+            request = behind_proxy(request, proxies)
         timer = None
         if request.body_exists and not request.content.is_eof():
             timer = asyncio.get_running_loop().call_later(timeout, too_slow, request)
@@ -107,6 +114,7 @@ def build_app(
     read_timeout: float,
     log: Any,
     before_scrape: Callable[[], Awaitable[None]] | None = None,
+    trusted_proxies: Networks = (),
 ) -> web.Application:
     """One application for every input, plus the health and metrics endpoints.
 
@@ -115,7 +123,7 @@ def build_app(
     """
     app = web.Application(
         client_max_size=max_body,
-        middlewares=[_guard(read_timeout, log)],
+        middlewares=[_guard(read_timeout, log, trusted_proxies)],
     )
     app.router.add_route("*", r"/hooks/{name}{tail:(/.*)?}", hooks.handle)
 

@@ -209,3 +209,19 @@ CREATE TABLE console_audit (
     remote TEXT NOT NULL DEFAULT ''
 );
 """
+
+# Step 7: bulk sends from a file. Each row of a run (the file's hash and its template) maps to
+# the job it queued, so a second run after a crash queues only the rows the first did not; a
+# job's rank orders claims: 0 (pages, every rule's SMS) before 1 (bulk sends).
+BULK = """
+ALTER TABLE jobs ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE bulk_rows (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    row INTEGER NOT NULL,
+    job_id INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (run, row)
+);
+CREATE INDEX bulk_rows_job ON bulk_rows(job_id);
+"""

@@ -26,6 +26,7 @@ from bridge.plugins.c123.errors import (
     ConnectTimeoutError,
     GatewayRefusedError,
     HttpStatusError,
+    InvalidRequestError,
     MalformedResponseError,
     ResponseTimeoutError,
     UnknownResultCodeError,
@@ -235,13 +236,33 @@ class C123Client:
 
     # --- sends -------------------------------------------------------------------------------
 
-    def outgoing(self, number: str, text: str, field: str = "message") -> OutgoingSms:
+    def outgoing(
+        self,
+        number: str,
+        text: str,
+        field: str = "message",
+        *,
+        template: str = "",
+        params: Mapping[str, str] | None = None,
+    ) -> OutgoingSms:
         """One message checked (raises InvalidRequestError naming `field`), with its segment
-        count and cost estimate under this account's signature."""
+        count and cost estimate under this account's signature.
+
+        With a `template` (sendParam), `text` must be it rendered with `params`.
+        """
         (normalised,) = check_numbers([number], 1, 1, f"{field}.number")
         check_content(text, f"{field}.text", self.limits)
+        values: tuple[tuple[str, str], ...] = ()
+        if template:
+            given = dict(params or {})
+            checked = check_params(template, {k: [v] for k, v in given.items()}, 1, self.limits)
+            if render_param(template, checked, 0) != text:
+                raise InvalidRequestError(f"{field}.text", "is not its template rendered")
+            values = tuple((name, items[0]) for name, items in sorted(checked.items()))
         segments = segment_count(text, self.config.signature.text)
-        return OutgoingSms(normalised, text, segments, self.config.segment_price * segments)
+        return OutgoingSms(
+            normalised, text, segments, self.config.segment_price * segments, template, values
+        )
 
     async def send_once(
         self, numbers: Sequence[str], text: str, *, at: datetime | None = None
@@ -298,6 +319,12 @@ class C123Client:
         """Make one planned call."""
         if call.action is Action.SEND_ONCE:
             return await self.send_once(call.numbers, call.messages[0].text, at=at)
+        if call.action is Action.SEND_PARAM:
+            first = call.messages[0]
+            params = {
+                name: [dict(m.params)[name] for m in call.messages] for name, _ in first.params
+            }
+            return await self.send_param(first.template, call.numbers, params, at=at)
         return await self.send_batch([(m.number, m.text) for m in call.messages], at=at)
 
     async def send_many(

@@ -29,12 +29,31 @@ async def embedded_simulator(
     simulator = Simulator(settings or SimulatorSettings())
     url = await simulator.start(host="127.0.0.1", port=port)
     try:
-        yield (
-            simulator,
-            C123Config(base_url=url, account=DEFAULT_ACCOUNT, authkey=SecretStr(DEFAULT_AUTHKEY)),
-        )
+        yield simulator, simulator_config(url)
     finally:
         await simulator.stop()
+
+
+def simulator_config(url: str) -> C123Config:
+    """The gateway config of a simulator at `url`: its default account and public key."""
+    return C123Config(base_url=url, account=DEFAULT_ACCOUNT, authkey=SecretStr(DEFAULT_AUTHKEY))
+
+
+async def running_simulator(port: int, session: aiohttp.ClientSession) -> C123Config | None:
+    """The simulator a running daemon embeds on 127.0.0.1:`port` (the demo's), or None when no
+    simulator answers there (or `port` is 0: a free port nobody else knows)."""
+    if not port:
+        return None
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with session.get(
+            f"{url}/_sim/accounts/{DEFAULT_ACCOUNT}", timeout=aiohttp.ClientTimeout(total=2)
+        ) as response:
+            if response.status != 200:
+                return None
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+    return simulator_config(url)
 
 
 @asynccontextmanager
@@ -43,12 +62,20 @@ async def open_client(
     session: aiohttp.ClientSession,
     log: Any = None,
     marks: Marks | None = None,
+    simulator_port: int = 0,
 ) -> AsyncIterator[C123Client]:
     """A client for `config` keeping the account's marks in `marks`; with no gateway
-    configured, one on a built-in simulator."""
+    configured, one on the simulator a daemon runs on `simulator_port`, else on a built-in one.
+    """
     log = log if log is not None else structlog.get_logger("smsbridge.c123")
     if config is not None:
         yield C123Client(config, session, log=log, marks=marks)
+        return
+    shared = await running_simulator(simulator_port, session)
+    if shared is not None:
+        # Beside `./dev demo`: the daemon's simulator is where its phones and reports are.
+        log.info("gateway_simulator_shared", url=shared.base_url)
+        yield C123Client(shared, session, log=log)
         return
     async with embedded_simulator() as (simulator, sim_config):
         log.warning(

@@ -178,14 +178,18 @@ class OutgoingSms:
     """One text to one number, with the bridge's estimate of what it costs (the gateway bills)."""
 
     number: str
-    text: str
+    text: str  # as the phone shows it (a sendParam template's, rendered)
     estimated_segments: int
     estimated_cost: Decimal
+    # From a sendParam template: the template and this number's values of {p1}..{p10}.
+    template: str = ""
+    params: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class PlannedCall:
-    """One gateway call a send was split into: sendOnce for one text, sendBatch for many."""
+    """One gateway call a send was split into: sendOnce for one text, sendBatch for many,
+    sendParam for messages of one template."""
 
     action: Action
     messages: tuple[OutgoingSms, ...]

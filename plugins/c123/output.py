@@ -21,6 +21,10 @@ from bridge.plugins.c123.errors import (
 )
 from bridge.plugins.c123.models import OutgoingSms, PlannedCall, SendResult
 
+# A job whose payload names a template (and its {p1}..{p10} values) goes out by sendParam with
+# others of that template; its text is the template rendered, as the phone will show it.
+TEMPLATE = "template"
+PARAMS = "params"
 # The gateway publishes no rate; -1 is usually a burst, so a short pause is the right first step.
 RATE_LIMIT_PAUSE = 5.0
 # A low balance needs a person to top up: check again now and then, not in a tight loop.
@@ -106,7 +110,12 @@ class C123Output(Output[C123Config]):
         checked = _Checked()
         for job in jobs:
             try:
-                message = self.client.outgoing(job.recipient, job.text)
+                message = self.client.outgoing(
+                    job.recipient,
+                    job.text,
+                    template=str(job.payload.get(TEMPLATE, "")),
+                    params=job.payload.get(PARAMS),
+                )
             except InvalidRequestError as exc:
                 checked.invalid.append((job, exc))
                 continue

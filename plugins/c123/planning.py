@@ -36,15 +36,45 @@ def _batches(messages: list[OutgoingSms], limits: Limits) -> list[list[OutgoingS
     return [batch for batch, _ in batches]
 
 
+def _by_template(
+    messages: Iterable[OutgoingSms], limits: Limits
+) -> tuple[list[PlannedCall], list[OutgoingSms]]:
+    """sendParam calls for the messages of each template (and parameter names), and the
+    messages left over: those with no template, and a template's lone message (sendParam takes
+    at least two numbers), which go out as their rendered text."""
+    groups: dict[tuple[str, tuple[str, ...]], dict[tuple[str, str], OutgoingSms]] = {}
+    plain: list[OutgoingSms] = []
+    for message in messages:
+        if not message.template:
+            plain.append(message)
+            continue
+        key = (message.template, tuple(name for name, _ in message.params))
+        groups.setdefault(key, {}).setdefault((message.number, message.text), message)
+    calls: list[PlannedCall] = []
+    for group in groups.values():
+        for batch in _batches(list(group.values()), limits):
+            if len(batch) >= limits.min_batch_numbers:
+                calls.append(PlannedCall(Action.SEND_PARAM, tuple(batch)))
+            else:
+                plain.extend(batch)
+    return calls, plain
+
+
 def plan_calls(
     messages: Iterable[OutgoingSms], limits: Limits = DEFAULT_LIMITS
 ) -> list[PlannedCall]:
     """The fewest calls that send every (number, text) once; repeats of a pair are dropped.
 
-    Each chunk of numbers sharing a text costs one sendOnce; everything else is packed into
-    sendBatch calls. Sending the k largest chunks by sendOnce removes the most messages per
+    Messages of a template go by sendParam, up to the batch limit of distinct numbers a call.
+    Of the others, each chunk of numbers sharing a text costs one sendOnce; the rest are packed
+    into sendBatch calls. Sending the k largest chunks by sendOnce removes the most messages per
     call, so trying every k and keeping the cheapest finds the fewest calls.
     """
+    param_calls, plain = _by_template(messages, limits)
+    return param_calls + _plan_texts(plain, limits)
+
+
+def _plan_texts(messages: Iterable[OutgoingSms], limits: Limits) -> list[PlannedCall]:
     chunks = _by_text(messages, limits)
     if not chunks:
         return []

@@ -114,11 +114,11 @@ async def test_queue_actions_cancel_release_and_retry(
     assert "hold: balance too low" in html
     token = csrf_of(html)
     for verb, job, expected in (
-        ("release", held, f"message {held}: release done"),
+        ("release", held, f"message {held} released: it is due now"),
         ("release", waiting, f"message {waiting} is not held"),
-        ("cancel", waiting, f"message {waiting}: cancel done"),
-        ("cancel", waiting, "too late to cancel"),
-        ("retry", waiting, f"message {waiting}: retry done"),
+        ("cancel", waiting, f"message {waiting} cancelled: it will not be sent"),
+        ("cancel", waiting, "only a waiting one can be cancelled"),
+        ("retry", waiting, f"message {waiting} (failed) queued again"),
     ):
         async with operator.post(
             f"{base(daemon)}/jobs/{job}/{verb}?back=queue", data={"csrf": token}

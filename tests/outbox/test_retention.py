@@ -197,6 +197,7 @@ async def test_old_settled_rows_go_live_rows_stay_and_the_file_shrinks(tmp_path:
     assert pruned.rows == {
         "conversations": 30,
         "jobs": 3000,
+        "bulk_rows": 0,
         "events": 3000,
         "inbox": 400,
         "raw_polls": 2001,

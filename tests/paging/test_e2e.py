@@ -204,3 +204,16 @@ async def test_a_restart_mid_escalation_still_pages_the_next_step_once(tmp_path:
         assert await second.store.read(pages) == ["Alice", "Bob"]
     finally:
         await second.stop()
+
+
+async def test_a_page_says_what_the_alert_says(smsbridge_daemon: DaemonFactory) -> None:
+    """The alert's summary annotation is in the page, on one line and cut to stay short."""
+    daemon = await smsbridge_daemon(config("1h"))
+    assert daemon.simulator is not None
+    body = notification("firing", f"{next(_fingerprints):016x}")
+    body["alerts"][0]["annotations"] = {"summary": "disk / is\n97% full on db1 " + "x" * 80}
+    assert (await post_json(daemon, "/hooks/am", body))[0] == 200
+    await daemon.simulator.state.wait_for(has(1))
+    ((_, text),) = sent_to(daemon.simulator.state)
+    said = "disk / is 97% full on db1 " + "x" * 33 + "…"
+    assert text == f"[#1] DiskFull: {said} - reply 1a to ack, 1c to close, 1e to escalate"

@@ -212,6 +212,21 @@ def test_recipients_from_contacts_groups_and_numbers() -> None:
     )
 
 
+def test_a_reply_never_goes_back_to_the_phone_it_came_from() -> None:
+    """Alice replies; a rule forwarding replies to on-call texts Bob and the bare number, not
+    Alice (her number in any written form). Other events reach everyone named."""
+    rules = build(sms_rule(match={"kind": "reply"}, to=["oncall"]))
+    for sender in ("15102110086", "+8615102110086"):
+        reply = Event(EventKind.REPLY, "sms", text="on it", data={"mobile": sender})
+        [decision] = rules.evaluate(reply, NOW)
+        assert decision.sms is not None
+        assert [r.name for r in decision.sms.recipients_for(reply)] == ["Bob Li", "151****0089"]
+    stranger = Event(EventKind.REPLY, "sms", text="?", data={"mobile": "15102110099"})
+    assert len(decision.sms.recipients_for(stranger)) == 3
+    # An alert that happens to carry a mobile is not a reply: nobody is left out.
+    assert len(decision.sms.recipients_for(alert())) == 3
+
+
 def test_build_refuses_unresolvable_recipients() -> None:
     """Built without the reference check, an invalid number is still a RuleError, masked."""
     with pytest.raises(RuleError) as info:

@@ -481,3 +481,24 @@ def test_group_context_labels() -> None:
     assert context["group_labels"] == {"alertname": "A", "cluster": ""}
     assert context["common_labels"] == {"alertname": "A", "env": "prod"}
     assert (context["count"], context["firing"], context["resolved"]) == (2, 2, 0)
+
+
+def test_default_group_template_says_what_the_alerts_say() -> None:
+    """The summary annotation is in the SMS when the group's alerts all say the same; two
+    different summaries would not fit, so neither is shown."""
+    said = {"annotations": {"summary": "disk / is\n97% full"}}
+    one = Event(
+        EventKind.ALERT, "am", labels={"alertname": "DiskFull", "instance": "db1"}, data=said
+    )
+    context = group_context([one], ["alertname"], NOW)
+    assert (
+        text_of(DEFAULT_GROUP_TEMPLATE, **context) == "[FIRING:1] DiskFull db1: disk / is 97% full"
+    )
+    other = Event(
+        EventKind.ALERT,
+        "am",
+        labels={"alertname": "DiskFull", "instance": "db2", "summary": "disk /var is 91% full"},
+    )
+    context = group_context([one, other], ["alertname"], NOW)
+    assert text_of(DEFAULT_GROUP_TEMPLATE, **context) == "[FIRING:2] DiskFull db1, db2"
+    assert event_context(other, NOW)["summary"] == "disk /var is 91% full"

@@ -376,13 +376,13 @@ def test_check_warns_about_template_variables_nothing_provides(
     assert warnings == [
         "warning: config.yaml:6:17: rules[0].sms.template: no event provides 'annotation', so it "
         "renders empty (variables: data, event, fingerprint, kind, labels, now, source, status, "
-        "text; a payload's own fields are under data, e.g. data.annotations)",
+        "summary, text; a payload's own fields are under data, e.g. data.annotations)",
         "warning: config.yaml:7:23: rules[0].sms.group_template: a group summary has no 'alert', "
         "so it renders empty; did you mean 'alerts'? (variables: alerts, common_labels, count, "
         "firing, group_labels, now, resolved, status)",
         "warning: config.yaml:9:40: rules[1].post.template: no event provides 'txt', so it "
         "renders empty; did you mean 'text'? (variables: data, event, fingerprint, kind, labels, "
-        "now, source, status, text; a payload's own fields are under data, e.g. "
+        "now, source, status, summary, text; a payload's own fields are under data, e.g. "
         "data.annotations)",
     ]
 

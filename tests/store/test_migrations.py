@@ -86,13 +86,28 @@ TABLES = (
 )
 
 
+# Columns later steps add to first-release tables: an upgraded file has their defaults there.
+ADDED = {"jobs": {"rank": 0}}
+
+
 def dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every first-release table's rows, in the first release's columns (an added column must
+    hold its default)."""
     conn = sqlite3.connect(path)
     try:
-        return {
-            table: conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()  # noqa: S608
-            for table in TABLES
-        }
+        found: dict[str, list[tuple[object, ...]]] = {}
+        for table in TABLES:
+            names = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+            added = ADDED.get(table, {})
+            for name, default in added.items():
+                if name in names:
+                    values = conn.execute(f"SELECT DISTINCT {name} FROM {table}").fetchall()  # noqa: S608
+                    assert set(values) <= {(default,)}, (table, name, values)
+            columns = ", ".join(name for name in names if name not in added)
+            found[table] = conn.execute(
+                f"SELECT {columns} FROM {table} ORDER BY rowid"  # noqa: S608
+            ).fetchall()
+        return found
     finally:
         conn.close()
 

@@ -173,3 +173,27 @@ async def test_split_gives_one_unit_per_gateway_call(rig: tuple[Simulator, C123O
     assert sorted(job.id for unit in units for job in unit) == [job.id for job in batch]
     (alone,) = [unit for unit in units if len(unit) == 1]
     assert alone[0].recipient == "12345"
+
+
+async def test_jobs_of_a_template_go_by_send_param(rig: tuple[Simulator, C123Output]) -> None:
+    """Jobs naming a template and their values are one sendParam call; each phone gets its
+    own text and each job its own msgid."""
+    sim, output = rig
+    names = ["王伟", "Li", "Ann"]
+    batch = [
+        Job(
+            id=i,
+            recipient=f"1510211008{i}",
+            text=f"Dear {name}, ok",
+            payload={"template": "Dear {p1}, ok", "params": {"p1": name}},
+        )
+        for i, name in enumerate(names)
+    ]
+    assert [len(unit) for unit in output.split(batch)] == [3]
+    outcomes = await output.deliver(batch)
+    assert all(o.kind is OutcomeKind.SENT for o in outcomes)
+    assert sim.state.calls == {"getBalance": 1, "sendParam": 1}
+    got = {m.mobile: (m.content, m.msgid, m.action) for m in sim.state.messages}
+    for job, outcome in zip(batch, outcomes, strict=True):
+        assert got[job.recipient][0].startswith(job.text)
+        assert got[job.recipient][1:] == (outcome.ref, Action.SEND_PARAM)

@@ -88,3 +88,35 @@ def test_every_pair_sent_exactly_once_within_limits(pairs: list[tuple[int, str]]
             assert len(call.messages) <= small.max_once_numbers
         else:
             assert 2 <= len(call.messages) <= small.max_batch_numbers
+
+
+def templated(number: int, name: str, template: str = "Dear {p1}") -> OutgoingSms:
+    return OutgoingSms(
+        f"1{number:010d}",
+        template.replace("{p1}", name),
+        1,
+        Decimal("0.10"),
+        template,
+        (("p1", name),),
+    )
+
+
+def test_a_template_goes_by_send_param_a_hundred_numbers_a_call() -> None:
+    """250 messages of one template are three sendParam calls; plain texts plan as before."""
+    calls = plan_calls([templated(n, f"n{n}") for n in range(250)] + [sms(1, "x")])
+    assert [(c.action, len(c.messages)) for c in calls] == [
+        (Action.SEND_PARAM, 100),
+        (Action.SEND_PARAM, 100),
+        (Action.SEND_PARAM, 50),
+        (Action.SEND_ONCE, 1),
+    ]
+
+
+def test_a_number_twice_in_a_template_takes_two_calls_and_a_lone_one_its_text() -> None:
+    """sendParam takes each number once and at least two numbers: a template's lone message
+    goes by sendOnce with its rendered text."""
+    calls = plan_calls([templated(1, "a"), templated(2, "b"), templated(1, "c")])
+    assert [(c.action, [m.text for m in c.messages]) for c in calls] == [
+        (Action.SEND_PARAM, ["Dear a", "Dear b"]),
+        (Action.SEND_ONCE, ["Dear c"]),
+    ]
