@@ -65,7 +65,7 @@ class Teller:
         if conversation is None:
             return 0
         names = ", ".join(dict.fromkeys(page.name for page in started.pages)) or "nobody yet"
-        text = f"#{incident.id} {incident.title}: paging {names}"
+        text = f"#{incident.id} {incident.title} - paging {names}"
         event = Event(EventKind.SYSTEM, SOURCE, text=text, conversation=conversation)
         intent = Intent(
             output=conversation.output,

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs Debian's prometheus-alertmanager (./dev test installs it when run as root)",
 )
 A, B, C = "15102110086", "15102110087", "15102110088"
-PAGE = "[#1] DiskFull - reply 1a to ack, 1c to close, 1e to escalate"
+PAGE = "[#1] DiskFull: disk / is 97% full - reply 1a to ack, 1c to close, 1e to escalate"
 BOB_AFTER = 2.0  # seconds from alice's page to bob's
 REPLY_POLL = 0.2  # seconds between getReply polls
 
@@ -154,12 +154,12 @@ conversations:
         assert await incident_state(daemon) == "acknowledged"
         assert acked - replied <= REPLY_POLL + 1.0
         assert sorted(sent_to(state)[2:]) == [
-            (A, "Bob acknowledged #1 DiskFull"),
-            (B, "acknowledged #1 DiskFull"),
+            (A, "Bob acknowledged #1 DiskFull: disk / is 97% full"),
+            (B, "acknowledged #1 DiskFull: disk / is 97% full"),
         ]
         thread = [(job.recipient, job.text) for job in capture_output.delivered]
-        assert thread[0] == ("C0PAGES", "#1 DiskFull: paging Alice")
-        assert ("C0PAGES", "Bob acknowledged #1 DiskFull") in thread
+        assert thread[0] == ("C0PAGES", "#1 DiskFull: disk / is 97% full - paging Alice")
+        assert ("C0PAGES", "Bob acknowledged #1 DiskFull: disk / is 97% full") in thread
 
         # Carol's step would have come 3 s after bob's: it never does.
         await asyncio.sleep(max(bob_at + 3.5 - time.monotonic(), 0))

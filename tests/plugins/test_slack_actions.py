@@ -211,7 +211,7 @@ async def test_pressing_ack_acknowledges_and_tells_alice(daemon: Daemon, fake: F
     await state.wait_for(has(1))
     await fake.wait_for(1)
     notice = fake.posts[0]
-    assert (notice["channel"], notice["text"]) == (CHANNEL, "#1 DiskFull: paging Alice")
+    assert (notice["channel"], notice["text"]) == (CHANNEL, "#1 DiskFull - paging Alice")
     ack = next(e for e in notice["blocks"][1]["elements"] if e["action_id"] == "smsbridge_ack")
 
     document = block_action(value=ack["value"], message_ts="1715000000.000001")
