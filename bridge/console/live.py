@@ -81,8 +81,8 @@ class LiveHub:
                     "X-Accel-Buffering": "no",  # nginx: pass each event at once
                 }
             )
-            await response.prepare(request)
             with contextlib.suppress(ConnectionError):  # the page went away: nothing to do
+                await response.prepare(request)
                 await self._send(response, queue)
             return response
         finally:
