@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import hmac
 import json
 import re
 from abc import abstractmethod
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from aiohttp import web
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from bridge.plugin.base import (
+    Accepted,
     ConfigT,
     Delivery,
     Input,
@@ -147,6 +150,32 @@ def load_json(body: bytes) -> Any:
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# What parse_json reads differently from pydantic's JSON parser: the NaN and Infinity constants
+# (refused) and lone surrogates (replaced). A body without them may take the fast path.
+_NOT_PLAIN = re.compile(rb"NaN|Infinity|\\u[dD][89a-fA-F]")
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def load_model(model: type[ModelT], body: bytes) -> ModelT:
+    """A JSON object body validated by `model`: `load_json`, then `model_validate`, with the
+    same outcome and the same ValueError texts, but validated straight from the bytes where
+    that gives the same result (about half the CPU of a webhook's parse).
+    """
+    if not _NOT_PLAIN.search(body):
+        # Anything unusual (not UTF-8, malformed, invalid) goes the long way below, which
+        # words the problem as every input does.
+        with contextlib.suppress(ValidationError):
+            return model.model_validate_json(body)
+    raw = load_json(body)
+    if not isinstance(raw, dict):
+        raise ValueError("the body: expected an object")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(validation_message(exc)) from None
+
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -226,7 +255,17 @@ async def submit_and_answer(ctx: PluginContext, delivery: Delivery) -> web.Respo
         return web.json_response(
             {"error": "the events could not be stored; try again later"}, status=503
         )
-    return web.json_response(accepted.to_json())
+    if accepted.rejected:
+        return web.json_response(accepted.to_json())
+    body = _plain_answer(accepted.accepted, accepted.duplicate)
+    # What web.json_response sends, from ready bytes.
+    return web.Response(body=body, content_type=JSON_TYPE, charset="utf-8")
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_answer(accepted: int, duplicate: bool) -> bytes:
+    """The answer body of a delivery without rejected items: nearly every one, and made once."""
+    return json.dumps(Accepted(accepted, duplicate).to_json()).encode()
 
 
 async def answer(ctx: PluginContext, receive: Awaitable[web.Response]) -> web.Response:
