@@ -72,7 +72,9 @@ def test_a_body_reads_as_the_long_way_reads_it(document: Any) -> None:
     assert outcome(body) == the_long_way(body)
 
 
-@given(st.binary(max_size=60))
+@given(
+    st.binary(max_size=60) | st.text(max_size=30).map(lambda text: f'{{"k": "{text}"}}'.encode())
+)
 def test_any_bytes_read_as_the_long_way_reads_them(body: bytes) -> None:
     assert outcome(body) == the_long_way(body)
 
