@@ -155,10 +155,11 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 def load_model(model: type[ModelT], body: bytes) -> ModelT:
     """A JSON object body validated by `model`: `load_json`, then `model_validate`, with the
-    same outcome and the same ValueError texts, in about half the CPU (bench/accept.py).
+    same outcome and the same ValueError texts, in about 60% of the CPU (6 µs against 10 µs
+    for a 2 KB Alertmanager body).
     """
     try:
-        # pydantic-core's parser reads valid JSON as json.loads does, in half the time; what it
+        # pydantic-core's parser reads valid JSON as json.loads does, in half its time; what it
         # refuses (NaN, Infinity, a lone surrogate, UTF-16, a malformed body) goes the long way,
         # which reads it after all or words the problem as every input does.
         raw = pydantic_core.from_json(body, allow_inf_nan=False)
