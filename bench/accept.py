@@ -1,8 +1,9 @@
-"""Accept-path figure alone: server CPU per request, daemon (processor held) against bare aiohttp.
+"""Accept-path and full-path figures alone: server CPU per request with wrk, against bare aiohttp.
 
-Run: .venv/bin/python bench/accept.py [--rounds N] [--requests N]
-The same measurement as bench/ingest.py's "accept only" rows, without the other parts, so a
-change to the request path can be measured in a minute or two.
+Run: .venv/bin/python bench/accept.py [--rounds 5] [--seconds 4] [--json]
+The same measurement as bench/ingest.py's section 1, without the other parts, so a change to
+the request path or the pipeline can be measured in a minute or two. Needs `wrk` (see
+bench/wrkload.py).
 """
 
 from __future__ import annotations
@@ -34,20 +35,42 @@ async def main(plan: ingest.Plan) -> dict[str, Any]:
         bare = await ingest.start_bare(work, plan)
         try:
             async with Simulator(settings) as sim:
-                return await ingest.accept_only(work / "accept-only", sim, bare, source, plan)
+                return {"cpu": await ingest.cpu_ratios(work / "cpu", sim, bare, source, plan)}
         finally:
             await bare.stop()
 
 
+def table(result: dict[str, Any]) -> str:
+    lines = []
+    cpu = result["cpu"]
+    for name in ("accept_only", "full_path"):
+        ratio = cpu[name]["cpu_ratio"]
+        lines.append(
+            f"{name}: CPU ratio to bare min {ratio['min']} / median {ratio['median']}"
+            f" / max {ratio['max']} (target ≥ {cpu[name]['target']})"
+        )
+    for name in ("bare", "accept", "full"):
+        part = cpu[name]
+        lines.append(
+            f"  {name}: µs per request {part['rounds_server_cpu_us_per_request']},"
+            f" req/s median {part['req_per_s']['median']},"
+            f" other load % {part['rounds_other_load_pct']}"
+        )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=4, help="each wrk run")
+    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    plan = dataclasses.replace(ingest.FULL, rounds=args.rounds, requests=args.requests)
+    plan = dataclasses.replace(ingest.FULL, rounds=args.rounds, wrk_seconds=args.seconds)
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) >= 2:
         os.sched_setaffinity(0, {cpus[0]})
-        plan = dataclasses.replace(plan, server_cpus=frozenset(cpus[1:]))
+        plan = dataclasses.replace(
+            plan, server_cpus=frozenset(cpus[1:]), client_cpus=frozenset(cpus[:1])
+        )
     result = asyncio.run(main(plan))
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2) if args.json else table(result))

@@ -1,23 +1,24 @@
-"""Ingest figures: webhooks accepted per second, webhook-to-gateway latency, and daemon RSS.
+"""Ingest figures: server CPU per webhook against bare aiohttp, latencies, and daemon RSS.
 
 Run: .venv/bin/python bench/ingest.py [--quick] [--json]
-(--quick is a smoke run of small counts, under 30 s; the full run takes a few minutes.)
+(--quick is a smoke run of small counts, under a minute; the full run takes a few minutes.)
+Needs `wrk` (Debian's package; installed with apt-get when run as root, see bench/wrkload.py).
 
 What runs where, all on 127.0.0.1:
-- the daemon is a real `smsbridge run -c <temp config>` subprocess, its store in a temp dir,
-  its log (JSON lines) written to a file there rather than a pipe this process would drain;
+- the daemons are real `smsbridge run -c <temp config>` subprocesses, each store in a temp dir,
+  each log (JSON lines) written to a file there rather than a pipe this process would drain;
 - the baseline is a separate `python -c` subprocess: a bare aiohttp handler that does
   `await request.json()` and answers `{"ok": true}`, nothing else;
-- a second daemon whose rules match no alert shows the floor under the daemon's figure: what
-  accepting alone costs (auth, parsing, the de-duplication record committed, one log line);
-- this process is the load generator (aiohttp client) and also hosts the c123 simulator the
-  daemon sends to, so the simulator's clock and the generator's are the same clock.
-Unless --no-pin, this process keeps the first CPU and the servers get the others, and the
-server not being measured is SIGSTOPped, so each side meets the same machine.
-Throughput rounds alternate baseline and daemon (the order flips every round) and the
-medians are compared, so the machine's noise lands on both; read the ratio, not the req/s.
-When the client's CPU is near 100 %, the bare side's req/s is the client's limit, not
-aiohttp's: then server CPU per request is the fairer comparison, and it is printed too.
+- the CPU figures (section 1) load each server with `wrk` (one thread, keep-alive connections,
+  a unique body per request from a Lua script) and divide the server process's CPU time by
+  the requests it served: the accept path (a daemon whose processor is held), the full path
+  (a daemon that sends every alert, its rounds ending once the gateway has every SMS), and the
+  bare handler, measured in turn in each round, the order rotating; ratios are taken within
+  a round, and min / median / max over the rounds are reported;
+- this process hosts the c123 simulator the daemons send to, and is the load generator of the
+  latency, burst and memory parts (aiohttp client), so the simulator's clock is theirs.
+Unless --no-pin, this process and wrk keep the first CPU and the servers get the others, and
+the servers not being measured are SIGSTOPped, so each side meets the same machine.
 """
 
 from __future__ import annotations
@@ -26,16 +27,16 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import json
 import os
+import resource
 import signal
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -44,6 +45,7 @@ from typing import Any
 
 import aiohttp
 import structlog
+import wrkload
 import yaml
 
 from bridge.outbox.jobs import HOLDS
@@ -93,22 +95,21 @@ asyncio.run(main())
 class Plan:
     """How much work each part does (--quick shrinks every count), and on which CPUs."""
 
-    requests: int  # timed requests per round and side, one alert each
-    requests_10: int  # timed requests per round and side, ten alerts each
-    warmup: int  # untimed requests per side before the rounds
-    rounds: int
-    concurrency: int
+    rounds: int  # of the CPU figures: each measures every side once
+    concurrency: int  # wrk's connections
     latency_rate: float  # alerts a second
     latency_seconds: float
     pending_requests: int  # webhooks of PENDING_ALERTS alerts for the RSS figure
     teams: int  # contacts; alert n goes to team n % teams
     burst_reports: int  # delivery reports in one getSendState answer
     burst_seconds: float  # webhooks at latency_rate while the burst is processed
+    wrk_seconds: int  # each wrk run of the CPU figures
     server_cpus: frozenset[int] | None = None  # None: servers run wherever the kernel puts them
+    client_cpus: frozenset[int] | None = None  # where wrk runs
 
 
-FULL = Plan(3000, 1000, 300, 3, 32, 200.0, 10.0, 1000, 100, 20000, 20.0)
-QUICK = Plan(300, 100, 50, 1, 32, 200.0, 2.0, 50, 100, 2000, 4.0)
+FULL = Plan(5, 32, 200.0, 10.0, 1000, 100, 20000, 20.0, 4)
+QUICK = Plan(1, 32, 200.0, 2.0, 50, 100, 2000, 4.0, 1)
 PENDING_ALERTS = 100  # alerts per webhook when filling the outbox
 
 
@@ -462,53 +463,6 @@ def spread(values: Sequence[float], digits: int = 3) -> dict[str, float]:
     }
 
 
-@dataclass(slots=True)
-class Timed:
-    """One side's rounds: requests a second, and the CPU the server and this process used."""
-
-    rps: list[float] = field(default_factory=list)
-    server_cpu: list[float] = field(default_factory=list)  # % of one core during the round
-    client_cpu: list[float] = field(default_factory=list)
-    cpu_us: list[float] = field(default_factory=list)  # server CPU per request, sending included
-    others: list[float] = field(default_factory=list)  # % of a core other processes took
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "req_per_s": round(statistics.median(self.rps), 1),
-            "rounds_req_per_s": [round(r, 1) for r in self.rps],
-            "server_cpu_pct": round(statistics.median(self.server_cpu)),
-            "client_cpu_pct": round(statistics.median(self.client_cpu)),
-            "server_cpu_us_per_request": round(statistics.median(self.cpu_us)),
-            "rounds_server_cpu_us_per_request": [round(c) for c in self.cpu_us],
-            "rounds_other_load_pct": [round(o) for o in self.others],
-        }
-
-
-async def timed_round(
-    server: Server,
-    bodies: Sequence[bytes],
-    concurrency: int,
-    into: Timed,
-    settle: Callable[[], Awaitable[object]] | None = None,
-) -> None:
-    """One timed blast; `settle` waits for the work the requests left behind (the sending),
-    whose CPU counts in the cost per request but not in the time."""
-    url = f"{server.url}/hooks/am"
-    busy_before = machine_busy()
-    cpu_before, own_before = cpu_seconds(server.pid), time.process_time()
-    elapsed = await blast(url, bodies, concurrency)
-    server_cpu = cpu_seconds(server.pid) - cpu_before
-    own_cpu = time.process_time() - own_before
-    into.rps.append(len(bodies) / elapsed)
-    into.server_cpu.append(100 * server_cpu / elapsed)
-    into.client_cpu.append(100 * own_cpu / elapsed)
-    # The machine is shared: what else ran during the round explains a slow one.
-    into.others.append(100 * max(machine_busy() - busy_before - server_cpu - own_cpu, 0) / elapsed)
-    if settle is not None:
-        await settle()
-    into.cpu_us.append(1e6 * (cpu_seconds(server.pid) - cpu_before) / len(bodies))
-
-
 async def wait_sent(sim: Simulator, total: int) -> float:
     """Wait until the gateway has `total` messages (so a round leaves no sending behind)."""
     started = time.perf_counter()
@@ -516,65 +470,39 @@ async def wait_sent(sim: Simulator, total: int) -> float:
     return time.perf_counter() - started
 
 
-async def drained(sim: Simulator, total: int, times: list[float]) -> None:
-    times.append(await wait_sent(sim, total))
+# --- 1. server CPU per request, with wrk ------------------------------------------------------
 
 
-# --- 1. throughput -----------------------------------------------------------------------------
+def payload_template(teams: int) -> str:
+    """`payload` of one alert with holes wrkload's Lua fills per request (@N@, @X@, @T@):
+    the name, fingerprint, pod and team differ in every request, as `payload`'s do."""
+    body = json.loads(payload(0, 1, teams))
+    name = "Bench@N@"
+    body["groupKey"] = f'{{}}/{{severity="page"}}:{{alertname="{name}"}}'
+    body["groupLabels"] = {"alertname": name}
+    item = body["alerts"][0]
+    pod = "api-gateway-7f9c@X@-x2k9q"
+    item["labels"].update(alertname=name, team="t@T@", pod=pod, uid="@X@-4c1d-4e5f-9a0b")
+    item["annotations"]["summary"] = f"Pod payments/{pod} has been restarting repeatedly"
+    item["fingerprint"] = "@X@"
+    return json.dumps(body)
 
 
-async def throughput(
-    sim: Simulator,
-    daemon: Server,
-    bare: Server,
-    source: AlertSource,
-    plan: Plan,
-) -> dict[str, Any]:
-    """Webhooks a second at 1 and at 10 alerts a request, bare and daemon in turn.
+def write_script(workdir: Path, teams: int) -> Path:
+    """The wrk script that posts `payload_template`, written into `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    script = workdir / "bench.lua"
+    script.write_text(wrkload.lua_script(payload_template(teams), HEADERS, teams))
+    return script
 
-    The daemon's rounds end once every alert reached the gateway, so no round inherits the
-    previous one's sending; that wait is not in its time but its CPU is in its cost.
-    """
-    results: dict[str, Any] = {}
-    expected = len(sim.state.messages)
-    shapes = ((1, plan.requests), (10, plan.requests_10))
-    for per_request, requests in shapes:
-        warm = max(plan.warmup // per_request, plan.concurrency)
-        with daemon.paused():
-            await blast(f"{bare.url}/hooks/am", source.bodies(warm, per_request), plan.concurrency)
-        with bare.paused():
-            await blast(
-                f"{daemon.url}/hooks/am", source.bodies(warm, per_request), plan.concurrency
-            )
-            expected += warm * per_request  # every alert the daemon takes is one message
-            await wait_sent(sim, expected)
-        sides = {"bare": Timed(), "daemon": Timed()}
-        drains = []
-        for round_ in range(plan.rounds):
-            # Every alert number goes to one server only; the bare side's share is never sent.
-            order = (bare, daemon) if round_ % 2 == 0 else (daemon, bare)
-            for server, idle in (order, order[::-1]):
-                bodies = source.bodies(requests, per_request)
-                settle = None
-                if server is daemon:
-                    expected += requests * per_request
-                    settle = functools.partial(drained, sim, expected, drains)
-                with idle.paused():
-                    await timed_round(server, bodies, plan.concurrency, sides[server.name], settle)
-        bare_rps = statistics.median(sides["bare"].rps)
-        daemon_rps = statistics.median(sides["daemon"].rps)
-        results[f"{per_request}_alert{'s' if per_request > 1 else ''}_per_request"] = {
-            "requests_per_round": requests,
-            "bare": sides["bare"].summary(),
-            "daemon": sides["daemon"].summary(),
-            "ratio": round(daemon_rps / bare_rps, 3),
-            "cpu_ratio": spread(
-                [b / d for b, d in zip(sides["bare"].cpu_us, sides["daemon"].cpu_us, strict=True)]
-            ),
-            "daemon_alerts_per_s": round(daemon_rps * per_request),
-            "drain_after_round_s": [round(d, 2) for d in drains],
-        }
-    return results
+
+def inbox_rows(path: Path) -> int:
+    """Deliveries the daemon stored so far (the inbox's ids are never reused)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(conn.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0])
+    finally:
+        conn.close()
 
 
 def unprocessed(path: Path) -> int:
@@ -587,61 +515,129 @@ def unprocessed(path: Path) -> int:
         conn.close()
 
 
-async def accept_only(
+@dataclass(slots=True)
+class Side:
+    """A server measured by server CPU per request: how it counts what it served, and what
+    work a round leaves behind that counts in its cost (the sending, for the full path)."""
+
+    name: str
+    server: Server
+    store: Path | None = None  # the daemon's store: requests served are its new inbox rows
+    sim: Simulator | None = None  # full path: the round ends once every alert was sent
+    cpu_us: list[float] = field(default_factory=list)
+    rps: list[float] = field(default_factory=list)
+    server_pct: list[float] = field(default_factory=list)
+    others_pct: list[float] = field(default_factory=list)
+    settle_s: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "server_cpu_us_per_request": spread(self.cpu_us, 1),
+            "rounds_server_cpu_us_per_request": [round(c) for c in self.cpu_us],
+            "req_per_s": spread(self.rps, 0),
+            "server_cpu_pct": spread(self.server_pct, 0),
+            "rounds_other_load_pct": [round(o) for o in self.others_pct],
+            **({"settle_after_round_s": [round(s, 2) for s in self.settle_s]} if self.sim else {}),
+        }
+
+
+async def wrk_round(
+    side: Side, script: Path, source: AlertSource, load: wrkload.Load, *, record: bool = True
+) -> None:
+    """One wrk run against a side; with `record`, its figures are added to the side's."""
+    url = f"{side.server.url}/hooks/am"
+    count_before = await asyncio.to_thread(inbox_rows, side.store) if side.store else 0
+    sent_before = len(side.sim.state.messages) if side.sim else 0
+    busy_before, wrk_before = machine_busy(), children_cpu()
+    cpu_before = wrkload.process_cpu(side.server.pid)
+    started = time.perf_counter()
+    figures = await wrkload.run_wrk(url, script, source.next_alert, load)
+    elapsed = time.perf_counter() - started
+    server_cpu = wrkload.process_cpu(side.server.pid) - cpu_before
+    others = machine_busy() - busy_before - server_cpu - (children_cpu() - wrk_before)
+    # A connection wrk closed at the end may have had a request in the handler: leave a gap.
+    source.next_alert += figures["requests"] + 10 * load.connections
+    served = figures["requests"]
+    if side.store is not None:
+        served = await asyncio.to_thread(inbox_rows, side.store) - count_before
+    if side.sim is not None:
+        settle_started = time.perf_counter()
+        await wait_sent(side.sim, sent_before + served)
+        side.settle_s.append(time.perf_counter() - settle_started) if record else None
+    if not record:
+        return
+    side.cpu_us.append(1e6 * (wrkload.process_cpu(side.server.pid) - cpu_before) / served)
+    side.rps.append(served / elapsed)
+    side.server_pct.append(100 * server_cpu / elapsed)
+    side.others_pct.append(100 * max(others, 0.0) / elapsed)
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (wrk, once it exited)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def cpu_ratios(
     workdir: Path, sim: Simulator, bare: Server, source: AlertSource, plan: Plan
 ) -> dict[str, Any]:
-    """The request path alone against the bare handler, and the processor's share apart.
+    """Server CPU per request of the accept path and of the full path, against bare aiohttp.
 
-    Each round starts a daemon whose rules match nothing, with its processor held
-    (bench/daemon_runner.py --hold-processor): the timed requests cost exactly what answering
-    them does (auth, parsing, de-duplication, the inbox commit, the answer). Then the processor
-    is released and its CPU until the inbox is empty, per delivery, is its share (rules that
-    match nothing, the batch transaction that marks rows processed). A round's daemon takes
-    fewer deliveries than the processor keeps parsed in memory, as a daemon that keeps up does.
+    Three servers run side by side: the bare handler; a daemon whose processor is held
+    (bench/daemon_runner.py --hold-processor), so a request costs exactly what answering it does
+    (auth, parsing, de-duplication, the inbox commit, the answer); and a daemon whose rules send
+    every alert as an SMS, whose rounds end once the gateway has every one (the sending's CPU
+    counts, its time does not). Each round measures all three in turn, the order rotating, the
+    two not measured SIGSTOPped; ratios are taken within a round, then min / median / max.
     """
-    accept, bare_side = Timed(), Timed()
-    processor_us: list[float] = []
-    drain_s: list[float] = []
-    for round_ in range(plan.rounds):
-        daemon = await start_daemon(
-            workdir / f"round{round_}", sim.url, plan, matching=False, runner=["--hold-processor"]
-        )
-        try:
-            warm = max(plan.warmup, plan.concurrency)
-            with daemon.paused():
-                await blast(f"{bare.url}/hooks/am", source.bodies(warm, 1), plan.concurrency)
-            with bare.paused():
-                await blast(f"{daemon.url}/hooks/am", source.bodies(warm, 1), plan.concurrency)
-            order = (bare, daemon) if round_ % 2 == 0 else (daemon, bare)
-            for server, idle in (order, order[::-1]):
-                into = accept if server is daemon else bare_side
-                with idle.paused():
-                    bodies = source.bodies(plan.requests, 1)
-                    await timed_round(server, bodies, plan.concurrency, into)
-            path = workdir / f"round{round_}" / "outbox.sqlite3"
-            held = await asyncio.to_thread(unprocessed, path)
-            if held != warm + plan.requests:
-                raise RuntimeError(f"{held} rows in the inbox, not {warm + plan.requests}")
-            with bare.paused():
-                before, started = cpu_seconds(daemon.pid), time.perf_counter()
-                daemon.proc.send_signal(signal.SIGUSR1)
-                while await asyncio.to_thread(unprocessed, path):
-                    if time.perf_counter() - started > DRAIN_TIMEOUT:
-                        raise RuntimeError("the inbox was not drained")
-                    await asyncio.sleep(0.02)
-                drain_s.append(time.perf_counter() - started)
-                processor_us.append(1e6 * (cpu_seconds(daemon.pid) - before) / held)
-        finally:
-            await daemon.stop()
-    ratios = [b / a for b, a in zip(bare_side.cpu_us, accept.cpu_us, strict=True)]
+    load = wrkload.Load(plan.wrk_seconds, plan.concurrency, plan.client_cpus)
+    script = write_script(workdir, plan.teams)
+    accept = await start_daemon(
+        workdir / "accept", sim.url, plan, matching=False, runner=["--hold-processor"]
+    )
+    full = await start_daemon(workdir / "full", sim.url, plan)
+    servers = (bare, accept, full)
+    sides = [
+        Side("bare", bare),
+        Side("accept", accept, store=workdir / "accept" / "outbox.sqlite3"),
+        Side("full", full, store=workdir / "full" / "outbox.sqlite3", sim=sim),
+    ]
+    warm = dataclasses.replace(load, seconds=1)
+    try:
+        for side in sides:  # untimed: connections open, caches fill, the JIT of wrk's Lua warms
+            with contextlib.ExitStack() as stack:
+                for other in servers:
+                    if other is not side.server:
+                        stack.enter_context(other.paused())
+                await wrk_round(side, script, source, warm, record=False)
+        for round_ in range(plan.rounds):
+            order = sides[round_ % 3 :] + sides[: round_ % 3]
+            if round_ % 2:
+                order.reverse()
+            for side in order:
+                with contextlib.ExitStack() as stack:
+                    for other in servers:
+                        if other is not side.server:
+                            stack.enter_context(other.paused())
+                    await wrk_round(side, script, source, load)
+        rss = {"accept": proc_status(accept.pid), "full": proc_status(full.pid)}
+    finally:
+        await accept.stop()
+        await full.stop()
+    bare_us = sides[0].cpu_us
     return {
-        "requests_per_round": plan.requests,
-        "bare": bare_side.summary(),
-        "daemon": accept.summary(),
-        "cpu_ratio": spread(ratios),
-        "ratio": round(statistics.median(accept.rps) / statistics.median(bare_side.rps), 3),
-        "processor_cpu_us_per_delivery": spread(processor_us, 1),
-        "processor_drain_s": [round(d, 2) for d in drain_s],
+        "wrk": {"seconds": load.seconds, "connections": load.connections, "threads": 1},
+        "rounds": plan.rounds,
+        "accept_only": {
+            "cpu_ratio": spread([b / a for b, a in zip(bare_us, sides[1].cpu_us, strict=True)]),
+            "target": 0.6,
+        },
+        "full_path": {
+            "cpu_ratio": spread([b / f for b, f in zip(bare_us, sides[2].cpu_us, strict=True)]),
+            "target": 0.33,
+        },
+        **{side.name: side.summary() for side in sides},
+        "daemon_rss_after_mb": rss,
     }
 
 
@@ -883,19 +879,9 @@ async def main(plan: Plan) -> dict[str, Any]:
             bare_idle = proc_status(bare.pid)["VmRSS"]
             bare_idle_cpu = await idle_cpu_pct(bare, IDLE_SECONDS)
             async with Simulator(settings) as sim:
-                daemon = await start_daemon(work / "throughput", sim.url, plan)
-                try:
-                    result: dict[str, Any] = {
-                        "throughput": await throughput(sim, daemon, bare, source, plan)
-                    }
-                    after = proc_status(daemon.pid)
-                finally:
-                    await daemon.stop()
-                # The floor under the figure above: what accepting alone costs.
-                accept = await accept_only(work / "accept-only", sim, bare, source, plan)
-            result["throughput"]["accept_only"] = accept
-            result["throughput"]["target_cpu_ratio"] = {"accept_only": 0.6, "full_path": 0.33}
-            result["throughput"]["daemon_rss_after_mb"] = after
+                result: dict[str, Any] = {
+                    "cpu": await cpu_ratios(work / "cpu", sim, bare, source, plan)
+                }
             result["latency"] = await latency(work / "latency", source, plan, bare)
             result["latency"]["target_ms"] = {"p50": 5, "p99": 25}
             result["burst"] = await report_burst(work / "burst", source, plan, bare)
@@ -920,37 +906,27 @@ async def main(plan: Plan) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str]] = []
-    throughput = result["throughput"]
-    targets = {"accept_only": "≥ 0.6x", "1_alert_per_request": "≥ 0.33x"}
-    for name, part in throughput.items():
-        if not isinstance(part, dict) or "cpu_ratio" not in part:
-            continue
-        cpu = part["cpu_ratio"]
+    cpu = result["cpu"]
+    for name, label in (("accept_only", "accept path"), ("full_path", "full path")):
+        ratio = cpu[name]["cpu_ratio"]
         rows.append(
             (
-                f"server CPU ratio, {name.replace('_', ' ')}",
-                f"min {cpu['min']} / median {cpu['median']} / max {cpu['max']}"
-                f" (req/s ratio {part['ratio']})",
-                targets.get(name, ""),
+                f"server CPU ratio to bare, {label}",
+                f"min {ratio['min']} / median {ratio['median']} / max {ratio['max']}",
+                f"≥ {cpu[name]['target']}x",
             )
         )
+    for name in ("bare", "accept", "full"):
+        part = cpu[name]
+        us, rps = part["server_cpu_us_per_request"], part["req_per_s"]
         rows.append(
             (
-                "  server cpu µs per request, rounds",
-                f"daemon {part['daemon']['rounds_server_cpu_us_per_request']}"
-                f" / bare {part['bare']['rounds_server_cpu_us_per_request']}",
+                f"  {name}: server cpu µs per request",
+                f"median {us['median']} (rounds {part['rounds_server_cpu_us_per_request']});"
+                f" req/s median {rps['median']}; other load % {part['rounds_other_load_pct']}",
                 "",
             )
         )
-        if "processor_cpu_us_per_delivery" in part:
-            proc = part["processor_cpu_us_per_delivery"]
-            rows.append(
-                (
-                    "  processor cpu µs per delivery, afterwards",
-                    f"min {proc['min']} / median {proc['median']} / max {proc['max']}",
-                    "",
-                )
-            )
     lat = result["latency"]
     gw, ack = lat["webhook_to_gateway_ms"], lat["webhook_answer_ms"]
     rows.append(
@@ -1026,6 +1002,8 @@ if __name__ == "__main__":
         # One core for the client and simulator, the same other core(s) for either server:
         # neither side can borrow the client's core, and the client never shares theirs.
         os.sched_setaffinity(0, {cpus[0]})
-        plan = dataclasses.replace(plan, server_cpus=frozenset(cpus[1:]))
+        plan = dataclasses.replace(
+            plan, server_cpus=frozenset(cpus[1:]), client_cpus=frozenset(cpus[:1])
+        )
     result = asyncio.run(main(plan))
     print(json.dumps(result, indent=2) if args.json else table(result))

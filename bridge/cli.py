@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Protocol
 
 from bridge import __version__
-from bridge.commands import (
-    console,
-    daemon,
-    gateway,
-    history,
-    oncall,
-    page,
-    queue,
-    route,
-    simulator,
-    store,
-)
 from bridge.commands.common import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -39,7 +29,46 @@ from bridge.runtime import Notifier
 from bridge.store import SchemaTooNewError, StoreOpenError
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Family(Protocol):
+    def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        """Add the family's subcommands."""
+
+
+# The modules of bridge.commands, each registering one family of subcommands.
+FAMILIES = (
+    "daemon",
+    "route",
+    "oncall",
+    "page",
+    "gateway",
+    "simulator",
+    "store",
+    "history",
+    "queue",
+    "console",
+)
+# Subcommands whose family is all they need: `smsbridge run` imports no other command's code
+# (an idle daemon's memory is mostly code; history and gateway are ~0.6 MB of it).
+_FAMILY_OF = {"run": "daemon", "check": "daemon"}
+_TOP_VALUED = frozenset({"--log-level"})  # top-level options that take a value
+
+
+def families_for(argv: Sequence[str]) -> tuple[str, ...]:
+    """The command families `argv` needs: the one of its subcommand when that is known,
+    else all of them (for help, errors and every other command)."""
+    words = iter(argv)
+    for word in words:
+        if word in _TOP_VALUED:
+            next(words, None)
+        elif not word.startswith("-"):
+            family = _FAMILY_OF.get(word)
+            return (family,) if family else FAMILIES
+        elif word.split("=", 1)[0] not in _TOP_VALUED:
+            return FAMILIES  # -h, --version: the full list
+    return FAMILIES
+
+
+def build_parser(families: Sequence[str] = FAMILIES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smsbridge",
         description="Pages people by SMS and carries SMS conversations into team chat.",
@@ -53,16 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: info for long-running commands, warning for the others",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    daemon.register(subparsers)
-    route.register(subparsers)
-    oncall.register(subparsers)
-    page.register(subparsers)
-    gateway.register(subparsers)
-    simulator.register(subparsers)
-    store.register(subparsers)
-    history.register(subparsers)
-    queue.register(subparsers)
-    console.register(subparsers)
+    for family in families:
+        module: _Family = importlib.import_module(f"bridge.commands.{family}")
+        module.register(subparsers)
     return parser
 
 
@@ -96,7 +118,8 @@ async def _run(args: argparse.Namespace, long_running: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand and return its exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(families_for(argv))
     args = parser.parse_args(argv)
     long_running = getattr(args, "long_running", False)
     # The daemon logs to stdout for journald; commands keep stdout for their own output.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
@@ -12,7 +13,7 @@ import structlog
 from pydantic import BaseModel, SecretStr
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from bridge.sms import mask_text
+from bridge.sms import has_mobile, mask_text
 
 REDACTED = "<redacted>"
 _SEQUENCES = (list, tuple)
@@ -27,17 +28,30 @@ class Scrubber:
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets: set[str] = {s for s in secrets if len(s) >= 6}
+        self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        for secret in secrets:
+            self.add_secret(secret)
 
     def add_secret(self, secret: str) -> None:
-        if len(secret) >= 6:
+        if len(secret) >= 6 and secret not in self._secrets:
             self._secrets.add(secret)
+            # One pass finds them all; the longest first, so one inside another goes whole.
+            alternatives = sorted(self._secrets, key=len, reverse=True)
+            self._pattern = re.compile("|".join(map(re.escape, alternatives)))
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
+        if self._pattern is not None:
+            text = self._pattern.sub(REDACTED, text)
         return mask_text(text)
+
+    def _clean(self, texts: list[str]) -> bool:
+        """True when no text holds a secret or a number: one search over them all (a NUL
+        between two texts ends a number and no secret holds one), not one per text."""
+        joined = "\0".join(texts)
+        if self._pattern is not None and self._pattern.search(joined):
+            return False
+        return not has_mobile(joined)
 
     def _value(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -52,7 +66,17 @@ class Scrubber:
         self, logger: WrappedLogger, method: str, event: MutableMapping[str, Any]
     ) -> EventDict:
         # In place: structlog hands every processor a dict of its own. Numbers and flags,
-        # most of a line, pass untouched; this runs for every line the daemon writes.
+        # most of a line, pass untouched; this runs for every line the daemon writes, and
+        # nearly every line's strings are clean: they are looked at once, together.
+        texts: list[str] = []
+        for value in event.values():
+            if type(value) is str:
+                texts.append(value)
+            elif isinstance(value, _SCRUBBED):
+                break  # a container (or a str subclass): each part is scrubbed below
+        else:
+            if self._clean(texts):
+                return event
         for key, value in event.items():
             if isinstance(value, _SCRUBBED):
                 event[key] = self._value(value)

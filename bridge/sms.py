@@ -46,6 +46,11 @@ def mask_number(number: str) -> str:
     return "*" * len(number)
 
 
+def has_mobile(text: str) -> bool:
+    """True when a mainland mobile number appears anywhere in a text (what mask_text masks)."""
+    return _ANY_MOBILE.search(text) is not None
+
+
 def mask_text(text: str) -> str:
     """Mask every mainland mobile number that appears anywhere in a text."""
     return _ANY_MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(2)}", text)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.cli import main
+from bridge.cli import FAMILIES, families_for, main
 from bridge.commands.common import EXIT_CODES
 from bridge.plugins.c123.simulator import (
     DEFAULT_ACCOUNT,
@@ -416,3 +416,44 @@ def test_simulator_command_serves_and_takes_injected_replies(tmp_path: Path) -> 
         assert proc.stderr is not None
         proc.stderr.close()
     assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "families"),
+    [
+        (["run", "-c", "x.yaml"], ("daemon",)),
+        (["--log-level", "debug", "check", "-c", "x.yaml"], ("daemon",)),
+        (["--log-level=debug", "run"], ("daemon",)),
+        (["messages", "--since", "1h"], FAMILIES),
+        (["--help"], FAMILIES),
+        (["-h", "run"], FAMILIES),
+        (["--version"], FAMILIES),
+        ([], FAMILIES),
+    ],
+)
+def test_a_command_builds_only_the_parsers_it_needs(
+    argv: list[str], families: tuple[str, ...]
+) -> None:
+    assert families_for(argv) == families
+
+
+def test_run_and_check_load_no_other_commands_code(tmp_path: Path) -> None:
+    """An idle daemon's memory is mostly code: `run` does not import the other commands."""
+    probe = (
+        "import sys; from bridge.cli import main; code = main(sys.argv[1:]); "
+        "print(sorted(m for m in sys.modules if m.startswith('bridge.commands.')))"
+    )
+    config = tmp_path / "smsbridge.yaml"
+    config.write_text("store: {path: store.sqlite3}\n")
+    result = subprocess.run(
+        [sys.executable, "-c", probe, "check", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = result.stdout.strip().splitlines()[-1]
+    assert "bridge.commands.daemon" in loaded
+    for other in ("history", "route", "oncall", "gateway", "simulator", "store"):
+        assert f"bridge.commands.{other}" not in loaded

@@ -31,6 +31,7 @@ from bridge.plugins.c123.simulator import (
     Simulator,
     SimulatorSettings,
 )
+from bridge.sms import mask_text
 
 SMSBRIDGE = str(Path(sys.executable).parent / "smsbridge")
 SKIPPED = "skipped: maximum number of running instances reached"
@@ -80,6 +81,29 @@ def test_values_without_text_pass_as_they_are(event: dict[str, Any]) -> None:
         elif isinstance(original, list | tuple):
             assert type(scrubbed[key]) is type(original)
             assert len(scrubbed[key]) == len(original)
+
+
+def scrubbed_one_by_one(value: Any, secrets: list[str]) -> Any:
+    """The scrubber's contract, spelled out: each string alone, secrets then numbers."""
+    if isinstance(value, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            value = value.replace(secret, REDACTED)
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {key: scrubbed_one_by_one(item, secrets) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrubbed_one_by_one(item, secrets) for item in value)
+    return value
+
+
+# Flat lines (what nearly every log line is) take the scrubber's one-search path.
+flat_events = st.dictionaries(st.text(min_size=1, max_size=8), leaf | text, max_size=8)
+
+
+@given(events | flat_events)
+def test_a_line_is_scrubbed_as_each_string_alone_would_be(event: dict[str, Any]) -> None:
+    secrets = [SECRET, "another-secret", "secret-within-s3cr3t-Token-xyz"]
+    assert Scrubber(secrets)(None, "info", dict(event)) == scrubbed_one_by_one(event, secrets)
 
 
 def test_a_number_is_masked_the_way_people_read_it() -> None:

@@ -7,13 +7,15 @@ caller composes several of them into one atomic, group-committed transaction.
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+import pydantic_core
+
+import bridge.outbox.compression as compression
 from bridge.events import Conversation, Event, Intent
 from bridge.plugin import Job, OutcomeKind
 from bridge.store import Connection, Row
@@ -77,9 +79,13 @@ def _record(row: Row) -> JobRecord:
 
 
 def encode_event(event: Event) -> bytes:
-    """An event as stored: compressed JSON (an alert's context compresses about threefold)."""
-    text = json.dumps(event.to_json(), ensure_ascii=False, default=str, separators=(",", ":"))
-    return zlib.compress(text.encode(), 6)
+    """An event as stored: compressed JSON (an alert's context compresses about fourfold).
+
+    pydantic-core's encoder writes the same compact UTF-8 JSON as `json.dumps` with
+    `ensure_ascii=False` in about a fifth of the time (bench/pipeline.py); what it cannot
+    encode it writes as `str()` of it, as `default=str` did.
+    """
+    return compression.compress(pydantic_core.to_json(event.to_json(), fallback=str))
 
 
 def add_event(conn: Connection, event: Event, body: bytes | None = None) -> int:
@@ -100,7 +106,7 @@ def get_event(conn: Connection, event_id: int) -> Event | None:
         return None
     body = row["body"]
     # Stores written before compression hold the JSON text itself.
-    text = zlib.decompress(body) if isinstance(body, bytes) else body
+    text = compression.decompress(body) if isinstance(body, bytes) else body
     return Event.from_json(json.loads(text))
 
 

@@ -20,12 +20,10 @@ from aiohttp import web
 
 import bridge.runtime.adapters as adapters
 import bridge.runtime.configure as configure
-import bridge.runtime.consoles as consoles
 import bridge.runtime.gateway as gateway
 import bridge.runtime.health as health
 import bridge.runtime.loops as loops
 import bridge.runtime.reload as reloading
-from bridge.console import ConsoleServer
 from bridge.intake import PAGING, STORM, Pipeline, Processor, RecordIntake
 from bridge.logging import SCRUBBER
 from bridge.metrics import Metrics
@@ -43,6 +41,7 @@ from bridge.runtime.supervisor import Backoff, Run, Supervisor
 from bridge.store import Store, StoreOpenError, StoreReplay, ledger
 
 if TYPE_CHECKING:
+    from bridge.console import ConsoleServer
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
 
 STORM_TASK = "storm"
@@ -221,17 +220,8 @@ class Daemon:
         self.hooks.install(self._inputs)
         await self._serve()
         # Stopped before the webhook site: open live pages end first on SIGTERM.
-        self.console = await consoles.start_console(
-            lambda: self.settings,
-            stack,
-            store=self.store,
-            pipeline=self.pipeline,
-            metrics=self.metrics,
-            clock=self.clock,
-            log=self.log,
-            simulator=self.simulator.state if self.simulator is not None else None,
-            poll_replies=self.poller.poll_replies,
-        )
+        if self.settings.config.console is not None:
+            await self._start_console(stack)
         self._schedule()
         self.metrics.reload_success.set(1)
         self.metrics.reload_time.set(self.clock())
@@ -294,6 +284,23 @@ class Daemon:
             log=self.log.bind(plugin=type_name, instance=name),
             submit=partial(self._submit, name),
             replay=self.replay,
+        )
+
+    async def _start_console(self, stack: AsyncExitStack) -> None:
+        # Imported only when configured: the console's pages and queries are memory an idle
+        # daemon without one does not need.
+        from bridge.runtime.consoles import start_console
+
+        self.console = await start_console(
+            lambda: self.settings,
+            stack,
+            store=self.store,
+            pipeline=self.pipeline,
+            metrics=self.metrics,
+            clock=self.clock,
+            log=self.log,
+            simulator=self.simulator.state if self.simulator is not None else None,
+            poll_replies=self.poller.poll_replies,
         )
 
     async def _serve(self) -> None:

@@ -11,13 +11,15 @@ from bridge.store.connection import Connection
 
 def seen_within(conn: Connection, key: str, now: float, window: float) -> bool:
     """True if `key` was recorded within its window; otherwise record it for `window` seconds."""
-    row = conn.execute("SELECT expires_at FROM dedupe WHERE key = ?", (key,)).fetchone()
-    if row is not None and row["expires_at"] > now:
-        return True
-    conn.execute(
-        "INSERT OR REPLACE INTO dedupe (key, expires_at) VALUES (?, ?)", (key, now + window)
+    # One statement: a new key is inserted, an expired one renewed; a live one is left as it
+    # is and changes no row.
+    cursor = conn.execute(
+        """INSERT INTO dedupe (key, expires_at) VALUES (?, ?)
+           ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+           WHERE dedupe.expires_at <= ?""",
+        (key, now + window, now),
     )
-    return False
+    return cursor.rowcount == 0
 
 
 def forget(conn: Connection, key: str) -> None:

@@ -73,6 +73,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "indexes the history commands page by", script(schema.HISTORY_INDEXES)),
     Migration(6, "the web console's audit log", script(schema.CONSOLE_AUDIT)),
     Migration(7, "bulk sends: rows of a file and their jobs; claim ranks", script(schema.BULK)),
+    Migration(8, "drop a redundant conversations index", script(schema.DROP_REDUNDANT_INDEXES)),
 )
 
 

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from bridge.plugin import (
     HttpInput,
     Parsed,
     check_authorization,
     check_content_type,
-    load_json,
+    load_model,
     read_body,
     reject,
-    validation_message,
 )
 from bridge.plugins.alertmanager.config import AlertmanagerConfig
 from bridge.plugins.alertmanager.payload import Payload
-
-
-def _payload(body: bytes) -> Payload:
-    raw = load_json(body)
-    if not isinstance(raw, dict):
-        raise ValueError("the body: expected an object")
-    try:
-        return Payload.model_validate(raw)
-    except ValidationError as exc:
-        raise ValueError(validation_message(exc)) from None
 
 
 class AlertmanagerInput(HttpInput[AlertmanagerConfig]):
@@ -48,7 +36,7 @@ class AlertmanagerInput(HttpInput[AlertmanagerConfig]):
         check_content_type(request)
         body = await read_body(request, self.config.max_body)
         try:
-            payload = _payload(body)
+            payload = load_model(Payload, body)
         except ValueError as exc:
             reject(400 if str(exc).startswith("malformed JSON") else 422, str(exc))
         if payload.truncated_alerts:
@@ -65,4 +53,4 @@ class AlertmanagerInput(HttpInput[AlertmanagerConfig]):
         )
 
     def parse(self, body: bytes) -> Parsed:
-        return _payload(body).parse(self.ctx.name)[0]
+        return load_model(Payload, body).parse(self.ctx.name)[0]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import bridge.store.migrations as migrations
 from bridge.events import Event, EventKind
+from bridge.intake.conversations import by_code, latest_conversation, record_conversation
 from bridge.store import SchemaTooNewError, Store
 from bridge.store.schema import SCHEMA
 from bridge.testing import DaemonFactory
@@ -180,6 +181,49 @@ async def test_a_new_file_vacuums_incrementally_from_the_start(tmp_path: Path) -
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+async def test_replies_find_their_conversation_without_the_dropped_index(tmp_path: Path) -> None:
+    """Step 8 drops conversations_live: a number's live conversations are found, the newest
+    first, through conversations_mobile, without sorting."""
+    path = tmp_path / "store.sqlite3"
+    store = Store(path)
+    await store.open()
+    try:
+
+        def work(conn: sqlite3.Connection) -> list[int]:
+            return [
+                record_conversation(conn, NUMBER, job, None, None, T0 + job, 60.0, code=job)
+                for job in (1, 2, 3)
+            ]
+
+        first, _, newest = await store.write(work)
+        latest = await store.read(lambda conn: latest_conversation(conn, NUMBER, T0 + 62.0))
+        coded = await store.read(lambda conn: by_code(conn, NUMBER, 1, T0 + 60.5))
+        expired = await store.read(lambda conn: by_code(conn, NUMBER, 1, T0 + 61.0))
+        plan = await store.read(
+            lambda conn: " ".join(
+                str(row[3])
+                for row in conn.execute(
+                    "EXPLAIN QUERY PLAN SELECT * FROM conversations WHERE mobile = ? AND "
+                    "expires_at > ? ORDER BY created_at DESC, id DESC LIMIT 1",
+                    (NUMBER, T0),
+                )
+            )
+        )
+    finally:
+        await store.close()
+    assert latest is not None
+    assert latest.id == newest
+    assert coded is not None
+    assert coded.id == first
+    assert expired is None
+    assert "conversations_mobile" in plan
+    assert "TEMP B-TREE" not in plan
+    conn = sqlite3.connect(path)
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    conn.close()
+    assert "conversations_live" not in names
 
 
 async def test_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
