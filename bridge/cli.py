@@ -25,7 +25,7 @@ from bridge.logging import configure_logging
 from bridge.plugins.c123.errors import C123Error, InvalidRequestError
 from bridge.plugins.c123.keyfile import KeyFileError
 from bridge.runtime import Notifier
-from bridge.store import SchemaTooNewError, StoreOpenError
+from bridge.store import SchemaTooNewError, StoreLockedError, StoreOpenError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except C123Error as exc:
         print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except StoreLockedError as exc:  # the other daemon may be on its way out: try again
+        print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
+        return EXIT_TEMPFAIL
     except StoreOpenError as exc:  # an environment problem, told in one line like a config one
         print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
         return EXIT_TEMPFAIL if exc.transient else EXIT_CONFIG

@@ -29,7 +29,11 @@ EXIT_CODES = (
     (EXIT_OK, "done"),
     (EXIT_REFUSED, "refused by the gateway (or it could not be reached), or held"),
     (EXIT_USAGE, "refused before any call: bad input (an option, a number, a text, a time)"),
-    (EXIT_TEMPFAIL, "the store's disk is full at start: it may pass, so systemd tries again"),
+    (
+        EXIT_TEMPFAIL,
+        "the store's disk is full, or another daemon runs on its SQLite file: it may pass, so "
+        "systemd tries again",
+    ),
     (
         EXIT_CONFIG,
         "bad config, wherever it is found (a key file's content too), or a store that "

@@ -79,6 +79,9 @@ class Processor:
         self._cached = 0  # events in _cache
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time: a row must never be taken twice
+        # Run first in each batch's transaction: with several instances, the processor
+        # leader's lease check (it raises once another instance took over).
+        self.fence: Callable[[Connection], None] | None = None
 
     # --- the request path ------------------------------------------------------------------
 
@@ -262,6 +265,8 @@ class Processor:
         touched: set[str] = set()
 
         def run(conn: Connection) -> list[int]:
+            if self.fence is not None:
+                self.fence(conn)
             touched.clear()
             jobs = [self._apply(conn, work, now, touched) for work in works]
             done = [work.row.id for work in works if not work.error]

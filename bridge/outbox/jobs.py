@@ -17,6 +17,7 @@ from typing import Any
 from bridge.events import Conversation, Event, Intent
 from bridge.plugin import Job, OutcomeKind
 from bridge.store import Connection, Row
+from bridge.store.dialect import skip_locked
 
 # A held job is pending with its code naming the hold: it uses no attempt, and comes due at
 # once when its output says the outside world changed (a top-up, the account works again).
@@ -139,14 +140,18 @@ def add_job(
     return int(cursor.lastrowid or 0)
 
 
-def claim(conn: Connection, output: str, now: float, limit: int) -> list[JobRecord]:
-    """Mark up to `limit` due jobs of an output as sending and return them, oldest first."""
+def claim(
+    conn: Connection, output: str, now: float, limit: int, owner: str = ""
+) -> list[JobRecord]:
+    """Mark up to `limit` due jobs of an output as sending by `owner` (an instance) and return
+    them, oldest first. On PostgreSQL, jobs another instance is claiming are skipped, not
+    waited for."""
     rows = conn.execute(
-        """UPDATE jobs SET state = 'sending', updated_at = ?
-           WHERE id IN (SELECT id FROM jobs WHERE state = 'pending' AND output = ?
-                        AND next_at <= ? ORDER BY next_at, id LIMIT ?)
-           RETURNING *""",
-        (now, output, now, limit),
+        f"""UPDATE jobs SET state = 'sending', updated_at = ?, claimed_by = ?
+            WHERE id IN (SELECT id FROM jobs WHERE state = 'pending' AND output = ?
+                         AND next_at <= ? ORDER BY next_at, id LIMIT ?{skip_locked(conn)})
+            RETURNING *""",  # noqa: S608 - the interpolated text is a fixed clause
+        (now, owner, output, now, limit),
     ).fetchall()
     return sorted((_record(row) for row in rows), key=lambda record: record.id)
 
@@ -218,14 +223,26 @@ def mark_final(
     )
 
 
-def in_flight(conn: Connection, output: str | None = None) -> list[JobRecord]:
-    """Jobs claimed by a worker that stopped before recording their outcome (of one output)."""
-    if output is None:
-        rows = conn.execute("SELECT * FROM jobs WHERE state = 'sending' ORDER BY id").fetchall()
+def in_flight(
+    conn: Connection, output: str | None = None, owners: Iterable[str] | None = None
+) -> list[JobRecord]:
+    """Jobs claimed by a worker that stopped before recording their outcome (of one output;
+    of the given instances only, when `owners` is given: others may still be sending theirs)."""
+    sql = "SELECT * FROM jobs WHERE state = 'sending'"
+    params: list[Any] = []
+    if output is not None:
+        sql += " AND output = ?"
+        params.append(output)
+    if owners is not None:
+        chosen = list(owners)
+        if not chosen:
+            return []
+        sql += f" AND claimed_by IN ({','.join('?' * len(chosen))})"
+        params.extend(chosen)
+        sql += " ORDER BY id" + skip_locked(conn)  # two instances taking over one dead one
     else:
-        rows = conn.execute(
-            "SELECT * FROM jobs WHERE state = 'sending' AND output = ? ORDER BY id", (output,)
-        ).fetchall()
+        sql += " ORDER BY id"
+    rows = conn.execute(sql, params).fetchall()
     return [_record(row) for row in rows]
 
 

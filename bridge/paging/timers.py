@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from bridge.store import Connection, Row
+from bridge.store.dialect import is_sqlite, skip_locked
 
 T = TypeVar("T")
 
@@ -90,7 +91,8 @@ def due(
     """
     rows = conn.execute(
         """SELECT * FROM timers WHERE due_at <= ? AND (claimed_until <= ? OR claimed_by = ?)
-           ORDER BY due_at, id LIMIT ?""",
+           ORDER BY due_at, id LIMIT ?"""  # noqa: S608 - a fixed clause is appended
+        + skip_locked(conn),  # another instance firing a timer: take the next, do not wait
         (now, now, owner, limit),
     ).fetchall()
     taken = [_timer(row) for row in rows]
@@ -119,5 +121,7 @@ def fire_due(
 
 def next_due(conn: Connection) -> float | None:
     """When the next timer can be taken (a claimed one: when its lease runs out), or None."""
-    row = conn.execute("SELECT MIN(MAX(due_at, claimed_until)) AS at FROM timers").fetchone()
+    later = "MAX" if is_sqlite(conn) else "GREATEST"  # SQLite's two-argument MAX is GREATEST
+    sql = f"SELECT MIN({later}(due_at, claimed_until)) AS at FROM timers"  # noqa: S608
+    row = conn.execute(sql).fetchone()
     return None if row["at"] is None else float(row["at"])

@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 
 import bridge.runtime.adapters as adapters
+import bridge.runtime.cluster as cluster
 import bridge.runtime.configure as configure
 import bridge.runtime.gateway as gateway
 import bridge.runtime.health as health
@@ -38,7 +39,7 @@ from bridge.runtime.adapters import Adapters
 from bridge.runtime.server import HookTable, build_app
 from bridge.runtime.settings import SMS_OUTPUT, Settings
 from bridge.runtime.supervisor import Backoff, Run, Supervisor
-from bridge.store import Store, StoreOpenError, StoreReplay, ledger
+from bridge.store import Store, StoreLock, StoreOpenError, StoreReplay, ledger
 
 if TYPE_CHECKING:
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
@@ -47,6 +48,7 @@ STORM_TASK = "storm"
 PAGING_TASK = "paging"
 PROCESSOR_TASK = "processor"
 EXPIRE_TASK = "expire"
+POLL_TASKS = ("poll-replies", "poll-reports", "poll-balance")
 
 
 # Keys of polled records are kept this long, in case the gateway hands a record out again.
@@ -119,6 +121,16 @@ class Daemon:
         c123, self.simulator = await gateway.open_gateway(
             self.settings, self.simulator_settings, stack, self.log
         )
+        self.cluster = cluster.Cluster(
+            self.store,
+            account=c123.account,
+            poll_every=config.polling.replies.total_seconds(),
+            listen=config.server.listen,
+            log=self.log,
+            take_over=self._take_over,
+            on_poll_gained=self._poll_now,
+        )
+        self.metrics.instance_info.labels(self.cluster.identity.id).set(1)
         self.client = C123Client(
             c123,
             self.session,
@@ -166,7 +178,10 @@ class Daemon:
             ),
             on_failed=self._on_failed,
             spawn=self._spawn_worker,
+            instance=self.cluster.identity.id,
         )
+        # This daemon holds the SQLite file alone: whatever was left 'sending' is from one
+        # that died. (With several instances, the heartbeat takes over dead instances' jobs.)
         await self.dispatcher.recover()
         await stack.enter_async_context(self.client.gate.watching())
         self.dispatcher.start()
@@ -194,22 +209,40 @@ class Daemon:
             log=self.log,
             low_balance=config.polling.low_balance,
             on_poll=self._polled,
+            lease=self.cluster.poll,
         )
-        await self._replay_raw_polls()
-        self.supervisor.start(PROCESSOR_TASK, self.processor.run)
+        # Answers are kept only under the account's lease; batches and timers only under the
+        # processor's: a paused ex-leader's late write fails its fence instead of committing.
+        self.records.fences[SMS_OUTPUT] = self.cluster.poll.fence
+        self.processor.fence = fence = self.cluster.processor.fence
+        await self.cluster.join()
+        stack.push_async_callback(self.cluster.leave)
+        self.cluster.start(self.supervisor)
+        stack.push_async_callback(self._stop_tasks, cluster.TASKS)
+        if self.cluster.poll.held:
+            await self._replay_raw_polls()
+        leading = self.cluster.leading
+        self.supervisor.start(PROCESSOR_TASK, leading(self.processor.run))
         self.supervisor.start(
             STORM_TASK,
-            partial(loops.storm_loop, self.pipeline, self.store, self.clock, self._storm_wake),
+            leading(
+                partial(
+                    loops.storm_loop, self.pipeline, self.store, self.clock, self._storm_wake, fence
+                )
+            ),
         )
         self.supervisor.start(
             PAGING_TASK,
-            partial(
-                loops.paging_loop,
-                self.pipeline,
-                self.store,
-                self.clock,
-                self._paging_wake,
-                self.log,
+            leading(
+                partial(
+                    loops.paging_loop,
+                    self.pipeline,
+                    self.store,
+                    self.clock,
+                    self._paging_wake,
+                    self.log,
+                    fence,
+                )
             ),
         )
         stack.push_async_callback(self._stop_tasks, [PAGING_TASK, STORM_TASK, PROCESSOR_TASK])
@@ -235,8 +268,13 @@ class Daemon:
         self.log.info("daemon_stopped")
 
     async def _open_store(self) -> None:
-        """Open the store and commit once: a store that cannot be written fails the start."""
+        """Open the store and commit once: a store that cannot be written fails the start.
+
+        Raises StoreLockedError when another daemon runs on the same SQLite file."""
         path = self.settings.config.store.path
+        lock = StoreLock(path)
+        lock.acquire()
+        self._stack.callback(lock.release)
         self.store = Store(path)
         self._stack.push_async_callback(self.store.close)
         started = str(self.clock())
@@ -264,6 +302,15 @@ class Daemon:
 
     def _polled(self, action: str) -> None:
         self.metrics.last_poll.labels(action).set(self.clock())
+
+    def _poll_now(self) -> None:
+        """This instance just became the account's poller: poll at once, not a period later."""
+        for name in POLL_TASKS:
+            self.supervisor.trigger(name)
+
+    async def _take_over(self, dead: list[str]) -> int:
+        """Settle the jobs instances that died had claimed (their calls may have gone out)."""
+        return await self.dispatcher.recover(owners=dead)
 
     async def _replay_raw_polls(self) -> None:
         """Hand over poll answers an earlier version stored but did not process."""
@@ -311,10 +358,11 @@ class Daemon:
 
     def _schedule(self) -> None:
         polling = self.settings.config.polling
+        replies, reports, balance = POLL_TASKS
         periodic: tuple[loops.Periodic, ...] = (
-            ("poll-replies", self.poller.poll_replies, polling.replies.total_seconds(), True),
-            ("poll-reports", self.poller.poll_reports, polling.reports.total_seconds(), True),
-            ("poll-balance", self.poller.poll_balance, polling.balance.total_seconds(), True),
+            (replies, self.poller.poll_replies, polling.replies.total_seconds(), True),
+            (reports, self.poller.poll_reports, polling.reports.total_seconds(), True),
+            (balance, self.poller.poll_balance, polling.balance.total_seconds(), True),
             (EXPIRE_TASK, self._expire, 3600.0, False),
         )
         loops.schedule(self.supervisor, periodic, self._stack, self._stop_tasks)
@@ -326,7 +374,7 @@ class Daemon:
     def _spawn_worker(self, output: str, worker: Run) -> asyncio.Task[None]:
         async def run() -> None:
             # A worker that failed may have left the jobs it claimed 'sending': settle them.
-            await self.dispatcher.recover(output)
+            await self.dispatcher.recover(output, owners=[self.cluster.identity.id])
             await worker()
 
         return self.supervisor.start(f"dispatch-{output}", run)
@@ -346,6 +394,8 @@ class Daemon:
             self._paging_wake.set()
 
     async def _expire(self) -> None:
+        if not self.cluster.processor.held:
+            return  # the processor leader prunes for every instance
         keep = self.settings.config.store.retention.total_seconds()
         policy = retention.RetentionPolicy(keep=keep, keep_record_keys=KEEP_RECORD_KEYS)
         await retention.prune(self.store, self.clock(), policy, log=self.log)

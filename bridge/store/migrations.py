@@ -71,6 +71,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "the inbox: deliveries stored before the answer", script(schema.INBOX)),
     Migration(4, "durable timers; incidents and their pages", script(schema.TIMERS_AND_INCIDENTS)),
     Migration(5, "indexes the history commands page by", script(schema.HISTORY_INDEXES)),
+    Migration(6, "instances and leases; who claimed a job", script(schema.INSTANCES_AND_LEASES)),
 )
 
 

@@ -195,3 +195,30 @@ HISTORY_INDEXES = """
 CREATE INDEX jobs_created ON jobs(created_at);
 CREATE INDEX jobs_unsettled ON jobs(id) WHERE state IN ('pending', 'sending');
 """
+
+# Step 6: several instances on one database. `leases` holds one row per named lease (a gateway
+# account's poller, the processor): who holds it, a fencing token that only grows (each new
+# holder gets the next one), and when it runs out by the database's clock. `instances` lists the
+# daemons that use the store, each with a heartbeat; a job claimed by an instance whose
+# heartbeat ran out is taken over by another.
+INSTANCES_AND_LEASES = """
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    token INTEGER NOT NULL,
+    acquired_at REAL NOT NULL,
+    renewed_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE instances (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    listen TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    seen_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    stopped_at REAL
+);
+ALTER TABLE jobs ADD COLUMN claimed_by TEXT NOT NULL DEFAULT '';
+"""

@@ -170,6 +170,13 @@ async def _answer(
             return web.Response(text=body, content_type=content_type, charset="utf-8")
         elif fault.kind is FaultKind.CODE:
             return _xml(forced_code(action.value, fault.code or 0))
+        elif fault.kind is FaultKind.HOLD:
+            # The read happens now (its records are handed out); the answer comes late, as
+            # from a gateway that stalls, or reaches a poller that was paused meanwhile.
+            answer = state.handle(action, params)
+            held = _xml(render(answer, reply_time_millis=state.settings.reply_time_millis))
+            await asyncio.sleep(fault.seconds)
+            return held
         else:
             state.handle(action, params)
             return _drop(request)
@@ -310,6 +317,8 @@ async def _account(request: web.Request) -> web.Response:
             **{name: getattr(account, name) for name in names},
             "in_flight": account.in_flight,
             "max_in_flight": account.max_in_flight,
+            "reads_in_flight": account.reads_in_flight,
+            "max_reads_in_flight": account.max_reads_in_flight,
         }
     )
 
