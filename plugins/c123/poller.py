@@ -14,6 +14,7 @@ cut-off process) is never stored or acted on.
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -27,6 +28,9 @@ from bridge.store import LeaseLostError
 
 # A non-empty answer may mean more is waiting; ask again, but not forever.
 MAX_DRAIN = 20
+# After a read given up at the lease's end, no read for this long: the gateway may still be
+# answering the one given up, and a second read at once would overlap it.
+ABANDONED_PAUSE = 1.0
 
 
 def reply_record(reply: InboundReply) -> ReplyRecord:
@@ -90,6 +94,7 @@ class GatewayPoller:
         self.answered: set[str] = set()  # actions the gateway has answered at least once
         self.lease = lease  # None: the only instance (SQLite), always polls
         self.fenced = 0  # answers refused by the lease check: another instance took over
+        self._quiet_until = 0.0  # monotonic: no read before (one was given up)
 
     # --- scheduled entry points ------------------------------------------------------------
 
@@ -121,13 +126,14 @@ class GatewayPoller:
     async def _poll_once(self, action: Action) -> int:
         """One call; returns how many records came back (0 on failure or without the lease)."""
         left = None if self.lease is None else self.lease.remaining()
-        if left is not None and left <= 0:
-            return 0  # another instance polls this account
+        if (left is not None and left <= 0) or time.monotonic() < self._quiet_until:
+            return 0  # another instance polls this account, or a read was just given up
         try:
             async with asyncio.timeout(left):
                 body = await self.client.request(action)
         except TimeoutError:
             # The lease may pass to another instance now: its read must not overlap this one.
+            self._quiet_until = time.monotonic() + ABANDONED_PAUSE
             self.log.warning("poll_abandoned", action=action.value, reason="lease ending")
             return 0
         except C123Error as exc:
