@@ -26,7 +26,7 @@ from bridge.intake.replies import RecordIntake
 from bridge.metrics import Metrics
 from bridge.plugin import Accepted, Delivery, Parsed, StoreUnavailableError
 from bridge.rules import Decision
-from bridge.store import Connection, Store
+from bridge.store import Connection, Store, ledger
 
 Clock = Callable[[], float]
 Parser = Callable[[bytes], Parsed]
@@ -299,6 +299,11 @@ class Processor:
         jobs = 0
         chatops = self.chatops
         for index, (event, decisions) in enumerate(work.events):
+            once = event.once
+            if once is not None and ledger.seen_within(
+                conn, f"once|{event.source}|{once.key}", now, once.window
+            ):
+                continue  # another delivery (an HA peer's, maybe to another instance) had it
             jobs += self.pipeline.apply(conn, event, decisions, now, touched)
             if index in work.commands and chatops is not None:
                 event_id = self.pipeline.add_event(conn, event)
