@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from bridge import __version__
-from bridge.commands import daemon, gateway, history, oncall, route, simulator, store
+from bridge.commands import daemon, gateway, history, oncall, route, simulator, status, store
 from bridge.commands.common import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.register(subparsers)
     store.register(subparsers)
     history.register(subparsers)
+    status.register(subparsers)
     return parser
 
 

@@ -81,6 +81,11 @@ class Cluster:
             processor=self.processor.held,
         )
 
+    async def serving(self, listen: str) -> None:
+        """Record where this instance serves, once it knows (a port 0 was given one)."""
+        self.heartbeat.listen = listen
+        await self.heartbeat.register()
+
     def start(self, supervisor: Supervisor) -> None:
         supervisor.start(HEARTBEAT_TASK, self.heartbeat.run)
         supervisor.start(POLL_LEASE_TASK, self.poll.run)

@@ -250,6 +250,7 @@ class Daemon:
         stack.push_async_callback(lambda: adapters.stop(self._inputs, self.log))
         self.hooks.install(self._inputs)
         await self._serve()
+        await self.cluster.serving(f"{config.server.host}:{self.port}")
         self._schedule()
         self.metrics.reload_success.set(1)
         self.metrics.reload_time.set(self.clock())

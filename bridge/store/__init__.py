@@ -1,6 +1,6 @@
 """The durable store: SQLite behind one writer thread, its schema, small ledgers and leases."""
 
-from bridge.store import instances, leases, ledger, migrations, vacuum
+from bridge.store import dialect, instances, leases, ledger, migrations, vacuum
 from bridge.store.connection import Connection, Row
 from bridge.store.leases import Lease, LeaseLostError
 from bridge.store.lockfile import StoreLock, StoreLockedError
@@ -21,6 +21,7 @@ __all__ = [
     "StoreLockedError",
     "StoreOpenError",
     "StoreReplay",
+    "dialect",
     "instances",
     "leases",
     "ledger",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -241,7 +242,7 @@ def test_the_lock_refuses_a_second_holder(tmp_path: Path) -> None:
 def group(alerts: list[str], starts: str = "2026-01-01T00:00:00Z") -> dict[str, object]:
     return {
         "version": "4",
-        "groupKey": "{}:{alertname=~\"Disk.*\"}",
+        "groupKey": '{}:{alertname=~"Disk.*"}',
         "status": "firing",
         "alerts": [
             {
@@ -279,3 +280,38 @@ async def test_peers_payloads_that_differ_page_each_alert_once(daemon: Daemon) -
         "DiskB",
         "DiskC",
     ]
+
+
+async def test_status_shows_the_instances_and_the_lease_holders(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    async def status(*extra: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            SMSBRIDGE,
+            "status",
+            "-c",
+            str(tmp_path / "config.yaml"),
+            *extra,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, err.decode()
+        return out.decode()
+
+    ident = daemon.cluster.identity.id
+    document = json.loads(await status("--json"))
+    (instance,) = document["instances"]
+    assert instance["id"] == ident
+    assert instance["alive"] is True
+    assert instance["listen"] == f"127.0.0.1:{daemon.port}"
+    held = {lease["name"]: lease for lease in document["leases"]}
+    assert set(held) == {PROCESSOR_LEASE, daemon.cluster.poll.name}
+    assert all(lease["holder"] == ident and lease["held"] for lease in held.values())
+    text = await status()
+    assert f"  processor  held by {ident} for " in text
+    assert f"  {ident}  alive  " in text
+    await daemon.stop()  # a clean stop hands the leases on and says the instance stopped
+    document = json.loads(await status("--json"))
+    assert document["instances"][0]["stopped_at"] is not None
+    assert not any(lease["held"] for lease in document["leases"])
