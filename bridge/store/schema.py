@@ -200,7 +200,8 @@ CREATE INDEX jobs_unsettled ON jobs(id) WHERE state IN ('pending', 'sending');
 # account's poller, the processor): who holds it, a fencing token that only grows (each new
 # holder gets the next one), and when it runs out by the database's clock. `instances` lists the
 # daemons that use the store, each with a heartbeat; a job claimed by an instance whose
-# heartbeat ran out is taken over by another.
+# heartbeat ran out is taken over by another. `gateway_pace` is each account's rate limit
+# schedule, shared by the instances.
 INSTANCES_AND_LEASES = """
 CREATE TABLE leases (
     name TEXT PRIMARY KEY,
@@ -221,4 +222,8 @@ CREATE TABLE instances (
     stopped_at REAL
 );
 ALTER TABLE jobs ADD COLUMN claimed_by TEXT NOT NULL DEFAULT '';
+CREATE TABLE gateway_pace (
+    account TEXT PRIMARY KEY,
+    tat REAL NOT NULL
+);
 """
