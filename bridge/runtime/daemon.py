@@ -44,9 +44,6 @@ from bridge.store import Store, StoreLock, StoreOpenError, StoreReplay, ledger
 if TYPE_CHECKING:
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
 
-STORM_TASK = "storm"
-PAGING_TASK = "paging"
-PROCESSOR_TASK = "processor"
 EXPIRE_TASK = "expire"
 POLL_TASKS = ("poll-replies", "poll-reports", "poll-balance")
 
@@ -221,31 +218,22 @@ class Daemon:
         stack.push_async_callback(self._stop_tasks, cluster.TASKS)
         if self.cluster.poll.held:
             await self._replay_raw_polls()
-        leading = self.cluster.leading
-        self.supervisor.start(PROCESSOR_TASK, leading(self.processor.run))
-        self.supervisor.start(
-            STORM_TASK,
-            leading(
-                partial(
-                    loops.storm_loop, self.pipeline, self.store, self.clock, self._storm_wake, fence
-                )
+        loops.start_leading(
+            self.supervisor,
+            self.cluster.leading,
+            self.processor.run,
+            partial(loops.storm_loop, self.pipeline, self.store, self.clock, self._storm_wake),
+            partial(
+                loops.paging_loop,
+                self.pipeline,
+                self.store,
+                self.clock,
+                self._paging_wake,
+                self.log,
             ),
+            fence,
         )
-        self.supervisor.start(
-            PAGING_TASK,
-            leading(
-                partial(
-                    loops.paging_loop,
-                    self.pipeline,
-                    self.store,
-                    self.clock,
-                    self._paging_wake,
-                    self.log,
-                    fence,
-                )
-            ),
-        )
-        stack.push_async_callback(self._stop_tasks, [PAGING_TASK, STORM_TASK, PROCESSOR_TASK])
+        stack.push_async_callback(self._stop_tasks, list(loops.LEADING_TASKS))
         self._inputs = await adapters.start_inputs(self.settings, self._context)
         stack.push_async_callback(lambda: adapters.stop(self._inputs, self.log))
         self.hooks.install(self._inputs)
@@ -311,7 +299,10 @@ class Daemon:
 
     async def _take_over(self, dead: list[str]) -> int:
         """Settle the jobs instances that died had claimed (their calls may have gone out)."""
-        return await self.dispatcher.recover(owners=dead)
+        taken = await self.dispatcher.recover(owners=dead)
+        if taken:
+            self.dispatcher.wake(self._outputs)  # retries are due within seconds
+        return taken
 
     async def _replay_raw_polls(self) -> None:
         """Hand over poll answers an earlier version stored but did not process."""

@@ -71,14 +71,17 @@ class Heartbeat:
     async def run(self) -> None:
         """Beat every third of the period; a failure raises (the supervisor restarts it)."""
         while True:
-            if not await self.store.write(
-                partial(instances.beat, instance=self.identity.id, ttl=self.ttl)
-            ):
-                await self.register()  # retention dropped it while the host slept
-            dead = await self.store.read(partial(instances.dead, keep=self.identity.id))
-            if dead:
-                await self.take_over(dead)
+            await self.beat()
             await asyncio.sleep(self.ttl / 3)
+
+    async def beat(self) -> int:
+        """One heartbeat, then take over what dead instances claimed; returns how many jobs."""
+        if not await self.store.write(
+            partial(instances.beat, instance=self.identity.id, ttl=self.ttl)
+        ):
+            await self.register()  # retention dropped it while the host slept
+        dead = await self.store.read(partial(instances.dead, keep=self.identity.id))
+        return await self.take_over(dead) if dead else 0
 
     async def stopped(self) -> None:
         await self.store.write(partial(instances.stopped, instance=self.identity.id))

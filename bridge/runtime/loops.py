@@ -23,6 +23,27 @@ Clock = Callable[[], float]
 Periodic = tuple[str, Run, float, bool]
 Fence = Callable[[Connection], None] | None
 
+STORM_TASK = "storm"
+PAGING_TASK = "paging"
+PROCESSOR_TASK = "processor"
+# What only the processor leader runs, in the order it stops.
+LEADING_TASKS = (PAGING_TASK, STORM_TASK, PROCESSOR_TASK)
+
+
+def start_leading(
+    supervisor: Supervisor,
+    leading: Callable[[Run], Run],
+    processor: Run,
+    storm_loop: Callable[..., Awaitable[None]],
+    paging_loop: Callable[..., Awaitable[None]],
+    fence: Fence,
+) -> None:
+    """Start the processor and its timer loops, each running only while this instance leads;
+    the loops' transactions check the leader's lease (`fence`) as the processor's do."""
+    supervisor.start(PROCESSOR_TASK, leading(processor))
+    supervisor.start(STORM_TASK, leading(partial(storm_loop, fence=fence)))
+    supervisor.start(PAGING_TASK, leading(partial(paging_loop, fence=fence)))
+
 
 async def storm_loop(
     pipeline: Pipeline, store: Store, clock: Clock, wake: asyncio.Event, fence: Fence = None

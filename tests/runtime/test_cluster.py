@@ -16,7 +16,7 @@ from bridge.plugins.c123.simulator import Fault, FaultKind, GatewayState, Simula
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.leadership import PROCESSOR_LEASE
 from bridge.runtime.settings import load_settings
-from bridge.store import Connection, StoreLock, StoreLockedError
+from bridge.store import Connection, StoreLock, StoreLockedError, instances
 
 SMSBRIDGE = str(Path(sys.executable).parent / "smsbridge")
 A = "15102110086"
@@ -315,3 +315,29 @@ async def test_status_shows_the_instances_and_the_lease_holders(
     document = json.loads(await status("--json"))
     assert document["instances"][0]["stopped_at"] is not None
     assert not any(lease["held"] for lease in document["leases"])
+
+
+async def test_jobs_a_dead_instance_claimed_are_taken_over(daemon: Daemon) -> None:
+    """A job left 'sending' by an instance whose heartbeat ran out is settled by another (and
+    resent: paging accepts a duplicate over a miss); one a live instance is sending is not."""
+
+    def plant(conn: Connection) -> None:
+        for instance, ttl in (("ghost", -1.0), ("peer", 3600.0)):
+            instances.register(conn, instance, "elsewhere", 1, "10.0.0.9:8080", ttl)
+        for instance in ("ghost", "peer"):
+            conn.execute(
+                """INSERT INTO jobs (output, recipient, text, state, next_at, created_at,
+                                     updated_at, claimed_by)
+                   VALUES ('sms', ?, ?, 'sending', 0, 0, 0, ?)""",
+                (A, f"claimed by {instance}", instance),
+            )
+
+    await daemon.store.write(plant)
+    assert await daemon.cluster.heartbeat.beat() == 1
+    await gateway(daemon).wait_for(lambda s: len(s.messages) == 1, timeout=10)
+    assert gateway(daemon).messages[0].content.endswith("claimed by ghost")
+    states = await daemon.store.read(
+        lambda conn: dict(conn.execute("SELECT claimed_by, state FROM jobs").fetchall())
+    )
+    assert states["peer"] == "sending", "a live instance's claim is its own"
+    assert await daemon.cluster.heartbeat.beat() == 0, "taken over once"
