@@ -88,10 +88,10 @@ def add_event(conn: Connection, event: Event, body: bytes | None = None) -> int:
     `body` is `encode_event(event)` made before the transaction, where the caller can.
     """
     cursor = conn.execute(
-        "INSERT INTO events (body, received_at) VALUES (?, ?)",
+        "INSERT INTO events (body, received_at) VALUES (?, ?) RETURNING id",
         (body if body is not None else encode_event(event), event.received_at.timestamp()),
     )
-    return int(cursor.lastrowid or 0)
+    return int(cursor.fetchone()[0])
 
 
 def get_event(conn: Connection, event_id: int) -> Event | None:
@@ -120,7 +120,8 @@ def add_job(
     cursor = conn.execute(
         """INSERT INTO jobs (output, recipient, text, payload, rule, event_id, conversation,
                              retry_ambiguous, state, next_at, created_at, updated_at, segments)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)""",
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)
+           RETURNING id""",
         (
             intent.output,
             intent.recipient,
@@ -136,7 +137,7 @@ def add_job(
             segments,
         ),
     )
-    return int(cursor.lastrowid or 0)
+    return int(cursor.fetchone()[0])
 
 
 def claim(conn: Connection, output: str, now: float, limit: int) -> list[JobRecord]:

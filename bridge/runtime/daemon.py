@@ -38,7 +38,7 @@ from bridge.runtime.adapters import Adapters
 from bridge.runtime.server import HookTable, build_app
 from bridge.runtime.settings import SMS_OUTPUT, Settings
 from bridge.runtime.supervisor import Backoff, Run, Supervisor
-from bridge.store import Store, StoreOpenError, StoreReplay, ledger
+from bridge.store import StoreOpenError, StoreReplay, ledger, make_store
 
 if TYPE_CHECKING:
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
@@ -236,8 +236,8 @@ class Daemon:
 
     async def _open_store(self) -> None:
         """Open the store and commit once: a store that cannot be written fails the start."""
-        path = self.settings.config.store.path
-        self.store = Store(path)
+        config = self.settings.config.store
+        self.store = make_store(config.path, config.conninfo())
         self._stack.push_async_callback(self.store.close)
         started = str(self.clock())
         try:
@@ -247,8 +247,10 @@ class Daemon:
             await self.store.write(
                 lambda conn: ledger.put_setting(conn, "daemon.started_at", started)
             )
+        except StoreOpenError:
+            raise
         except (OSError, sqlite3.Error, StoreUnavailableError) as exc:
-            raise StoreOpenError(path, exc) from exc
+            raise self.store.open_error(exc) from exc
 
     async def _start_outputs(self, settings: Settings) -> dict[str, Output[Any]]:
         sms = C123Output(self.client.config, self._context(SMS_OUTPUT, "c123"), self.client)

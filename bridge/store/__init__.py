@@ -1,21 +1,29 @@
-"""The durable store: SQLite behind one writer thread, its versioned schema, and small ledgers."""
+"""The durable store: one interface over SQLite (the default) and PostgreSQL, its versioned
+schema, and small ledgers."""
 
 from bridge.store import ledger, migrations, vacuum
-from bridge.store.connection import Connection, Row
+from bridge.store.base import Notification, Store
+from bridge.store.connection import Connection, Dialect, Row, dialect
+from bridge.store.factory import make_store
 from bridge.store.migrations import SchemaTooNewError
 from bridge.store.replay import StoreReplay
 from bridge.store.schema import SCHEMA
-from bridge.store.sqlite import Store, StoreOpenError
+from bridge.store.sqlite import SqliteStore, StoreOpenError
 
 __all__ = [
     "SCHEMA",
     "Connection",
+    "Dialect",
+    "Notification",
     "Row",
     "SchemaTooNewError",
+    "SqliteStore",
     "Store",
     "StoreOpenError",
     "StoreReplay",
+    "dialect",
     "ledger",
+    "make_store",
     "migrations",
     "vacuum",
 ]
