@@ -20,7 +20,7 @@ from bridge.paging import NobodyOnCall, escalation_timeline
 from bridge.rules import Decision, Directory
 from bridge.runtime import Settings, load_settings
 from bridge.sms import mask_number, segment_count
-from bridge.store import Connection, Row
+from bridge.store import Connection
 from bridge.text import terminal_safe
 
 _TIME = "%a %Y-%m-%d %H:%M %z"
@@ -54,12 +54,12 @@ def _read_event(path: Path) -> Event:
     return Event.from_json(json.loads(text))
 
 
-def _open_outbox(settings: Settings) -> Connection | None:
+def _open_outbox(settings: Settings) -> sqlite3.Connection | None:
     path = settings.config.store.path
     if not path.exists():
         return None
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    conn.row_factory = Row
+    conn.row_factory = sqlite3.Row
     return conn
 
 

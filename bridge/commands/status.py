@@ -12,7 +12,8 @@ from pathlib import Path
 import bridge.commands.history.source as source
 from bridge.commands.common import EXIT_CONFIG, EXIT_OK, add_common
 from bridge.commands.output import emit_json, emit_lines
-from bridge.store import Connection, dialect, instances, leases
+from bridge.store import Connection, instances, leases
+from bridge.store.fragments import db_now
 
 _TIME = "%Y-%m-%d %H:%M:%S"
 
@@ -51,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def read_status(conn: Connection) -> Status:
-    now = dialect.db_now(conn)
+    now = db_now(conn)
     views = [
         LeaseView(
             lease.name,
@@ -66,12 +67,25 @@ def read_status(conn: Connection) -> Status:
     return Status(instances.listing(conn), views)
 
 
+def _read_postgresql(url: str) -> Status:
+    """Read from the database without migrating it: `status` only looks."""
+    import psycopg
+
+    from bridge.store.pg_connection import PgConnection, row_factory
+
+    with psycopg.connect(url, autocommit=True, row_factory=row_factory) as raw:
+        return read_status(PgConnection(raw))
+
+
 async def cmd_status(args: argparse.Namespace) -> int:
     config: Path | None = args.config
-    path = (await asyncio.to_thread(source.load_sections, config)).store.path
+    store = (await asyncio.to_thread(source.load_sections, config)).store
+    url = store.conninfo()
 
     def run() -> Status:
-        with source.read_only(path) as conn:
+        if url:
+            return _read_postgresql(url)
+        with source.read_only(store.path) as conn:
             return read_status(conn)
 
     try:

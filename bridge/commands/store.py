@@ -7,8 +7,10 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import bridge.store.pg_migrations as pg_migrations
 from bridge.commands.common import EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, add_common, load
-from bridge.store import Store, migrations, vacuum
+from bridge.store import SqliteStore, StoreOpenError, make_store, migrations, vacuum
+from bridge.store.base import Store
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,9 +40,13 @@ def _mb(size: int) -> str:
 
 
 async def cmd_migrate(args: argparse.Namespace) -> int:
-    path = load(args.config).store.path
+    config = load(args.config).store
+    conninfo = config.conninfo()
+    if conninfo is not None:
+        return await _migrate_postgresql(make_store(config.path, conninfo))
+    path = config.path
     existed = path.exists()
-    store = Store(path)
+    store = SqliteStore(path)
     try:
         await store.open()
     except sqlite3.Error as exc:
@@ -72,4 +78,24 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
             )
     finally:
         await store.close()
+    return EXIT_OK
+
+
+async def _migrate_postgresql(store: Store) -> int:
+    """Apply the steps the database lacks (under its advisory lock: instances may be running)."""
+    try:
+        await store.open()
+    except StoreOpenError as exc:
+        print(f"smsbridge migrate: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        version = await store.read(pg_migrations.version)
+    finally:
+        await store.close()
+    if store.migrated:
+        print(f"{store.where}: schema version {store.migrated[0].version - 1} -> {version}")
+        for step in store.migrated:
+            print(f"  {step.version}: {step.summary}")
+    else:
+        print(f"{store.where}: schema version {version}, up to date")
     return EXIT_OK

@@ -17,7 +17,7 @@ from typing import Any
 from bridge.events import Conversation, Event, Intent
 from bridge.plugin import Job, OutcomeKind
 from bridge.store import Connection, Row
-from bridge.store.dialect import skip_locked
+from bridge.store.fragments import skip_locked
 
 # A held job is pending with its code naming the hold: it uses no attempt, and comes due at
 # once when its output says the outside world changed (a top-up, the account works again).
@@ -89,10 +89,10 @@ def add_event(conn: Connection, event: Event, body: bytes | None = None) -> int:
     `body` is `encode_event(event)` made before the transaction, where the caller can.
     """
     cursor = conn.execute(
-        "INSERT INTO events (body, received_at) VALUES (?, ?)",
+        "INSERT INTO events (body, received_at) VALUES (?, ?) RETURNING id",
         (body if body is not None else encode_event(event), event.received_at.timestamp()),
     )
-    return int(cursor.lastrowid or 0)
+    return int(cursor.fetchone()[0])
 
 
 def get_event(conn: Connection, event_id: int) -> Event | None:
@@ -121,7 +121,8 @@ def add_job(
     cursor = conn.execute(
         """INSERT INTO jobs (output, recipient, text, payload, rule, event_id, conversation,
                              retry_ambiguous, state, next_at, created_at, updated_at, segments)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)""",
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)
+           RETURNING id""",
         (
             intent.output,
             intent.recipient,
@@ -137,7 +138,7 @@ def add_job(
             segments,
         ),
     )
-    return int(cursor.lastrowid or 0)
+    return int(cursor.fetchone()[0])
 
 
 def claim(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from bridge.store import Connection, Row
-from bridge.store.dialect import is_sqlite, skip_locked
+from bridge.store.fragments import skip_locked
 
 T = TypeVar("T")
 
@@ -64,10 +64,11 @@ def schedule(
         conn.execute("DELETE FROM timers WHERE id = ?", (existing.id,))
     body = json.dumps(dict(payload or {}), separators=(",", ":"), sort_keys=True)
     cursor = conn.execute(
-        "INSERT INTO timers (kind, key, due_at, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+        """INSERT INTO timers (kind, key, due_at, payload, created_at) VALUES (?, ?, ?, ?, ?)
+           RETURNING id""",
         (kind, key, due_at, body, now),
     )
-    return Timer(int(cursor.lastrowid or 0), kind, key, due_at, json.loads(body))
+    return Timer(int(cursor.fetchone()[0]), kind, key, due_at, json.loads(body))
 
 
 def cancel(conn: Connection, kind: str, key: str) -> bool:
@@ -121,7 +122,8 @@ def fire_due(
 
 def next_due(conn: Connection) -> float | None:
     """When the next timer can be taken (a claimed one: when its lease runs out), or None."""
-    later = "MAX" if is_sqlite(conn) else "GREATEST"  # SQLite's two-argument MAX is GREATEST
-    sql = f"SELECT MIN({later}(due_at, claimed_until)) AS at FROM timers"  # noqa: S608
-    row = conn.execute(sql).fetchone()
+    row = conn.execute(
+        """SELECT MIN(CASE WHEN claimed_until > due_at THEN claimed_until ELSE due_at END) AS at
+           FROM timers"""
+    ).fetchone()
     return None if row["at"] is None else float(row["at"])

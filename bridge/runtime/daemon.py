@@ -39,7 +39,7 @@ from bridge.runtime.adapters import Adapters
 from bridge.runtime.server import HookTable, build_app
 from bridge.runtime.settings import SMS_OUTPUT, Settings
 from bridge.runtime.supervisor import Backoff, Run, Supervisor
-from bridge.store import Store, StoreLock, StoreOpenError, StoreReplay, ledger
+from bridge.store import Dialect, StoreLock, StoreOpenError, StoreReplay, ledger, make_store
 
 if TYPE_CHECKING:
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
@@ -177,9 +177,10 @@ class Daemon:
             spawn=self._spawn_worker,
             instance=self.cluster.identity.id,
         )
-        # This daemon holds the SQLite file alone: whatever was left 'sending' is from one
-        # that died. (With several instances, the heartbeat takes over dead instances' jobs.)
-        await self.dispatcher.recover()
+        if self.store.dialect is Dialect.SQLITE:
+            # This daemon holds the file alone: whatever was left 'sending' is from one that
+            # died. (On PostgreSQL the heartbeat takes over what dead instances claimed.)
+            await self.dispatcher.recover()
         await stack.enter_async_context(self.client.gate.watching())
         self.dispatcher.start()
         stack.push_async_callback(self._stop_dispatch)
@@ -260,11 +261,13 @@ class Daemon:
         """Open the store and commit once: a store that cannot be written fails the start.
 
         Raises StoreLockedError when another daemon runs on the same SQLite file."""
-        path = self.settings.config.store.path
-        lock = StoreLock(path)
-        lock.acquire()
-        self._stack.callback(lock.release)
-        self.store = Store(path)
+        config = self.settings.config.store
+        url = config.conninfo()
+        if not url:  # one daemon per SQLite file; PostgreSQL takes several
+            lock = StoreLock(config.path)
+            lock.acquire()
+            self._stack.callback(lock.release)
+        self.store = make_store(config.path, url)
         self._stack.push_async_callback(self.store.close)
         started = str(self.clock())
         try:
@@ -274,8 +277,10 @@ class Daemon:
             await self.store.write(
                 lambda conn: ledger.put_setting(conn, "daemon.started_at", started)
             )
+        except StoreOpenError:
+            raise
         except (OSError, sqlite3.Error, StoreUnavailableError) as exc:
-            raise StoreOpenError(path, exc) from exc
+            raise self.store.open_error(exc) from exc
 
     async def _start_outputs(self, settings: Settings) -> dict[str, Output[Any]]:
         sms = C123Output(self.client.config, self._context(SMS_OUTPUT, "c123"), self.client)

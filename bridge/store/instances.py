@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge.store.connection import Connection, Row
-from bridge.store.dialect import now_sql
+from bridge.store.fragments import now_sql
 
 
 @dataclass(frozen=True, slots=True)

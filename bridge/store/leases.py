@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from bridge.plugin import StoreUnavailableError
 from bridge.store.connection import Connection, Row
-from bridge.store.dialect import now_sql, share_lock
+from bridge.store.fragments import now_sql, share_lock
 
 
 class LeaseLostError(StoreUnavailableError):

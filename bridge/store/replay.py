@@ -7,7 +7,7 @@ from collections.abc import Callable
 from functools import partial
 
 import bridge.store.ledger as ledger
-from bridge.store.sqlite import Store
+from bridge.store.base import Store
 
 
 class StoreReplay:

@@ -12,7 +12,7 @@ import asyncio
 from functools import partial
 
 from bridge.store import Connection, Store
-from bridge.store.dialect import now_sql
+from bridge.store.fragments import now_sql
 
 
 def reserve(conn: Connection, account: str, interval: float, tolerance: float) -> float:

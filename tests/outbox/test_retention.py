@@ -19,7 +19,7 @@ import bridge.store.vacuum as vacuum
 from bridge.config import ConfigError, load_config
 from bridge.config.models import Config
 from bridge.outbox.retention import RetentionPolicy, prune
-from bridge.store import Store, StoreReplay
+from bridge.store import SqliteStore, StoreReplay
 from bridge.store.schema import SCHEMA
 from bridge.testing import DaemonFactory
 
@@ -176,7 +176,7 @@ def size(path: Path) -> int:
 
 async def test_old_settled_rows_go_live_rows_stay_and_the_file_shrinks(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite3"
-    store = Store(path)
+    store = SqliteStore(path)
     await store.open()
     live = await store.write(fill)
     await store.maintain(vacuum.checkpoint)
@@ -207,7 +207,7 @@ async def test_old_settled_rows_go_live_rows_stay_and_the_file_shrinks(tmp_path:
 
 async def test_ingest_is_not_held_behind_a_long_prune(tmp_path: Path) -> None:
     """A write made while retention works is committed between two of its batches."""
-    store = Store(tmp_path / "store.sqlite3")
+    store = SqliteStore(tmp_path / "store.sqlite3")
     await store.open()
 
     def many(conn: sqlite3.Connection) -> None:
@@ -244,7 +244,7 @@ async def test_a_file_from_before_incremental_vacuum_is_pruned_without_vacuum(
     conn.execute("PRAGMA journal_mode=WAL")
     conn.executescript(SCHEMA)
     conn.close()
-    store = Store(path)
+    store = SqliteStore(path)
     await store.open()
     await store.write(lambda conn: [job(conn, "sent", OLD, event(conn, OLD)) for _ in range(500)])
     with capture_logs() as logs:
@@ -260,7 +260,7 @@ async def test_a_file_from_before_incremental_vacuum_is_pruned_without_vacuum(
 
 async def test_expired_replay_claims_are_forgotten(tmp_path: Path) -> None:
     """A claim outlives nothing but its window: after retention the key can be claimed anew."""
-    store = Store(tmp_path / "store.sqlite3")
+    store = SqliteStore(tmp_path / "store.sqlite3")
     await store.open()
     clock = [NOW]
     replay = StoreReplay(store, lambda: clock[0])
@@ -336,7 +336,7 @@ def test_retention_keeps_exactly_what_is_live_or_recent(
 
     async def run() -> dict[str, tuple[set[int], set[int]]]:
         with tempfile.TemporaryDirectory() as directory:
-            store = Store(Path(directory) / "s.sqlite3")
+            store = SqliteStore(Path(directory) / "s.sqlite3")
             await store.open()
             try:
                 expected = await store.write(build)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import bridge.store.migrations as migrations
 from bridge.events import Event, EventKind
-from bridge.store import SchemaTooNewError, Store
+from bridge.store import SchemaTooNewError, SqliteStore
 from bridge.store.schema import SCHEMA
 from bridge.testing import DaemonFactory
 
@@ -117,7 +117,7 @@ async def test_a_first_release_store_upgrades_in_place_keeping_everything(tmp_pa
     path = tmp_path / "old.sqlite3"
     round_one_file(path)
     before = dump(path)
-    store = Store(path)
+    store = SqliteStore(path)
     await store.open()
     assert [step.version for step in store.migrated] == list(range(1, migrations.latest() + 1))
     await store.write(lambda conn: conn.execute("INSERT INTO replay VALUES ('k', 'v', 0)"))
@@ -125,7 +125,7 @@ async def test_a_first_release_store_upgrades_in_place_keeping_everything(tmp_pa
     assert dump(path) == upgraded(before)
     assert pragma(path, "user_version") == migrations.latest()
     assert pragma(path, "auto_vacuum") == 0  # turning it on is `smsbridge migrate`'s job
-    again = Store(path)
+    again = SqliteStore(path)
     await again.open()
     assert again.migrated == []
     await again.close()
@@ -135,7 +135,7 @@ async def test_a_store_from_before_reply_codes_gets_the_column(tmp_path: Path) -
     """The oldest files lack conversations.code: step 1 adds it (default 1), keeping the row."""
     path = tmp_path / "older.sqlite3"
     round_one_file(path, without_reply_codes=True)
-    store = Store(path)
+    store = SqliteStore(path)
     await store.open()
     rows = await store.read(
         lambda conn: conn.execute("SELECT mobile, job_id, code FROM conversations").fetchall()
@@ -163,7 +163,7 @@ async def test_the_daemon_sends_what_a_first_release_store_left_pending(
 async def test_a_new_file_vacuums_incrementally_from_the_start(tmp_path: Path) -> None:
     """auto_vacuum can only be chosen before the first table: a new file gets INCREMENTAL."""
     path = tmp_path / "new.sqlite3"
-    store = Store(path)
+    store = SqliteStore(path)
     await store.open()
     await store.close()
     assert pragma(path, "auto_vacuum") == 2
@@ -175,13 +175,13 @@ async def test_a_new_file_vacuums_incrementally_from_the_start(tmp_path: Path) -
 
 async def test_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
     path = tmp_path / "future.sqlite3"
-    store = Store(path)
+    store = SqliteStore(path)
     await store.open()
     await store.close()
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {migrations.latest() + 1}")
     conn.close()
-    store = Store(path)
+    store = SqliteStore(path)
     with pytest.raises(SchemaTooNewError, match=str(migrations.latest() + 1)) as caught:
         await store.open()
     assert str(path) in str(caught.value)

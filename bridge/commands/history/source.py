@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridge.config import load_yaml, read_config_file, validate
 from bridge.config.models import StoreConfig
 from bridge.rules import Contacts
-from bridge.store import Connection, Row, StoreOpenError, migrations
+from bridge.store import Connection, StoreOpenError, migrations
 
 # The sections history reads; the others are neither validated nor needed.
 _SECTIONS = ("store", "contacts")
@@ -71,7 +71,7 @@ def read_only(path: Path) -> Iterator[Connection]:
     except sqlite3.Error as exc:
         raise StoreOpenError(path, exc) from None
     try:
-        conn.row_factory = Row
+        conn.row_factory = sqlite3.Row
         try:
             found = migrations.check_version(conn)
         except sqlite3.DatabaseError as exc:

@@ -25,7 +25,7 @@ from bridge.plugins.c123.simulator import (
     SimulatorSettings,
     key_digest,
 )
-from bridge.store.sqlite import Store
+from bridge.store import SqliteStore, Store
 
 A, B = "15102110086", "15102110087"
 WRONG = "0" * 32
@@ -45,7 +45,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "smsbridge.sqlite3")
+    store = SqliteStore(tmp_path / "smsbridge.sqlite3")
     await store.open()
     yield store
     await store.close()

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import bridge.store.migrations as migrations
 from bridge.plugins.c123.pace import SharedLimiter, reserve
-from bridge.store import Store
+from bridge.store import SqliteStore
 
 
 @settings(max_examples=40, deadline=None)
@@ -39,7 +39,7 @@ def test_reserved_slots_keep_to_the_rate_after_the_burst(
 
 async def test_two_instances_share_one_rate(tmp_path: Path) -> None:
     """Two limiters (two instances) on one store: together they keep to the account's rate."""
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     await store.open()
     try:
         first = SharedLimiter(store, "acct", rate=20.0, burst=2)
