@@ -13,6 +13,9 @@ from functools import partial
 from typing import Any
 
 from bridge.metrics import Metrics
+from bridge.plugins.c123.client import Pacer, burst
+from bridge.plugins.c123.config import C123Config
+from bridge.plugins.c123.pace import SharedLimiter
 from bridge.runtime.instances import Heartbeat, Identity
 from bridge.runtime.leadership import (
     PROCESSOR_LEASE,
@@ -21,7 +24,7 @@ from bridge.runtime.leadership import (
     while_leading,
 )
 from bridge.runtime.supervisor import Run, Supervisor
-from bridge.store import Store
+from bridge.store import Dialect, Store
 
 # A processor leader that stops is replaced within this (and a quarter of it).
 PROCESSOR_TTL = 10.0
@@ -33,6 +36,15 @@ HEARTBEAT_TASK = "heartbeat"
 POLL_LEASE_TASK = "lease-poller"
 PROCESSOR_LEASE_TASK = "lease-processor"
 TASKS = [HEARTBEAT_TASK, POLL_LEASE_TASK, PROCESSOR_LEASE_TASK]
+
+
+def shared_limiter(store: Store, gateway: C123Config) -> Pacer | None:
+    """The account's rate limit kept in the database, where several instances share it (on
+    SQLite the client keeps its own: no other process calls)."""
+    rate = gateway.rate_limit
+    if store.dialect is Dialect.SQLITE or not rate:
+        return None
+    return SharedLimiter(store, gateway.account, rate, burst(rate))
 
 
 class Cluster:

@@ -7,7 +7,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
@@ -25,12 +24,13 @@ import bridge.runtime.gateway as gateway
 import bridge.runtime.health as health
 import bridge.runtime.loops as loops
 import bridge.runtime.reload as reloading
+import bridge.runtime.storage as storage
 from bridge.intake import PAGING, STORM, Pipeline, Processor, RecordIntake
 from bridge.logging import SCRUBBER
 from bridge.metrics import Metrics
 from bridge.outbox import Dispatcher, JobRecord, RetryPolicy, retention
 from bridge.paging import Silencer
-from bridge.plugin import Delivery, Input, Output, Parsed, PluginContext, StoreUnavailableError
+from bridge.plugin import Delivery, Input, Output, Parsed, PluginContext
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.marks import StoreMarks
 from bridge.plugins.c123.output import C123Output
@@ -39,13 +39,15 @@ from bridge.runtime.adapters import Adapters
 from bridge.runtime.server import HookTable, build_app
 from bridge.runtime.settings import SMS_OUTPUT, Settings
 from bridge.runtime.supervisor import Backoff, Run, Supervisor
-from bridge.store import Dialect, StoreLock, StoreOpenError, StoreReplay, ledger, make_store
+from bridge.runtime.wakeups import Wakeups
+from bridge.store import Dialect, StoreReplay, ledger
 
 if TYPE_CHECKING:
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
 
 EXPIRE_TASK = "expire"
 POLL_TASKS = ("poll-replies", "poll-reports", "poll-balance")
+WAKEUPS_SEND, WAKEUPS_LISTEN = "wakeups-send", "wakeups-listen"
 
 
 # Keys of polled records are kept this long, in case the gateway hands a record out again.
@@ -110,7 +112,7 @@ class Daemon:
     async def _start(self) -> None:
         config = self.settings.config
         stack = self._stack
-        await self._open_store()
+        self.store = await storage.open_store(config.store, self._stack, str(self.clock()))
         self.replay = StoreReplay(self.store, self.clock)
         # Last before the store closes: whatever is still supervised stops (bounded).
         stack.push_async_callback(self._stop_tasks, None)
@@ -141,6 +143,7 @@ class Daemon:
                 run_events=self.processor.run_events,
             ),
             on_resume=lambda: gateway.release_after_pause(self.metrics, self.dispatcher),
+            limiter=cluster.shared_limiter(self.store, c123),
         )
         configure.register_settings_secrets(self.settings)
         SCRUBBER.add_secret(c123.load_key().get_secret_value())
@@ -199,7 +202,13 @@ class Daemon:
         self.processor.chatops = configure.chatops(
             self.settings, partial(gateway.balance, self.client)
         )
-        self.records.stored = self.processor.wake
+        self.records.stored = self._inbox_news
+        self.wakeups: Wakeups | None = None
+        if self.store.dialect is Dialect.POSTGRESQL:
+            self.wakeups = Wakeups(self.store, inbox=self.processor.wake, jobs=self.dispatcher.wake)
+            self.supervisor.start(WAKEUPS_SEND, self.wakeups.send)
+            self.supervisor.start(WAKEUPS_LISTEN, self.wakeups.listen)
+            stack.push_async_callback(self._stop_tasks, [WAKEUPS_LISTEN, WAKEUPS_SEND])
         self.poller = GatewayPoller(
             self.client,
             SMS_OUTPUT,
@@ -257,37 +266,21 @@ class Daemon:
         await self._stack.aclose()
         self.log.info("daemon_stopped")
 
-    async def _open_store(self) -> None:
-        """Open the store and commit once: a store that cannot be written fails the start.
-
-        Raises StoreLockedError when another daemon runs on the same SQLite file."""
-        config = self.settings.config.store
-        url = config.conninfo()
-        if not url:  # one daemon per SQLite file; PostgreSQL takes several
-            lock = StoreLock(config.path)
-            lock.acquire()
-            self._stack.callback(lock.release)
-        self.store = make_store(config.path, url)
-        self._stack.push_async_callback(self.store.close)
-        started = str(self.clock())
-        try:
-            await self.store.open()
-            # A real write and commit, so a read-only or full disk shows now, not at the first
-            # webhook; the value tells an operator when the daemon last started.
-            await self.store.write(
-                lambda conn: ledger.put_setting(conn, "daemon.started_at", started)
-            )
-        except StoreOpenError:
-            raise
-        except (OSError, sqlite3.Error, StoreUnavailableError) as exc:
-            raise self.store.open_error(exc) from exc
-
     async def _start_outputs(self, settings: Settings) -> dict[str, Output[Any]]:
         sms = C123Output(self.client.config, self._context(SMS_OUTPUT, "c123"), self.client)
         return await adapters.start_outputs(settings, sms, self._context)
 
     async def _submit(self, name: str, delivery: Delivery) -> Any:
-        return await self.processor.submit(name, delivery)
+        accepted = await self.processor.submit(name, delivery)
+        if not accepted.duplicate and self.wakeups is not None:
+            self.wakeups.inbox()  # the processor leader may be another instance
+        return accepted
+
+    def _inbox_news(self) -> None:
+        """Polled records were stored: the processor (here or elsewhere) should look."""
+        self.processor.wake()
+        if self.wakeups is not None:
+            self.wakeups.inbox()
 
     def _parser(self, name: str) -> Callable[[bytes], Parsed] | None:
         """The parse of the input instance called `name` now (a reload may have removed it)."""
@@ -385,6 +378,8 @@ class Daemon:
     def _wake(self, touched: Iterable[str]) -> None:
         names = set(touched)
         self.dispatcher.wake(names)
+        if self.wakeups is not None and names & self._outputs.keys():
+            self.wakeups.jobs(names & self._outputs.keys())  # senders on every instance
         if STORM in names:
             self._storm_wake.set()
         if PAGING in names:
