@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bridge.store.migrations as migrations
-from bridge.store import LeaseLostError, instances, leases
+from bridge.store import Connection, LeaseLostError, Store, instances, leases
 
 LONG = 3600.0
 GONE = 0.0  # a lease for no time at all: it has run out by the next statement
@@ -26,7 +26,11 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     connection.close()
 
 
-def test_one_holder_and_the_token_grows_only_on_a_takeover(conn: sqlite3.Connection) -> None:
+async def test_one_holder_and_the_token_grows_only_on_a_takeover(store: Store) -> None:
+    await store.write(_one_holder_and_the_token_grows_only_on_a_takeover)
+
+
+def _one_holder_and_the_token_grows_only_on_a_takeover(conn: Connection) -> None:
     first = leases.acquire(conn, "poller:a", "one", LONG)
     assert first is not None
     assert (first.holder, first.token) == ("one", 1)
@@ -42,7 +46,11 @@ def test_one_holder_and_the_token_grows_only_on_a_takeover(conn: sqlite3.Connect
     assert other.token == 1
 
 
-def test_an_expired_lease_passes_on_and_fences_its_old_holder(conn: sqlite3.Connection) -> None:
+async def test_an_expired_lease_passes_on_and_fences_its_old_holder(store: Store) -> None:
+    await store.write(_an_expired_lease_passes_on_and_fences_its_old_holder)
+
+
+def _an_expired_lease_passes_on_and_fences_its_old_holder(conn: Connection) -> None:
     assert leases.acquire(conn, "poller:a", "one", GONE) is not None
     taken = leases.acquire(conn, "poller:a", "two", LONG)
     assert taken is not None
@@ -53,7 +61,11 @@ def test_an_expired_lease_passes_on_and_fences_its_old_holder(conn: sqlite3.Conn
     assert leases.acquire(conn, "poller:a", "one", LONG) is None, "two holds it now"
 
 
-def test_a_release_hands_the_lease_on_at_once(conn: sqlite3.Connection) -> None:
+async def test_a_release_hands_the_lease_on_at_once(store: Store) -> None:
+    await store.write(_a_release_hands_the_lease_on_at_once)
+
+
+def _a_release_hands_the_lease_on_at_once(conn: Connection) -> None:
     assert leases.acquire(conn, "processor", "one", LONG) is not None
     assert leases.release(conn, "processor", "one", 1)
     assert not leases.release(conn, "processor", "one", 7), "not with a token it never had"
@@ -114,7 +126,11 @@ def test_tokens_never_go_back_and_a_holder_change_always_moves_them(
     conn.close()
 
 
-def test_instances_beat_and_the_dead_are_found(conn: sqlite3.Connection) -> None:
+async def test_instances_beat_and_the_dead_are_found(store: Store) -> None:
+    await store.write(_instances_beat_and_the_dead_are_found)
+
+
+def _instances_beat_and_the_dead_are_found(conn: Connection) -> None:
     instances.register(conn, "a", "host", 1, "127.0.0.1:1", LONG)
     instances.register(conn, "b", "host", 2, "127.0.0.1:2", GONE)
     assert instances.dead(conn, keep="a") == ["b"]
