@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ class Instance:
     url: str
     id: str
     drained: asyncio.Task[None] | None = field(default=None, repr=False)
+    events: list[str] = field(default_factory=list, repr=False)  # its log's event names
 
     @property
     def pid(self) -> int:
@@ -57,11 +59,13 @@ async def start(config: Path) -> Instance:
         if event.get("event") == "instance_joined":
             ident = str(event["instance"])
         if event.get("event") == "daemon_started":
-            drained = asyncio.create_task(_drain(proc.stdout))
-            return Instance(config, proc, str(event["url"]), ident, drained)
+            instance = Instance(config, proc, str(event["url"]), ident)
+            instance.drained = asyncio.create_task(_drain(proc.stdout, instance.events))
+            return instance
     raise AssertionError("the daemon exited before it started")
 
 
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
+async def _drain(stream: asyncio.StreamReader, events: list[str]) -> None:
+    while line := await stream.readline():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            events.append(str(json.loads(line)["event"]))
