@@ -14,7 +14,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridge.plugins.c123.simulator import SimulatorSettings
+from bridge.plugins.c123.simulator import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_AUTHKEY,
+    Simulator,
+    SimulatorSettings,
+)
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.settings import load_settings
 from tests.e2e.alertmanager_process import ALERTMANAGER, free_port, running_alertmanager
@@ -27,11 +32,17 @@ TOKEN = "am-cluster-token-0123"
 ALICE = "15102110086"
 
 
-def daemon_config(tmp_path: Path) -> Path:
+def daemon_config(tmp_path: Path, store: str, gateway: str) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "smsbridge.yaml"
     config.write_text(f"""
 server: {{listen: "127.0.0.1:0"}}
-store: {{path: {tmp_path / "outbox.sqlite3"}}}
+store: {store}
+gateway:
+  base_url: {gateway}
+  account: {DEFAULT_ACCOUNT}
+  authkey: {DEFAULT_AUTHKEY}
+  rate_limit: null
 polling: {{replies: 1h, reports: 1h, balance: 1h}}
 contacts:
   alice: "{ALICE}"
@@ -51,15 +62,33 @@ rules:
 
 
 @pytest.fixture
-async def instances(tmp_path: Path) -> AsyncIterator[list[Daemon]]:
-    """The smsbridge instances the peers notify (one per peer where the store allows it)."""
-    daemon = Daemon(
-        load_settings(daemon_config(tmp_path)),
-        simulator_settings=SimulatorSettings(report_delay=0, rate_limit=None),
-    )
-    await daemon.start()
-    yield [daemon, daemon]
-    await daemon.stop()
+async def simulator() -> AsyncIterator[Simulator]:
+    async with Simulator(SimulatorSettings(report_delay=0, rate_limit=None)) as sim:
+        yield sim
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def instances(
+    request: pytest.FixtureRequest, tmp_path: Path, simulator: Simulator
+) -> AsyncIterator[list[Daemon]]:
+    """The smsbridge instances the two peers notify: on PostgreSQL one per peer; on SQLite
+    (one daemon per file) both peers notify the one."""
+    if request.param == "sqlite":
+        stores = [f"{{path: {tmp_path / 'outbox.sqlite3'}}}"]
+    else:
+        url = request.getfixturevalue("pg_url")
+        stores = [f'{{url: "{url}"}}'] * 2
+    daemons = []
+    try:
+        for index, store in enumerate(stores):
+            config = daemon_config(tmp_path / f"instance{index}", store, simulator.url)
+            daemon = Daemon(load_settings(config))
+            await daemon.start()
+            daemons.append(daemon)
+        yield daemons * (2 // len(daemons))
+    finally:
+        for daemon in daemons:
+            await daemon.stop()
 
 
 def peer_config(url: str) -> str:
@@ -135,7 +164,7 @@ async def delivered(am: str) -> float:
 
 
 async def test_two_peers_deliver_and_each_alert_pages_once(
-    instances: list[Daemon], peers: list[str]
+    instances: list[Daemon], peers: list[str], simulator: Simulator
 ) -> None:
     starts = datetime.now(UTC).isoformat()
     await asyncio.gather(
@@ -147,8 +176,7 @@ async def test_two_peers_deliver_and_each_alert_pages_once(
     while not (await delivered(peers[0]) >= 1 and await delivered(peers[1]) >= 1):
         assert loop.time() < deadline, "both peers should have notified"
         await asyncio.sleep(0.1)
-    gateway = instances[0].simulator
-    assert gateway is not None
+    gateway = simulator
     await gateway.state.wait_for(lambda s: len(s.messages) >= 2, timeout=10)
     for daemon in {id(d): d for d in instances}.values():
         await daemon.processor.drain()
