@@ -17,6 +17,8 @@ from bridge.store import Store, instances
 # An instance that has not beaten for this long is taken to be dead: its claimed jobs go to
 # others. Beats come every third of it.
 HEARTBEAT_TTL = 15.0
+# Instances stopped or dead this long are forgotten (their claims were settled long before).
+FORGET_AFTER = 7 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,10 @@ class Heartbeat:
         ):
             await self.register()  # retention dropped it while the host slept
         dead = await self.store.read(partial(instances.dead, keep=self.identity.id))
-        return await self.take_over(dead) if dead else 0
+        taken = await self.take_over(dead) if dead else 0
+        if dead:
+            await self.store.write(partial(instances.forget, after=FORGET_AFTER))
+        return taken
 
     async def stopped(self) -> None:
         await self.store.write(partial(instances.stopped, instance=self.identity.id))

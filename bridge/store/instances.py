@@ -92,7 +92,11 @@ def listing(conn: Connection) -> list[InstanceRow]:
     return [InstanceRow.of(row) for row in rows]
 
 
-def forget_stopped(conn: Connection, before: float) -> int:
-    """Drop instances that stopped (or died) before `before`, as retention does."""
-    cursor = conn.execute("DELETE FROM instances WHERE expires_at < ?", (before,))
+def forget(conn: Connection, after: float) -> int:
+    """Drop instances stopped or dead for more than `after` seconds (their claims were taken
+    over long ago): `status` shows the recent ones, and the dead list stays short."""
+    cursor = conn.execute(
+        f"DELETE FROM instances WHERE expires_at < {now_sql(conn)} - ?",  # noqa: S608
+        (after,),
+    )
     return cursor.rowcount

@@ -145,3 +145,6 @@ def _instances_beat_and_the_dead_are_found(conn: Connection) -> None:
     assert listed["b"].alive
     assert listed["b"].listen == "127.0.0.1:2"
     assert not instances.beat(conn, "nobody", LONG)
+    assert instances.forget(conn, after=LONG) == 0, "stopped only now: kept for status"
+    assert instances.forget(conn, after=-60) == 1, "a is past its heartbeat: forgotten"
+    assert [row.id for row in instances.listing(conn)] == ["b"]
