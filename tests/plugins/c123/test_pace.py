@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bridge.store.migrations as migrations
 from bridge.plugins.c123.pace import SharedLimiter, reserve
-from bridge.store import SqliteStore
+from bridge.store import Store
 
 
 @settings(max_examples=40, deadline=None)
@@ -37,21 +36,16 @@ def test_reserved_slots_keep_to_the_rate_after_the_burst(
     conn.close()
 
 
-async def test_two_instances_share_one_rate(tmp_path: Path) -> None:
+async def test_two_instances_share_one_rate(store: Store) -> None:
     """Two limiters (two instances) on one store: together they keep to the account's rate."""
-    store = SqliteStore(tmp_path / "s.sqlite3")
-    await store.open()
-    try:
-        first = SharedLimiter(store, "acct", rate=20.0, burst=2)
-        second = SharedLimiter(store, "acct", rate=20.0, burst=2)
-        other = SharedLimiter(store, "another", rate=20.0, burst=2)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await asyncio.gather(*(limiter.acquire() for limiter in [first, second] * 5))
-        # 10 calls at 20/s with a burst of 2: the last goes 8 intervals (0.4 s) after the first.
-        assert loop.time() - started >= 0.4 - 0.02
-        before = loop.time()
-        await other.acquire()  # another account has its own schedule
-        assert loop.time() - before < 0.05
-    finally:
-        await store.close()
+    first = SharedLimiter(store, "acct", rate=20.0, burst=2)
+    second = SharedLimiter(store, "acct", rate=20.0, burst=2)
+    other = SharedLimiter(store, "another", rate=20.0, burst=2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.gather(*(limiter.acquire() for limiter in [first, second] * 5))
+    # 10 calls at 20/s with a burst of 2: the last goes 8 intervals (0.4 s) after the first.
+    assert loop.time() - started >= 0.4 - 0.02
+    before = loop.time()
+    await other.acquire()  # another account has its own schedule
+    assert loop.time() - before < 0.05
