@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import ctypes.util
-import gc
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
@@ -23,12 +19,14 @@ import bridge.runtime.configure as configure
 import bridge.runtime.gateway as gateway
 import bridge.runtime.health as health
 import bridge.runtime.loops as loops
+import bridge.runtime.memory as memory
 import bridge.runtime.reload as reloading
 import bridge.runtime.storage as storage
+import bridge.runtime.wakeups as wakeups
 from bridge.intake import PAGING, STORM, Pipeline, Processor, RecordIntake
 from bridge.logging import SCRUBBER
 from bridge.metrics import Metrics
-from bridge.outbox import Dispatcher, JobRecord, RetryPolicy, retention
+from bridge.outbox import JobRecord, retention
 from bridge.paging import Silencer
 from bridge.plugin import Delivery, Input, Output, Parsed, PluginContext
 from bridge.plugins.c123.client import C123Client
@@ -39,7 +37,6 @@ from bridge.runtime.adapters import Adapters
 from bridge.runtime.server import HookTable, build_app
 from bridge.runtime.settings import SMS_OUTPUT, Settings
 from bridge.runtime.supervisor import Backoff, Run, Supervisor
-from bridge.runtime.wakeups import Wakeups
 from bridge.store import Dialect, StoreReplay, ledger
 
 if TYPE_CHECKING:
@@ -47,7 +44,6 @@ if TYPE_CHECKING:
 
 EXPIRE_TASK = "expire"
 POLL_TASKS = ("poll-replies", "poll-reports", "poll-balance")
-WAKEUPS_SEND, WAKEUPS_LISTEN = "wakeups-send", "wakeups-listen"
 
 
 # Keys of polled records are kept this long, in case the gateway hands a record out again.
@@ -163,19 +159,13 @@ class Daemon:
         stack.push_async_callback(self.silencer.drain)
         configure.route(self.pipeline, self.settings, self.silencer)
         self._outputs = await self._start_outputs(self.settings)
-        self.dispatcher = Dispatcher(
+        self.dispatcher = configure.dispatcher(
+            self.settings,
             self.store,
             self._outputs,
             metrics=self.metrics,
             log=self.log,
             clock=self.clock,
-            batch_size=config.dispatch.batch_size,
-            concurrency=config.dispatch.concurrency,
-            retry=RetryPolicy(
-                ceiling=config.dispatch.backoff_max.total_seconds(),
-                max_attempts=config.dispatch.max_attempts,
-                max_hold=config.dispatch.max_hold.total_seconds(),
-            ),
             on_failed=self._on_failed,
             spawn=self._spawn_worker,
             instance=self.cluster.identity.id,
@@ -203,12 +193,14 @@ class Daemon:
             self.settings, partial(gateway.balance, self.client)
         )
         self.records.stored = self._inbox_news
-        self.wakeups: Wakeups | None = None
-        if self.store.dialect is Dialect.POSTGRESQL:
-            self.wakeups = Wakeups(self.store, inbox=self.processor.wake, jobs=self.dispatcher.wake)
-            self.supervisor.start(WAKEUPS_SEND, self.wakeups.send)
-            self.supervisor.start(WAKEUPS_LISTEN, self.wakeups.listen)
-            stack.push_async_callback(self._stop_tasks, [WAKEUPS_LISTEN, WAKEUPS_SEND])
+        self.wakeups = wakeups.start(
+            self.store,
+            self.supervisor,
+            stack,
+            inbox=self.processor.wake,
+            jobs=self.dispatcher.wake,
+            stop=self._stop_tasks,
+        )
         self.poller = GatewayPoller(
             self.client,
             SMS_OUTPUT,
@@ -252,7 +244,7 @@ class Daemon:
         self._schedule()
         self.metrics.reload_success.set(1)
         self.metrics.reload_time.set(self.clock())
-        _return_startup_memory()
+        memory.return_startup_memory()
         self.log.info(
             "daemon_started",
             url=self.url,
@@ -431,16 +423,3 @@ class Daemon:
         # The old SMS output is not stopped: it shares the gateway client with its replacement.
         others = {k: v for k, v in replaced.outputs.items() if k != SMS_OUTPUT}
         await adapters.stop(others, self.log)
-
-
-def _return_startup_memory() -> None:
-    """Hand back to the OS what loading the config and building models used and freed.
-
-    glibc keeps freed heap pages; on a small host a daemon that idles for weeks should not.
-    """
-    gc.collect()
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(libc_name).malloc_trim(0)

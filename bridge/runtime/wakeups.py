@@ -10,14 +10,37 @@ NOTIFY per channel per round, not one per request.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack
 
-from bridge.store import Store
+from bridge.runtime.supervisor import Supervisor
+from bridge.store import Dialect, Store
 
 INBOX = "smsbridge_inbox"  # deliveries (or polled records) wait for the processor
 JOBS = "smsbridge_jobs"  # jobs are due for the outputs named in the payload
 # A round collects what came within this before it notifies.
 ROUND = 0.01
+SEND_TASK, LISTEN_TASK = "wakeups-send", "wakeups-listen"
+
+
+def start(
+    store: Store,
+    supervisor: Supervisor,
+    stack: AsyncExitStack,
+    *,
+    inbox: Callable[[], None],
+    jobs: Callable[[set[str]], None],
+    stop: Callable[[list[str]], Awaitable[None]],
+) -> Wakeups | None:
+    """Send and hear wake-ups, supervised, on a database other processes share (None: SQLite,
+    where this process is the only one and wakes its own workers directly)."""
+    if store.dialect is not Dialect.POSTGRESQL:
+        return None
+    wakeups = Wakeups(store, inbox=inbox, jobs=jobs)
+    supervisor.start(SEND_TASK, wakeups.send)
+    supervisor.start(LISTEN_TASK, wakeups.listen)
+    stack.push_async_callback(stop, [LISTEN_TASK, SEND_TASK])
+    return wakeups
 
 
 class Wakeups:
