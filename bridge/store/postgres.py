@@ -43,8 +43,9 @@ T = TypeVar("T")
 POOL_SIZE = 10
 # A unit aborted by a deadlock or a serialization failure runs at most this often.
 ATTEMPTS = 3
-# Seconds a unit waits for a pooled connection before the store counts as unavailable.
-POOL_WAIT = 30.0
+# Seconds a unit waits for a pooled connection (all busy, or the server unreachable) before
+# the store counts as unavailable: a webhook is answered 503 then, not left hanging.
+POOL_WAIT = 5.0
 CONNECT_TIMEOUT = 10
 
 _RETRY = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
