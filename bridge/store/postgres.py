@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -78,6 +78,24 @@ def _refused(exc: BaseException) -> bool:
         marker in text
         for marker in ("password authentication failed", "does not exist", "no pg_hba.conf")
     )
+
+
+@contextlib.contextmanager
+def read_only(conninfo: str) -> Iterator[Connection]:
+    """A read-only connection of its own (the history commands); PostgresOpenError if the
+    database cannot be reached."""
+    try:
+        raw = psycopg.connect(
+            conninfo,
+            autocommit=True,
+            row_factory=row_factory,
+            connect_timeout=CONNECT_TIMEOUT,
+            options="-c default_transaction_read_only=on",
+        )
+    except psycopg.Error as exc:
+        raise PostgresOpenError(describe(conninfo), exc) from None
+    with raw:
+        yield PgConnection(raw)
 
 
 @dataclass(slots=True)

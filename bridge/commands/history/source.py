@@ -56,6 +56,29 @@ class StoreTooOldError(Exception):
 
 
 @contextmanager
+def read_store(store: StoreConfig) -> Iterator[Connection]:
+    """A read-only connection on the configured store, SQLite's file or PostgreSQL."""
+    conninfo = store.conninfo()
+    if conninfo is None:
+        with read_only(store.path) as conn:
+            yield conn
+        return
+    from bridge.store.pg_migrations import version
+    from bridge.store.postgres import describe
+    from bridge.store.postgres import read_only as postgres_read_only
+
+    with postgres_read_only(conninfo) as conn:
+        found = version(conn)
+        if found < migrations.latest():
+            raise StoreTooOldError(
+                f"the store {describe(conninfo)} is at schema version {found}, older than this "
+                f"smsbridge ({migrations.latest()}): start the daemon or run `smsbridge migrate` "
+                "first"
+            )
+        yield conn
+
+
+@contextmanager
 def read_only(path: Path) -> Iterator[Connection]:
     """A read-only connection on the store at `path`; raises StoreOpenError if it cannot be read.
 
