@@ -17,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridge.config import load_yaml, read_config_file, validate
 from bridge.config.models import StoreConfig
 from bridge.rules import Contacts
-from bridge.store import Connection, StoreOpenError, migrations
+from bridge.store import (
+    Connection,
+    StoreOpenError,
+    describe_url,
+    migrations,
+    pg_migrations,
+    read_only_database,
+)
 
 # The sections history reads; the others are neither validated nor needed.
 _SECTIONS = ("store", "contacts")
@@ -63,15 +70,11 @@ def read_store(store: StoreConfig) -> Iterator[Connection]:
         with read_only(store.path) as conn:
             yield conn
         return
-    from bridge.store.pg_migrations import version
-    from bridge.store.postgres import describe
-    from bridge.store.postgres import read_only as postgres_read_only
-
-    with postgres_read_only(conninfo) as conn:
-        found = version(conn)
+    with read_only_database(conninfo) as conn:
+        found = pg_migrations.version(conn)
         if found < migrations.latest():
             raise StoreTooOldError(
-                f"the store {describe(conninfo)} is at schema version {found}, older than this "
+                f"the store {describe_url(conninfo)} is at schema version {found}, older than this "
                 f"smsbridge ({migrations.latest()}): start the daemon or run `smsbridge migrate` "
                 "first"
             )
