@@ -105,6 +105,10 @@ class Plan:
     burst_reports: int  # delivery reports in one getSendState answer
     burst_seconds: float  # webhooks at latency_rate while the burst is processed
     server_cpus: frozenset[int] | None = None  # None: servers run wherever the kernel puts them
+    # A PostgreSQL URL: daemons keep their store there (emptied for each), else in a SQLite
+    # file of their own; `database_pid` is its postmaster, whose CPU is counted apart.
+    database: str = ""
+    database_pid: int = 0
 
 
 FULL = Plan(3000, 1000, 300, 3, 32, 200.0, 10.0, 1000, 100, 20000, 20.0)
@@ -206,7 +210,13 @@ class Tuning:
 
 
 def daemon_config(
-    workdir: Path, gateway: str, teams: int, *, matching: bool = True, tuning: Tuning = Tuning()
+    workdir: Path,
+    gateway: str,
+    teams: int,
+    *,
+    matching: bool = True,
+    tuning: Tuning = Tuning(),
+    database: str = "",
 ) -> str:
     """One rule per team, each alert to its team's contact; the text is the alert's name.
 
@@ -226,9 +236,10 @@ def daemon_config(
     )
     # Polls every hour (unless `tuning` says otherwise): only the one at start runs, so
     # pollers do not take part in the figures.
+    where = f'url: "{database}"' if database else f"path: {workdir / 'outbox.sqlite3'}"
     return f"""
 server: {{listen: "127.0.0.1:0"}}
-store: {{path: {workdir / "outbox.sqlite3"}, retention: {tuning.retention}}}
+store: {{{where}, retention: {tuning.retention}}}
 gateway:
   base_url: {gateway}
   account: {DEFAULT_ACCOUNT}
@@ -247,11 +258,20 @@ rules:
 
 
 def write_config(
-    workdir: Path, gateway: str, teams: int, *, matching: bool = True, tuning: Tuning = Tuning()
+    workdir: Path,
+    gateway: str,
+    teams: int,
+    *,
+    matching: bool = True,
+    tuning: Tuning = Tuning(),
+    database: str = "",
 ) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "smsbridge.yaml"
-    config.write_text(daemon_config(workdir, gateway, teams, matching=matching, tuning=tuning))
+    text = daemon_config(
+        workdir, gateway, teams, matching=matching, tuning=tuning, database=database
+    )
+    config.write_text(text)
     return config
 
 
@@ -283,8 +303,21 @@ async def start_daemon(
 ) -> Server:
     """`smsbridge run` on the bench config; with `runner` (options of bench/daemon_runner.py)
     the same command run with that runner's hooks."""
-    config = write_config(workdir, gateway, plan.teams, matching=matching, tuning=tuning)
+    if plan.database:
+        empty_database(plan.database)
+    config = write_config(
+        workdir, gateway, plan.teams, matching=matching, tuning=tuning, database=plan.database
+    )
     return await run_daemon(config, plan, runner)
+
+
+def empty_database(url: str) -> None:
+    """Drop everything a previous daemon stored: the next one migrates a fresh schema."""
+    import psycopg  # only for a PostgreSQL run
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
 
 
 async def run_daemon(config: Path, plan: Plan, runner: Sequence[str] = ()) -> Server:
@@ -319,6 +352,16 @@ def machine_busy() -> float:
     """CPU seconds every CPU of the machine spent busy (not idle or waiting for I/O)."""
     fields = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (PostgreSQL: the postmaster and its backends)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                total += cpu_seconds(int(stat.parent.name))
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
@@ -470,6 +513,7 @@ class Timed:
     server_cpu: list[float] = field(default_factory=list)  # % of one core during the round
     client_cpu: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)  # server CPU per request, sending included
+    database_cpu_us: list[float] = field(default_factory=list)  # the store's server's, apart
     others: list[float] = field(default_factory=list)  # % of a core other processes took
 
     def summary(self) -> dict[str, Any]:
@@ -481,6 +525,14 @@ class Timed:
             "server_cpu_us_per_request": round(statistics.median(self.cpu_us)),
             "rounds_server_cpu_us_per_request": [round(c) for c in self.cpu_us],
             "rounds_other_load_pct": [round(o) for o in self.others],
+            **(
+                {
+                    "database_cpu_us_per_request": round(statistics.median(self.database_cpu_us)),
+                    "rounds_database_cpu_us_per_request": [round(c) for c in self.database_cpu_us],
+                }
+                if self.database_cpu_us
+                else {}
+            ),
         }
 
 
@@ -490,20 +542,29 @@ async def timed_round(
     concurrency: int,
     into: Timed,
     settle: Callable[[], Awaitable[object]] | None = None,
+    database_pid: int = 0,
 ) -> None:
     """One timed blast; `settle` waits for the work the requests left behind (the sending),
-    whose CPU counts in the cost per request but not in the time."""
+    whose CPU counts in the cost per request but not in the time. With `database_pid`, the
+    CPU of that database server (and its backends) per request is recorded apart."""
     url = f"{server.url}/hooks/am"
     busy_before = machine_busy()
+    database_before = tree_cpu_seconds(database_pid) if database_pid else 0.0
     cpu_before, own_before = cpu_seconds(server.pid), time.process_time()
     elapsed = await blast(url, bodies, concurrency)
+    if database_pid:
+        database_cpu = tree_cpu_seconds(database_pid) - database_before
+        into.database_cpu_us.append(1e6 * database_cpu / len(bodies))
     server_cpu = cpu_seconds(server.pid) - cpu_before
     own_cpu = time.process_time() - own_before
     into.rps.append(len(bodies) / elapsed)
     into.server_cpu.append(100 * server_cpu / elapsed)
     into.client_cpu.append(100 * own_cpu / elapsed)
     # The machine is shared: what else ran during the round explains a slow one.
-    into.others.append(100 * max(machine_busy() - busy_before - server_cpu - own_cpu, 0) / elapsed)
+    others = machine_busy() - busy_before - server_cpu - own_cpu
+    if database_pid:
+        others -= database_cpu
+    into.others.append(100 * max(others, 0) / elapsed)
     if settle is not None:
         await settle()
     into.cpu_us.append(1e6 * (cpu_seconds(server.pid) - cpu_before) / len(bodies))
@@ -577,11 +638,17 @@ async def throughput(
     return results
 
 
-def unprocessed(path: Path) -> int:
-    """Inbox rows not yet processed, read from the store opened read-only."""
+def unprocessed(path: Path, database: str = "") -> int:
+    """Inbox rows not yet processed, read from the store opened read-only (or the database)."""
+    query = "SELECT count(*) FROM inbox WHERE processed_at IS NULL"
+    if database:
+        import psycopg
+
+        with psycopg.connect(database) as pg:
+            row = pg.execute(query).fetchone()
+            return int(row[0]) if row else 0
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
-        query = "SELECT count(*) FROM inbox WHERE processed_at IS NULL"
         return int(conn.execute(query).fetchone()[0])
     finally:
         conn.close()
@@ -617,15 +684,16 @@ async def accept_only(
                 into = accept if server is daemon else bare_side
                 with idle.paused():
                     bodies = source.bodies(plan.requests, 1)
-                    await timed_round(server, bodies, plan.concurrency, into)
+                    database = plan.database_pid if server is daemon else 0
+                    await timed_round(server, bodies, plan.concurrency, into, database_pid=database)
             path = workdir / f"round{round_}" / "outbox.sqlite3"
-            held = await asyncio.to_thread(unprocessed, path)
+            held = await asyncio.to_thread(unprocessed, path, plan.database)
             if held != warm + plan.requests:
                 raise RuntimeError(f"{held} rows in the inbox, not {warm + plan.requests}")
             with bare.paused():
                 before, started = cpu_seconds(daemon.pid), time.perf_counter()
                 daemon.proc.send_signal(signal.SIGUSR1)
-                while await asyncio.to_thread(unprocessed, path):
+                while await asyncio.to_thread(unprocessed, path, plan.database):
                     if time.perf_counter() - started > DRAIN_TIMEOUT:
                         raise RuntimeError("the inbox was not drained")
                     await asyncio.sleep(0.02)

@@ -55,6 +55,8 @@ def _read_event(path: Path) -> Event:
 
 
 def _open_outbox(settings: Settings) -> sqlite3.Connection | None:
+    if settings.config.store.url is not None:
+        return None  # PostgreSQL: explained without the store's state (sends, repeats)
     path = settings.config.store.path
     if not path.exists():
         return None

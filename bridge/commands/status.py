@@ -67,25 +67,12 @@ def read_status(conn: Connection) -> Status:
     return Status(instances.listing(conn), views)
 
 
-def _read_postgresql(url: str) -> Status:
-    """Read from the database without migrating it: `status` only looks."""
-    import psycopg
-
-    from bridge.store.pg_connection import PgConnection, row_factory
-
-    with psycopg.connect(url, autocommit=True, row_factory=row_factory) as raw:
-        return read_status(PgConnection(raw))
-
-
 async def cmd_status(args: argparse.Namespace) -> int:
     config: Path | None = args.config
     store = (await asyncio.to_thread(source.load_sections, config)).store
-    url = store.conninfo()
 
     def run() -> Status:
-        if url:
-            return _read_postgresql(url)
-        with source.read_only(store.path) as conn:
+        with source.read_store(store) as conn:  # reads only: never migrates
             return read_status(conn)
 
     try:

@@ -1,4 +1,5 @@
-"""`smsbridge migrate`: bring the store's schema up to date, and turn on incremental vacuum."""
+"""`smsbridge migrate`: bring the store's schema up to date, and turn on SQLite's incremental
+vacuum."""
 
 from __future__ import annotations
 
@@ -7,10 +8,16 @@ import sqlite3
 import sys
 from pathlib import Path
 
-import bridge.store.pg_migrations as pg_migrations
 from bridge.commands.common import EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, add_common, load
-from bridge.store import SqliteStore, StoreOpenError, make_store, migrations, vacuum
-from bridge.store.base import Store
+from bridge.store import (
+    SqliteStore,
+    Store,
+    StoreOpenError,
+    make_store,
+    migrations,
+    pg_migrations,
+    vacuum,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Apply the schema steps the store file lacks (the daemon does this too when it "
             "starts), and turn on incremental vacuum for a file made before it was the default: "
             "that takes one full VACUUM, which rewrites the file and needs as much free disk "
-            "again. Stop the daemon first: its writes would wait for the VACUUM."
+            "again. Stop the daemon first: its writes would wait for the VACUUM. On PostgreSQL "
+            "(store.url) the steps are applied under an advisory lock, instances running or not."
         ),
     )
     add_common(migrate, json_output=False)

@@ -100,7 +100,8 @@ class Processor:
                 dedupe_window=delivery.dedupe_window,
             )
 
-        row_id = await self.store.write(work)
+        # Pure: only rows of this store change, so concurrent deliveries share a commit.
+        row_id = await self.store.write(work, pure=True)
         if not row_id:
             self.metrics.duplicates.labels(source).inc()
             return Accepted(len(parsed.events), duplicate=True, rejected=parsed.rejected)

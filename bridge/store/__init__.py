@@ -1,10 +1,10 @@
 """The durable store: one interface over SQLite (the default) and PostgreSQL, its versioned
 schema, small ledgers, and the leases and instance registry several instances share."""
 
-from bridge.store import instances, leases, ledger, migrations, vacuum
+from bridge.store import instances, leases, ledger, migrations, pg_migrations, vacuum
 from bridge.store.base import Notification, Store
 from bridge.store.connection import Connection, Dialect, Row, dialect
-from bridge.store.factory import make_store
+from bridge.store.factory import describe_url, make_store, read_only_database
 from bridge.store.leases import Lease, LeaseLostError
 from bridge.store.lockfile import StoreLock, StoreLockedError
 from bridge.store.migrations import SchemaTooNewError
@@ -27,11 +27,14 @@ __all__ = [
     "StoreLockedError",
     "StoreOpenError",
     "StoreReplay",
+    "describe_url",
     "dialect",
     "instances",
     "leases",
     "ledger",
     "make_store",
     "migrations",
+    "pg_migrations",
+    "read_only_database",
     "vacuum",
 ]

@@ -11,15 +11,15 @@ from bridge.store.connection import Connection
 
 def seen_within(conn: Connection, key: str, now: float, window: float) -> bool:
     """True if `key` was recorded within its window; otherwise record it for `window` seconds."""
-    row = conn.execute("SELECT expires_at FROM dedupe WHERE key = ?", (key,)).fetchone()
-    if row is not None and row["expires_at"] > now:
-        return True
-    conn.execute(
+    # One statement: a key that is new or past its window is (re)written and returned; a live
+    # one is left as it is and nothing comes back.
+    row = conn.execute(
         """INSERT INTO dedupe (key, expires_at) VALUES (?, ?)
-           ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at""",
-        (key, now + window),
-    )
-    return False
+           ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+           WHERE dedupe.expires_at <= ? RETURNING key""",
+        (key, now + window, now),
+    ).fetchone()
+    return row is None
 
 
 def forget(conn: Connection, key: str) -> None:

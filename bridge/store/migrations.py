@@ -4,13 +4,17 @@ Every step has a body for each backend: `apply` for SQLite and `postgresql` for 
 (`portable()` makes a step whose one SQL body runs on both). SQLite is upgraded here; PostgreSQL
 by `bridge.store.pg_migrations`, from the same list.
 
-A SQLite file's `PRAGMA user_version` is the number of the last step applied. A store written before
-versions existed has user_version 0 and the version-1 tables already: step 1 creates only what
-is missing, so such a file upgrades in place with everything in it kept.
+A SQLite file's `PRAGMA user_version` is the number of the last step applied. A store written
+before versions existed has user_version 0 and the version-1 tables already: step 1 creates only
+what is missing, so such a file upgrades in place with everything in it kept.
 
 To change the schema, append a step with the next number; never edit a step that shipped. A step
-runs in its own transaction together with the bump of user_version, so it is applied whole or
-not at all. Write steps with `script()` (plain SQL) or as a function of the connection.
+runs in its own transaction together with the record of its version, so it is applied whole or
+not at all. Write steps with `script()` (plain SQL) or as a function of the connection:
+`portable(6, "what it adds", sql)` when the SQL runs on both (indexes, most ALTER TABLE ... ADD
+COLUMN), else `Migration(6, "what it adds", script(schema.X), script(schema_pg.X))` with
+PostgreSQL's types (DOUBLE PRECISION for REAL, BIGINT identity ids, BYTEA for bytes). A step
+without a PostgreSQL body stops a PostgreSQL store from upgrading past it, saying so.
 """
 
 from __future__ import annotations

@@ -56,16 +56,20 @@ class PgRow(tuple[Any, ...]):
 
 
 @functools.lru_cache(maxsize=1024)
-def _row_class(names: tuple[str, ...]) -> type[PgRow]:
+def _row_class(names: tuple[bytes | None, ...]) -> type[PgRow]:
     # One class per shape of result: a row then costs a tuple, its names are shared.
-    columns = {name: index for index, name in reversed(list(enumerate(names)))}
-    return type("PgRow", (PgRow,), {"__slots__": (), "_names": names, "_columns": columns})
+    text = tuple((name or b"").decode("utf-8", "replace") for name in names)
+    columns = {name: index for index, name in reversed(list(enumerate(text)))}
+    return type("PgRow", (PgRow,), {"__slots__": (), "_names": text, "_columns": columns})
 
 
 def row_factory(cursor: psycopg.Cursor[Any]) -> type[PgRow]:
-    """psycopg's row factory for PgRow."""
-    description = cursor.description or ()
-    return _row_class(tuple(column.name for column in description))
+    """psycopg's row factory for PgRow (names read off the result, as bytes: `description`
+    would build an object per column for every statement)."""
+    result = cursor.pgresult
+    if result is None:
+        return _row_class(())
+    return _row_class(tuple(result.fname(index) for index in range(result.nfields)))
 
 
 class PgConnection:

@@ -99,6 +99,9 @@ class _Pending:
     maintenance: bool = False  # runs alone, outside any transaction
 
 
+# Notifications kept for a listener that has not read them yet (more are dropped).
+NOTIFY_BACKLOG = 64
+
 # A WAL file that a burst grew is cut back to this when it restarts, not kept at its peak.
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
 
@@ -239,13 +242,15 @@ class SqliteStore:
         """Wake this process's listeners on `channel` (no other process shares the file)."""
         for channels, queue in self._listeners:
             if channel in channels:
-                queue.put_nowait(Notification(channel, payload))
+                # A wake-up is a hint: a listener that has NOTIFY_BACKLOG waiting needs no more.
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(Notification(channel, payload))
 
     async def notifications(self, *channels: str) -> AsyncIterator[Notification]:
         """What `notify` sends on these channels, until the caller stops iterating."""
         entry: tuple[frozenset[str], asyncio.Queue[Notification]] = (
             frozenset(channels),
-            asyncio.Queue(),
+            asyncio.Queue(NOTIFY_BACKLOG),
         )
         self._listeners.append(entry)
         try:

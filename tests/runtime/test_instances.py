@@ -4,6 +4,7 @@ once, a clean stop hands the leadership on, and `status` sees both."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -116,10 +117,23 @@ async def test_a_storm_group_flushes_once_and_a_clean_stop_hands_the_leadership_
     assert len(state.messages) == 2
 
 
-async def test_status_sees_both_instances_and_who_leads(pair: list[Daemon]) -> None:
+async def test_status_sees_both_instances_and_who_leads(pair: list[Daemon], tmp_path: Path) -> None:
     status = await pair[0].store.read(read_status)
     alive = {row.id for row in status.instances if row.alive}
     assert alive == {daemon.cluster.identity.id for daemon in pair}
     held = {lease.name: lease.holder for lease in status.leases if lease.held}
     assert set(held) == {"processor", f"poller:{DEFAULT_ACCOUNT}"}
     assert set(held.values()) <= alive
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "smsbridge"),
+        "status",
+        "-c",
+        str(tmp_path / "i0" / "config.yaml"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    for daemon in pair:
+        assert f"  {daemon.cluster.identity.id}  alive  " in out.decode()
+    assert f"  processor  held by {held['processor']} for " in out.decode()

@@ -272,3 +272,27 @@ async def test_notifications_on_sqlite_reach_listeners_in_the_process(
     assert first.result().payload == "1"
     await stream.aclose()
     await store.close()
+
+
+async def test_pure_writes_share_commits_and_others_commit_alone(pg_url: str) -> None:
+    """PostgreSQL's group commit: concurrent pure units are committed together."""
+    store = PostgresStore(pg_url)
+    await store.open()
+    await store.write(lambda c: c.execute("CREATE TABLE g (x INTEGER NOT NULL)"))
+    before = store.commits
+
+    def insert(value: int) -> Callable[[Connection], int]:
+        def work(conn: Connection) -> int:
+            conn.execute("INSERT INTO g (x) VALUES (?)", (value,))
+            return value
+
+        return work
+
+    results = await asyncio.gather(*(store.write(insert(n), pure=True) for n in range(200)))
+    assert results == list(range(200))
+    assert store.commits - before < 50
+    before = store.commits
+    await asyncio.gather(*(store.write(insert(n)) for n in range(200, 210)))
+    assert store.commits - before == 10
+    assert await store.read(lambda c: c.execute("SELECT count(*) FROM g").fetchone()[0]) == 210
+    await store.close()

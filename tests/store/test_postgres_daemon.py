@@ -21,6 +21,9 @@ TOKEN = "hook-token-0123456789"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
+# Tests take `pg_url` before `smsbridge_daemon`: the daemons stop before their database goes.
+
+
 def config(url: str) -> str:
     return f"""
 store:
@@ -39,7 +42,7 @@ rules:
 
 
 async def test_an_alert_reaches_the_gateway_through_postgresql(
-    smsbridge_daemon: DaemonFactory, pg_url: str
+    pg_url: str, smsbridge_daemon: DaemonFactory
 ) -> None:
     daemon = await smsbridge_daemon(config(pg_url))
     assert daemon.store.dialect is Dialect.POSTGRESQL
@@ -63,7 +66,7 @@ async def test_an_alert_reaches_the_gateway_through_postgresql(
 
 
 async def test_a_second_daemon_on_the_database_sends_nothing_twice(
-    smsbridge_daemon: DaemonFactory, pg_url: str
+    pg_url: str, smsbridge_daemon: DaemonFactory
 ) -> None:
     first = await smsbridge_daemon(config(pg_url))
     assert (await post_json(first, "/hooks/hook", {"labels": {"alertname": "A"}}, BEARER))[0] == 200

@@ -17,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridge.config import load_yaml, read_config_file, validate
 from bridge.config.models import StoreConfig
 from bridge.rules import Contacts
-from bridge.store import Connection, StoreOpenError, migrations
+from bridge.store import (
+    Connection,
+    StoreOpenError,
+    describe_url,
+    migrations,
+    pg_migrations,
+    read_only_database,
+)
 
 # The sections history reads; the others are neither validated nor needed.
 _SECTIONS = ("store", "contacts")
@@ -53,6 +60,25 @@ def load_sections(path: Path | None) -> HistoryConfig:
 
 class StoreTooOldError(Exception):
     """The store lacks tables history reads: the daemon (or `smsbridge migrate`) adds them."""
+
+
+@contextmanager
+def read_store(store: StoreConfig) -> Iterator[Connection]:
+    """A read-only connection on the configured store, SQLite's file or PostgreSQL."""
+    conninfo = store.conninfo()
+    if conninfo is None:
+        with read_only(store.path) as conn:
+            yield conn
+        return
+    with read_only_database(conninfo) as conn:
+        found = pg_migrations.version(conn)
+        if found < migrations.latest():
+            raise StoreTooOldError(
+                f"the store {describe_url(conninfo)} is at schema version {found}, older than this "
+                f"smsbridge ({migrations.latest()}): start the daemon or run `smsbridge migrate` "
+                "first"
+            )
+        yield conn
 
 
 @contextmanager
