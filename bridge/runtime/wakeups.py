@@ -54,7 +54,8 @@ class Wakeups:
         self.on_jobs = jobs
         self._pending: dict[str, set[str]] = {}
         self._news = asyncio.Event()
-        self.sent = 0  # NOTIFYs sent, for tests
+        self.sent = 0  # NOTIFYs sent, and heard (this instance's own included), for tests
+        self.heard = 0
 
     def inbox(self) -> None:
         """A delivery was stored here: the processor leader (wherever it is) should look."""
@@ -82,6 +83,7 @@ class Wakeups:
     async def listen(self) -> None:
         """Hand NOTIFYs on to the waiters until cancelled (a lost connection raises)."""
         async for notice in self.store.notifications(INBOX, JOBS):
+            self.heard += 1
             if notice.channel == INBOX:
                 self.on_inbox()
             else:

@@ -137,3 +137,25 @@ async def test_status_sees_both_instances_and_who_leads(pair: list[Daemon], tmp_
     for daemon in pair:
         assert f"  {daemon.cluster.identity.id}  alive  " in out.decode()
     assert f"  processor  held by {held['processor']} for " in out.decode()
+
+
+async def test_a_delivery_to_a_follower_wakes_the_leader_at_once(
+    pair: list[Daemon], simulator: Simulator
+) -> None:
+    """The instance that took the webhook does not process it; a NOTIFY wakes the processor
+    leader, which would otherwise find the row only at its next poll (every second)."""
+    leader = next(d for d in pair if d.cluster.processor.held)
+    follower = next(d for d in pair if d is not leader)
+    assert leader.wakeups is not None
+    assert follower.wakeups is not None
+    loop = asyncio.get_running_loop()
+    for n in range(3):
+        heard = leader.wakeups.heard
+        sent = len(simulator.state.messages)
+        began = loop.time()
+        await post(follower, f"w{n}")
+        await simulator.state.wait_for(lambda s, sent=sent: len(s.messages) > sent, timeout=5)
+        # The rule's group_wait is 0.5 s: the SMS goes then, not a poll later.
+        assert loop.time() - began < 0.5 + 0.4
+        assert leader.wakeups.heard > heard
+    assert follower.wakeups.sent >= 3
