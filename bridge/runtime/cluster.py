@@ -76,6 +76,7 @@ class Cluster:
         )
         self.processor = LeaseKeeper(store, PROCESSOR_LEASE, holder, PROCESSOR_TTL, log=log)
         self.heartbeat = Heartbeat(store, self.identity, listen, log=log, take_over=take_over)
+        self._fenced_reported = 0
 
     @property
     def keepers(self) -> tuple[LeaseKeeper, ...]:
@@ -116,7 +117,10 @@ class Cluster:
         except Exception:  # the store is going away: the heartbeat runs out by itself
             self.log.warning("instance_stop_unrecorded", exc_info=True)
 
-    def gauges(self, metrics: Metrics) -> None:
+    def gauges(self, metrics: Metrics, fenced: int) -> None:
+        """Refresh the instance's metrics; `fenced` is the poller's count of refused answers."""
+        metrics.poll_answers_fenced.inc(fenced - self._fenced_reported)
+        self._fenced_reported = fenced
         metrics.instance_info.labels(self.identity.id).set(1)
         for keeper in self.keepers:
             metrics.lease_held.labels(keeper.name).set(1 if keeper.held else 0)

@@ -62,7 +62,7 @@ async def refresh_gauges(daemon: Daemon) -> None:
     daemon.metrics.outbox_oldest.set(max(now - oldest, 0.0) if oldest is not None else 0.0)
     daemon.metrics.store_commits.inc(daemon.store.commits - daemon.commits_reported)
     daemon.commits_reported = daemon.store.commits
-    daemon.cluster.gauges(daemon.metrics)
+    daemon.cluster.gauges(daemon.metrics, daemon.poller.fenced)
 
 
 def status_line(daemon: Daemon) -> str:

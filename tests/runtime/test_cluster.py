@@ -145,6 +145,8 @@ async def test_a_late_answer_after_a_takeover_is_never_stored(daemon: Daemon) ->
     await asyncio.sleep(0.2)  # nothing to await: the point is that no call goes out
     assert state.calls[Action.GET_REPLY.value] == calls, "an instance without the lease polls"
     assert not [m for m in state.messages if "late-reply" in m.content]
+    async with aiohttp.ClientSession() as http, http.get(daemon.url + "/metrics") as response:
+        assert "smsbridge_poll_answers_fenced_total 1.0" in await response.text()
 
 
 async def test_an_answer_held_past_the_lease_is_abandoned(tmp_path: Path) -> None:
