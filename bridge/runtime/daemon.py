@@ -174,6 +174,7 @@ class Daemon:
             # This daemon holds the file alone: whatever was left 'sending' is from one that
             # died. (On PostgreSQL the heartbeat takes over what dead instances claimed.)
             await self.dispatcher.recover()
+        self.client.gate.may_probe = lambda: self.cluster.poll.held
         await stack.enter_async_context(self.client.gate.watching())
         self.dispatcher.start()
         stack.push_async_callback(self._stop_dispatch)

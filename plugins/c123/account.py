@@ -99,6 +99,9 @@ class AccountGate:
         self._rotating_here = ""  # id of the rotation this process is making
         self._rotation_seen = ""  # id of the rotation the watcher acknowledged
         self._rotation_stopped = ""  # ... and reported stopped
+        # With several instances, only the one holding the account's poll lease probes a
+        # paused account: one getBalance per interval for the account, not per instance.
+        self.may_probe: Callable[[], bool] = lambda: True
 
     # --- calls -------------------------------------------------------------------------------
 
@@ -300,6 +303,8 @@ class AccountGate:
         pause = self._pause
         if pause is None or pause.probe_at is None or self.clock() < pause.probe_at:
             return
+        if not self.may_probe():
+            return  # another instance probes; its result reaches this one through the marks
         if not self._open.is_set():
             return
         key, state = self._state()
