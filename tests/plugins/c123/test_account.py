@@ -189,8 +189,9 @@ async def test_an_account_fault_pauses_until_a_probe_answers(
         await client.send_once([A], "x")
     assert simulator.state.calls["sendOnce"] == 2
     assert len(simulator.state.messages) == 1
-    stored = await store.read(lambda c: c.execute("SELECT value FROM settings").fetchall())
-    assert [row[0] for row in stored] == [""]  # the pause is lifted in the store too
+    marks = await StoreMarks(store).load([client.gate.names.pause, client.gate.names.proven])
+    assert marks[client.gate.names.pause] == ""  # the pause is lifted in the store too
+    assert marks[client.gate.names.proven]  # and the key's proof is shared
 
 
 async def test_only_the_instance_allowed_to_probe_does(
@@ -223,6 +224,18 @@ async def test_only_the_instance_allowed_to_probe_does(
             await follower.gate.refresh()
             await follower.send_once([A], "x")  # the pause is lifted for the follower too
     assert len(simulator.state.messages) == 1
+
+
+async def test_a_key_one_instance_proved_is_not_proved_again(
+    simulator: Simulator, session: aiohttp.ClientSession, store: Store
+) -> None:
+    """Instances share the proof of a key: the second one's first call needs no getBalance."""
+    first = C123Client(config(simulator.url), session, marks=StoreMarks(store))
+    second = C123Client(config(simulator.url), session, marks=StoreMarks(store))
+    await first.send_once([A], "x")
+    assert simulator.state.calls == {"getBalance": 1, "sendOnce": 1}
+    await second.send_once([A], "y")
+    assert simulator.state.calls == {"getBalance": 1, "sendOnce": 2}
 
 
 async def test_a_pause_found_by_another_process_is_respected(
