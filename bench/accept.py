@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import sys
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -23,8 +24,22 @@ import structlog
 
 from bridge.plugins.c123.simulator import SimAccount, Simulator, SimulatorSettings
 
+ROOT = str(Path(__file__).resolve().parent.parent)
 
-async def main(plan: ingest.Plan) -> dict[str, Any]:
+
+async def main(plan: ingest.Plan, *, postgresql: bool = False) -> dict[str, Any]:
+    if not postgresql:
+        return await measure(plan)
+    sys.path.insert(0, ROOT)  # the tests' cluster helper
+    from tests.pg_cluster import running_cluster
+
+    with running_cluster() as cluster:
+        pid = int((cluster.folder / "data" / "postmaster.pid").read_text().split()[0])
+        with cluster.database() as url:
+            return await measure(dataclasses.replace(plan, database=url, database_pid=pid))
+
+
+async def measure(plan: ingest.Plan) -> dict[str, Any]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     source = ingest.AlertSource(plan.teams)
     with tempfile.TemporaryDirectory(prefix="bench-accept-") as tmp:

@@ -207,7 +207,13 @@ class Tuning:
 
 
 def daemon_config(
-    workdir: Path, gateway: str, teams: int, *, matching: bool = True, tuning: Tuning = Tuning()
+    workdir: Path,
+    gateway: str,
+    teams: int,
+    *,
+    matching: bool = True,
+    tuning: Tuning = Tuning(),
+    database: str = "",
 ) -> str:
     """One rule per team, each alert to its team's contact; the text is the alert's name.
 
@@ -227,9 +233,10 @@ def daemon_config(
     )
     # Polls every hour (unless `tuning` says otherwise): only the one at start runs, so
     # pollers do not take part in the figures.
+    where = f'url: "{database}"' if database else f"path: {workdir / 'outbox.sqlite3'}"
     return f"""
 server: {{listen: "127.0.0.1:0"}}
-store: {{path: {workdir / "outbox.sqlite3"}, retention: {tuning.retention}}}
+store: {{{where}, retention: {tuning.retention}}}
 gateway:
   base_url: {gateway}
   account: {DEFAULT_ACCOUNT}
@@ -248,11 +255,20 @@ rules:
 
 
 def write_config(
-    workdir: Path, gateway: str, teams: int, *, matching: bool = True, tuning: Tuning = Tuning()
+    workdir: Path,
+    gateway: str,
+    teams: int,
+    *,
+    matching: bool = True,
+    tuning: Tuning = Tuning(),
+    database: str = "",
 ) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "smsbridge.yaml"
-    config.write_text(daemon_config(workdir, gateway, teams, matching=matching, tuning=tuning))
+    text = daemon_config(
+        workdir, gateway, teams, matching=matching, tuning=tuning, database=database
+    )
+    config.write_text(text)
     return config
 
 
@@ -284,8 +300,21 @@ async def start_daemon(
 ) -> Server:
     """`smsbridge run` on the bench config; with `runner` (options of bench/daemon_runner.py)
     the same command run with that runner's hooks."""
-    config = write_config(workdir, gateway, plan.teams, matching=matching, tuning=tuning)
+    if plan.database:
+        empty_database(plan.database)
+    config = write_config(
+        workdir, gateway, plan.teams, matching=matching, tuning=tuning, database=plan.database
+    )
     return await run_daemon(config, plan, runner)
+
+
+def empty_database(url: str) -> None:
+    """Drop everything a previous daemon stored: the next one migrates a fresh schema."""
+    import psycopg  # only for a PostgreSQL run
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
 
 
 async def run_daemon(config: Path, plan: Plan, runner: Sequence[str] = ()) -> Server:
@@ -320,6 +349,16 @@ def machine_busy() -> float:
     """CPU seconds every CPU of the machine spent busy (not idle or waiting for I/O)."""
     fields = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (PostgreSQL: the postmaster and its backends)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                total += cpu_seconds(int(stat.parent.name))
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
@@ -505,11 +544,17 @@ def inbox_rows(path: Path) -> int:
         conn.close()
 
 
-def unprocessed(path: Path) -> int:
-    """Inbox rows not yet processed, read from the store opened read-only."""
+def unprocessed(path: Path, database: str = "") -> int:
+    """Inbox rows not yet processed, read from the store opened read-only (or the database)."""
+    query = "SELECT count(*) FROM inbox WHERE processed_at IS NULL"
+    if database:
+        import psycopg
+
+        with psycopg.connect(database) as pg:
+            row = pg.execute(query).fetchone()
+            return int(row[0]) if row else 0
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
-        query = "SELECT count(*) FROM inbox WHERE processed_at IS NULL"
         return int(conn.execute(query).fetchone()[0])
     finally:
         conn.close()

@@ -34,7 +34,7 @@ from bridge.outbox.jobs import encode_event
 from bridge.outbox.retention import RetentionPolicy, prune
 from bridge.plugins.alertmanager.payload import Payload
 from bridge.runtime.daemon import KEEP_RECORD_KEYS
-from bridge.store import Store
+from bridge.store import SqliteStore, Store
 
 DAY = 86400.0
 TEAMS = 100
@@ -122,7 +122,7 @@ async def main(days: int, per_day: int, retention_days: int) -> dict[str, object
     messages = [message(n) for n in range(per_day)]
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "bench.sqlite3"
-        store = Store(path, synchronous="NORMAL")  # the bench measures size, not fsync
+        store = SqliteStore(path, synchronous="NORMAL")  # the bench measures size, not fsync
         await store.open()
         policy = RetentionPolicy(keep=retention_days * DAY, keep_record_keys=KEEP_RECORD_KEYS)
         start = 1_767_000_000.0

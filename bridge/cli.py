@@ -26,7 +26,7 @@ from bridge.logging import configure_logging
 from bridge.plugins.c123.errors import C123Error, InvalidRequestError
 from bridge.plugins.c123.keyfile import KeyFileError
 from bridge.runtime import Notifier
-from bridge.store import SchemaTooNewError, StoreOpenError
+from bridge.store import SchemaTooNewError, StoreLockedError, StoreOpenError
 
 
 class _Family(Protocol):
@@ -44,6 +44,7 @@ FAMILIES = (
     "simulator",
     "store",
     "history",
+    "status",
     "queue",
     "console",
 )
@@ -147,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except C123Error as exc:
         print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except StoreLockedError as exc:  # the other daemon may be on its way out: try again
+        print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
+        return EXIT_TEMPFAIL
     except StoreOpenError as exc:  # an environment problem, told in one line like a config one
         print(f"smsbridge {args.command}: {exc}", file=sys.stderr)
         return EXIT_TEMPFAIL if exc.transient else EXIT_CONFIG

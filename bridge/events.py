@@ -51,6 +51,16 @@ def _now() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
+class Occurrence:
+    """Names one occurrence of an alert across deliveries (Alertmanager: its fingerprint,
+    startsAt and status): it is taken once within `window` seconds, whichever delivery, HA
+    peer or instance brought it, so peers whose payloads hold different alerts page once."""
+
+    key: str
+    window: float
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """One normalised thing that happened, whichever input it came from."""
 
@@ -63,6 +73,7 @@ class Event:
     status: Status = Status.FIRING
     conversation: Conversation | None = None
     received_at: datetime = field(default_factory=_now)
+    once: Occurrence | None = None  # not stored: the input sets it again when it parses
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe form, for the store and for `smsbridge route`."""

@@ -222,6 +222,29 @@ class Metrics:
         self.store_commits = Counter(
             "smsbridge_store_commits", "Group commits of the outbox store.", registry=r
         )
+        self.instance_info = Gauge(
+            "smsbridge_instance_info",
+            "Always 1: the id this instance goes by among those on one database.",
+            ["instance"],
+            registry=r,
+        )
+        self.lease_held = Gauge(
+            "smsbridge_lease_held",
+            "1 while this instance holds the lease (poller:<account>, processor), else 0.",
+            ["lease"],
+            registry=r,
+        )
+        self.lease_age = Gauge(
+            "smsbridge_lease_age_seconds",
+            "How long this instance has held the lease without a break (0 when it does not).",
+            ["lease"],
+            registry=r,
+        )
+        self.poll_answers_fenced = Counter(
+            "smsbridge_poll_answers_fenced",
+            "Poll answers not stored: another instance had taken the account's lease over.",
+            registry=r,
+        )
         self.task_restarts = Counter(
             "smsbridge_task_restarts",
             "Background tasks restarted after they failed, by task.",

@@ -328,7 +328,8 @@ class RegistryWithTypes(Registry):
 def daemon_config(text: str, directory: Path) -> Path:
     """Write `text` as `directory`/config.yaml with test defaults filled in where not given.
 
-    Defaults: `store.path` in `directory`, `server.listen: 127.0.0.1:0`, `simulator.port: 0`.
+    Defaults: `store.path` in `directory` (unless `store.url` is given), `server.listen:
+    127.0.0.1:0`, `simulator.port: 0`.
     Without a `gateway:` section the daemon embeds the simulator, as in production. Missing
     sections are appended, so the lines of `text` (and config errors' line numbers) stay as
     written; a section written without one of these keys makes the file a rewritten copy.
@@ -350,6 +351,8 @@ def daemon_config(text: str, directory: Path) -> Path:
             document[section] = {key: value}
             rewrite = True
         elif isinstance(options, dict) and key not in options:
+            if section == "store" and "url" in options:
+                continue  # a PostgreSQL store: no file
             options[key] = value
             rewrite = True
     if rewrite:

@@ -197,7 +197,8 @@ def test_help_shows_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
         "  0   done\n"
         "  1   refused by the gateway (or it could not be reached), or held\n"
         "  2   refused before any call: bad input (an option, a number, a text, a time)\n"
-        "  75  the store's disk is full at start: it may pass, so systemd tries again\n"
+        "  75  the store's disk is full, or another daemon runs on its SQLite file: it may "
+        "pass, so systemd tries again\n"
         "  78  bad config, wherever it is found (a key file's content too), or a store that "
         "cannot be opened or written\n"
     )

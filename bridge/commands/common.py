@@ -13,10 +13,11 @@ import aiohttp
 
 from bridge.config import load_config
 from bridge.config.models import Config
+from bridge.plugin import StoreUnavailableError
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.errors import KeyRotationError
 from bridge.plugins.c123.marks import StoreMarks
-from bridge.store import Store
+from bridge.store import StoreOpenError, make_store
 
 EXIT_OK = 0
 EXIT_REFUSED = 1  # the gateway refused or could not be reached, or the message is held
@@ -29,7 +30,11 @@ EXIT_CODES = (
     (EXIT_OK, "done"),
     (EXIT_REFUSED, "refused by the gateway (or it could not be reached), or held"),
     (EXIT_USAGE, "refused before any call: bad input (an option, a number, a text, a time)"),
-    (EXIT_TEMPFAIL, "the store's disk is full at start: it may pass, so systemd tries again"),
+    (
+        EXIT_TEMPFAIL,
+        "the store's disk is full, or another daemon runs on its SQLite file: it may pass, so "
+        "systemd tries again",
+    ),
     (
         EXIT_CONFIG,
         "bad config, wherever it is found (a key file's content too), or a store that "
@@ -89,12 +94,12 @@ async def gateway(config: Config, *, shared: bool = False) -> AsyncIterator[C123
     async with AsyncExitStack() as stack:
         marks = None
         if config.gateway is not None:
-            store = Store(config.store.path)
+            store = make_store(config.store.path, config.store.conninfo())
             try:
                 await store.open()
-            except (OSError, sqlite3.Error) as exc:
+            except (OSError, sqlite3.Error, StoreOpenError, StoreUnavailableError) as exc:
                 await store.close()
-                problem = f"the store {config.store.path} cannot be opened ({exc})"
+                problem = f"the store {store.where} cannot be opened ({exc})"
                 if shared:
                     raise KeyRotationError(
                         f"{problem}: a running daemon could not be told; the key was not rotated"

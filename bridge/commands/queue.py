@@ -13,7 +13,7 @@ import bridge.commands.history.source as source
 from bridge.commands.common import EXIT_OK, BadInputError, add_common
 from bridge.commands.output import emit_json, emit_lines
 from bridge.outbox import JobAction, JobActionError, cancel_job, release_job, retry_job
-from bridge.store import Connection, Store, StoreOpenError
+from bridge.store import Connection, StoreOpenError, make_store
 
 _BESIDE = (
     "Writes through the store, beside a running daemon: its dispatcher picks the change up "
@@ -66,13 +66,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def cmd_act(args: argparse.Namespace, action: Action) -> int:
-    path = (await asyncio.to_thread(source.load_sections, args.config)).store.path
-    if not path.exists():
+    config = (await asyncio.to_thread(source.load_sections, args.config)).store
+    path, url = config.path, config.conninfo()
+    if not url and not path.exists():
         # Opening would create an empty store where the daemon's user may not be able to; a
         # config naming the wrong store is an environment problem (78), as for history.
         missing = FileNotFoundError(errno.ENOENT, "no such file: nothing was ever queued there")
         raise StoreOpenError(path, missing)
-    store = Store(path)
+    store = make_store(path, url)
     await store.open()
     try:
         done = await store.write(lambda conn: action(conn, args.id, time.time()))

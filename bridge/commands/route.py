@@ -16,7 +16,6 @@ from bridge.commands.common import EXIT_OK, EXIT_USAGE
 from bridge.commands.output import emit_json, emit_lines
 from bridge.events import Event
 from bridge.runtime import Settings, load_settings
-from bridge.store import Connection, Row
 from bridge.text import terminal_safe
 
 _TIME = "%a %Y-%m-%d %H:%M %z"
@@ -50,12 +49,14 @@ def _read_event(path: Path) -> Event:
     return Event.from_json(json.loads(text))
 
 
-def _open_outbox(settings: Settings) -> Connection | None:
+def _open_outbox(settings: Settings) -> sqlite3.Connection | None:
+    if settings.config.store.url is not None:
+        return None  # PostgreSQL: explained without the store's state (sends, repeats)
     path = settings.config.store.path
     if not path.exists():
         return None
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    conn.row_factory = Row
+    conn.row_factory = sqlite3.Row
     return conn
 
 

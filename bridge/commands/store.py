@@ -1,4 +1,5 @@
-"""`smsbridge migrate`: bring the store's schema up to date, and turn on incremental vacuum."""
+"""`smsbridge migrate`: bring the store's schema up to date, and turn on SQLite's incremental
+vacuum."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import sys
 from pathlib import Path
 
 from bridge.commands.common import EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, add_common, load
-from bridge.store import Store, migrations, vacuum
+from bridge.store import (
+    SqliteStore,
+    Store,
+    StoreOpenError,
+    make_store,
+    migrations,
+    pg_migrations,
+    vacuum,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Apply the schema steps the store file lacks (the daemon does this too when it "
             "starts), and turn on incremental vacuum for a file made before it was the default: "
             "that takes one full VACUUM, which rewrites the file and needs as much free disk "
-            "again. Stop the daemon first: its writes would wait for the VACUUM."
+            "again. Stop the daemon first: its writes would wait for the VACUUM. On PostgreSQL "
+            "(store.url) the steps are applied under an advisory lock, instances running or not."
         ),
     )
     add_common(migrate, json_output=False)
@@ -38,9 +48,13 @@ def _mb(size: int) -> str:
 
 
 async def cmd_migrate(args: argparse.Namespace) -> int:
-    path = load(args.config).store.path
+    config = load(args.config).store
+    conninfo = config.conninfo()
+    if conninfo is not None:
+        return await _migrate_postgresql(make_store(config.path, conninfo))
+    path = config.path
     existed = path.exists()
-    store = Store(path)
+    store = SqliteStore(path)
     try:
         await store.open()
     except sqlite3.Error as exc:
@@ -72,4 +86,24 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
             )
     finally:
         await store.close()
+    return EXIT_OK
+
+
+async def _migrate_postgresql(store: Store) -> int:
+    """Apply the steps the database lacks (under its advisory lock: instances may be running)."""
+    try:
+        await store.open()
+    except StoreOpenError as exc:
+        print(f"smsbridge migrate: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        version = await store.read(pg_migrations.version)
+    finally:
+        await store.close()
+    if store.migrated:
+        print(f"{store.where}: schema version {store.migrated[0].version - 1} -> {version}")
+        for step in store.migrated:
+            print(f"  {step.version}: {step.summary}")
+    else:
+        print(f"{store.where}: schema version {version}, up to date")
     return EXIT_OK

@@ -5,11 +5,19 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
-from bridge.config import ConfigModel, Duration, FilePath, PositiveDuration
+from bridge.config import ConfigModel, Duration, FilePath, PositiveDuration, SecretFile
 from bridge.config.console import ConsoleConfig
 from bridge.paging import OncallConfig
 from bridge.plugins.c123.config import C123Config
@@ -49,9 +57,14 @@ class ServerConfig(ConfigModel):
 
 
 class StoreConfig(ConfigModel):
-    """The SQLite outbox; under systemd it lives in the StateDirectory."""
+    """The store: a SQLite file (`path`; under systemd in the StateDirectory), or a PostgreSQL
+    database (`url`) that several instances share."""
 
     path: FilePath = Path("smsbridge.sqlite3")
+    # postgresql://user@host:port/dbname, e.g. ${SMSBRIDGE_DATABASE_URL}; never printed back.
+    url: SecretStr | None = None
+    # The password, read from a file (a systemd credential) rather than written in the URL.
+    password_file: SecretFile | None = None
     # How long settled messages, their events and raw poll answers are kept.
     retention: PositiveDuration = timedelta(days=30)
 
@@ -62,6 +75,45 @@ class StoreConfig(ConfigModel):
             # Caps and the daily budget count the messages of the past day.
             raise ValueError("expected a duration of at least 1d (caps and budgets count a day)")
         return value
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        # Imported here: a SQLite deployment never loads psycopg.
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        text = value.get_secret_value()
+        if not text.startswith(("postgresql://", "postgres://")):
+            raise ValueError("expected a postgresql:// URL")
+        try:
+            conninfo_to_dict(text)
+        except psycopg.ProgrammingError:  # its message would repeat the URL (and a password)
+            raise ValueError("expected a postgresql:// URL libpq can read") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> Self:
+        if self.url is not None and "path" in self.model_fields_set:
+            raise ValueError("set one of path (SQLite) or url (PostgreSQL), not both")
+        if self.password_file is not None and self.url is None:
+            raise ValueError("password_file is for a PostgreSQL store: set url too")
+        return self
+
+    def conninfo(self) -> str | None:
+        """The PostgreSQL connection string, with the password from `password_file`; None for
+        SQLite."""
+        if self.url is None:
+            return None
+        url = self.url.get_secret_value()
+        if self.password_file is None:
+            return url
+        from psycopg.conninfo import make_conninfo
+
+        password = self.password_file.read_text(encoding="utf-8").strip()
+        return make_conninfo(url, password=password)
 
 
 class PollingConfig(ConfigModel):

@@ -22,7 +22,7 @@ class Entry:
 def record(conn: Connection, entry: Entry) -> None:
     """Add an entry (its id is assigned); runs inside the action's own transaction."""
     conn.execute(
-        """INSERT INTO console_audit (at, user, role, action, target, outcome, remote)
+        """INSERT INTO console_audit (at, person, role, action, target, outcome, remote)
            VALUES (?, ?, ?, ?, ?, ?, ?)""",
         (
             entry.at,
@@ -46,7 +46,7 @@ def recent(conn: Connection, *, before: int | None = None, limit: int = 100) -> 
         Entry(
             row["id"],
             row["at"],
-            row["user"],
+            row["person"],
             row["role"],
             row["action"],
             row["target"],

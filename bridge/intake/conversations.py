@@ -28,7 +28,8 @@ def record_conversation(
     """Remember that an SMS to `mobile` was about an event (and a chat thread, if any)."""
     cursor = conn.execute(
         """INSERT INTO conversations (mobile, job_id, event_id, conversation, created_at,
-                                      expires_at, code) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                                      expires_at, code) VALUES (?, ?, ?, ?, ?, ?, ?)
+           RETURNING id""",
         (
             mobile,
             job_id,
@@ -39,7 +40,7 @@ def record_conversation(
             code,
         ),
     )
-    return int(cursor.lastrowid or 0)
+    return int(cursor.fetchone()[0])
 
 
 @dataclass(frozen=True, slots=True)

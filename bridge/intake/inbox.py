@@ -46,10 +46,10 @@ def store(
     if dedupe_key and ledger.seen_within(conn, dedupe_key, now, dedupe_window):
         return 0
     cursor = conn.execute(
-        "INSERT INTO inbox (source, kind, body, received_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO inbox (source, kind, body, received_at) VALUES (?, ?, ?, ?) RETURNING id",
         (source, kind.value, body, now),
     )
-    return int(cursor.lastrowid or 0)
+    return int(cursor.fetchone()[0])
 
 
 def unprocessed(conn: Connection, after: int, limit: int) -> list[InboxRow]:

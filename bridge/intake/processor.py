@@ -26,7 +26,7 @@ from bridge.intake.replies import RecordIntake
 from bridge.metrics import Metrics
 from bridge.plugin import Accepted, Delivery, Parsed, StoreUnavailableError
 from bridge.rules import Decision
-from bridge.store import Connection, Store
+from bridge.store import Connection, Store, ledger
 
 Clock = Callable[[], float]
 Parser = Callable[[bytes], Parsed]
@@ -79,6 +79,9 @@ class Processor:
         self._cached = 0  # events in _cache
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time: a row must never be taken twice
+        # Run first in each batch's transaction: with several instances, the processor
+        # leader's lease check (it raises once another instance took over).
+        self.fence: Callable[[Connection], None] | None = None
 
     # --- the request path ------------------------------------------------------------------
 
@@ -263,6 +266,8 @@ class Processor:
         touched: set[str] = set()
 
         def run(conn: Connection) -> list[int]:
+            if self.fence is not None:
+                self.fence(conn)
             touched.clear()
             jobs = [self._apply(conn, work, now, touched) for work in works]
             done = [work.row.id for work in works if not work.error]
@@ -295,6 +300,11 @@ class Processor:
         jobs = 0
         chatops = self.chatops
         for index, (event, decisions) in enumerate(work.events):
+            once = event.once
+            if once is not None and ledger.seen_within(
+                conn, f"once|{event.source}|{once.key}", now, once.window
+            ):
+                continue  # another delivery (an HA peer's, maybe to another instance) had it
             jobs += self.pipeline.apply(conn, event, decisions, now, touched)
             if index in work.commands and chatops is not None:
                 event_id = self.pipeline.add_event(conn, event)

@@ -49,6 +49,8 @@ class RecordIntake:
         self.metrics = metrics
         self.clock = clock
         self.stored = stored  # wakes the processor
+        # source -> a check run first in each transaction that keeps a read (a poller's lease)
+        self.fences: dict[str, Callable[[Connection], None]] = {}
 
     # --- what a reply source calls -----------------------------------------------------------
 
@@ -66,7 +68,11 @@ class RecordIntake:
         chunks += [(InboxKind.REPORTS, body) for body in await asyncio.to_thread(_chunks, reports)]
         now = self.clock()
 
+        fence = self.fences.get(source)
+
         def work(conn: Connection) -> None:
+            if fence is not None:
+                fence(conn)
             raw_id = ledger.store_raw(conn, source, action, raw, now)
             for kind, body in chunks:
                 inbox.store(conn, source, body, now, kind=kind)
@@ -83,7 +89,11 @@ class RecordIntake:
         now = self.clock()
         touched: set[str] = set()
 
+        fence = self.fences.get(source)
+
         def work(conn: Connection) -> None:
+            if fence is not None:
+                fence(conn)
             raw_id = ledger.store_raw(conn, source, "getBalance", raw, now)
             self._balance(conn, source, remain, low, now, touched)
             ledger.mark_processed(conn, raw_id, now)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import bridge.intake.holding as holding
 import bridge.intake.limits as limits
@@ -60,12 +60,16 @@ def summary_text(held: holding.HeldSummary, max_chars: int = SUMMARY_MAX_CHARS) 
     return head.rstrip(": ")[:max_chars]
 
 
-async def flush_due(pipeline: Pipeline) -> None:
-    """Send the summary of every group whose wait is over, and due held-back summaries."""
+async def flush_due(pipeline: Pipeline, fence: Callable[[Connection], None] | None = None) -> None:
+    """Send the summary of every group whose wait is over, and due held-back summaries.
+
+    `fence` runs first in the transaction (the processor leader's lease check)."""
     now = pipeline.clock()
     touched: set[str] = set()
 
     def work(conn: Connection) -> None:
+        if fence is not None:
+            fence(conn)
         for group in holding.take_due_groups(conn, now):
             _flush_group(pipeline, conn, group, now, touched)
         for output, number in holding.held_recipients(

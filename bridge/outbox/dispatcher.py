@@ -108,8 +108,10 @@ class Dispatcher:
         spawn: Spawn = _own_task,
         rule: str | None = None,
         stop_when_held: bool = False,
+        instance: str = "",
     ) -> None:
         self.store = store
+        self.instance = instance  # claims are marked with it, so another can take them over
         self.outputs = dict(outputs)
         self.metrics = metrics
         self.log = log
@@ -128,9 +130,10 @@ class Dispatcher:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
 
-    async def recover(self, output: str | None = None) -> int:
+    async def recover(self, output: str | None = None, owners: Sequence[str] | None = None) -> int:
         """Settle jobs left 'sending' (by all outputs, or one whose worker is not running) by
-        a stop or failure that did not record them; returns how many.
+        a stop or failure that did not record them; returns how many. With `owners`, only the
+        jobs those instances claimed: this one's own, or those of instances that died.
 
         Their calls may or may not have reached the gateway, so they are ambiguous: resent
         where the rule accepts duplicates (paging does by default), otherwise marked unknown.
@@ -138,7 +141,7 @@ class Dispatcher:
         now = self.clock()
 
         def work(conn: Connection) -> list[JobRecord]:
-            records = outbox.in_flight(conn, output)
+            records = outbox.in_flight(conn, output, owners)
             for record in records:
                 self.recorder.settle_unknown(
                     conn, record, "interrupted while sending", "interrupted", now
@@ -247,7 +250,7 @@ class Dispatcher:
         self, name: str, now: float, conn: Connection
     ) -> tuple[list[JobRecord], float | None]:
         """Due jobs, or (when there are none) when the next one is due: one transaction."""
-        records = outbox.claim(conn, name, now, self.batch_size, self.rule)
+        records = outbox.claim(conn, name, now, self.batch_size, self.instance, self.rule)
         return records, None if records else outbox.next_due(conn, name, self.rule)
 
     async def _launch(self, name: str, records: Sequence[JobRecord], lane: _Lane) -> None:

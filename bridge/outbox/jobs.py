@@ -19,6 +19,7 @@ import bridge.outbox.compression as compression
 from bridge.events import Conversation, Event, Intent
 from bridge.plugin import Job, OutcomeKind
 from bridge.store import Connection, Row
+from bridge.store.fragments import skip_locked
 
 # A held job is pending with its code naming the hold: it uses no attempt, and comes due at
 # once when its output says the outside world changed (a top-up, the account works again).
@@ -94,10 +95,10 @@ def add_event(conn: Connection, event: Event, body: bytes | None = None) -> int:
     `body` is `encode_event(event)` made before the transaction, where the caller can.
     """
     cursor = conn.execute(
-        "INSERT INTO events (body, received_at) VALUES (?, ?)",
+        "INSERT INTO events (body, received_at) VALUES (?, ?) RETURNING id",
         (body if body is not None else encode_event(event), event.received_at.timestamp()),
     )
-    return int(cursor.lastrowid or 0)
+    return int(cursor.fetchone()[0])
 
 
 def get_event(conn: Connection, event_id: int) -> Event | None:
@@ -131,7 +132,8 @@ def add_job(
         """INSERT INTO jobs (output, recipient, text, payload, rule, event_id, conversation,
                              retry_ambiguous, state, next_at, created_at, updated_at, segments,
                              rank)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)""",
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)
+           RETURNING id""",
         (
             intent.output,
             intent.recipient,
@@ -148,22 +150,24 @@ def add_job(
             rank,
         ),
     )
-    return int(cursor.lastrowid or 0)
+    return int(cursor.fetchone()[0])
 
 
 def claim(
-    conn: Connection, output: str, now: float, limit: int, rule: str | None = None
+    conn: Connection, output: str, now: float, limit: int, owner: str = "", rule: str | None = None
 ) -> list[JobRecord]:
-    """Mark up to `limit` due jobs of an output (of one rule only, if given) as sending and
-    return them, by id; lower ranks are claimed first (a page before a bulk send), then the
-    longest due."""
+    """Mark up to `limit` due jobs of an output (of one rule only, if given) as sending by
+    `owner` (an instance) and return them; lower ranks are claimed first (a page before a bulk
+    send), then the longest due. On PostgreSQL, jobs another instance is claiming are skipped,
+    not waited for."""
     only = "" if rule is None else "AND rule = ?"
     rows = conn.execute(
-        f"""UPDATE jobs SET state = 'sending', updated_at = ?
-           WHERE id IN (SELECT id FROM jobs WHERE state = 'pending' AND output = ?
-                        AND next_at <= ? {only} ORDER BY rank, next_at, id LIMIT ?)
-           RETURNING *""",  # noqa: S608 - a fixed clause; values are placeholders
-        (now, output, now, *(() if rule is None else (rule,)), limit),
+        f"""UPDATE jobs SET state = 'sending', updated_at = ?, claimed_by = ?
+            WHERE id IN (SELECT id FROM jobs WHERE state = 'pending' AND output = ?
+                         AND next_at <= ? {only} ORDER BY rank, next_at, id
+                         LIMIT ?{skip_locked(conn)})
+            RETURNING *""",  # noqa: S608 - the interpolated text is fixed clauses
+        (now, owner, output, now, *(() if rule is None else (rule,)), limit),
     ).fetchall()
     return sorted((_record(row) for row in rows), key=lambda record: record.id)
 
@@ -243,14 +247,26 @@ def mark_final(
     )
 
 
-def in_flight(conn: Connection, output: str | None = None) -> list[JobRecord]:
-    """Jobs claimed by a worker that stopped before recording their outcome (of one output)."""
-    if output is None:
-        rows = conn.execute("SELECT * FROM jobs WHERE state = 'sending' ORDER BY id").fetchall()
+def in_flight(
+    conn: Connection, output: str | None = None, owners: Iterable[str] | None = None
+) -> list[JobRecord]:
+    """Jobs claimed by a worker that stopped before recording their outcome (of one output;
+    of the given instances only, when `owners` is given: others may still be sending theirs)."""
+    sql = "SELECT * FROM jobs WHERE state = 'sending'"
+    params: list[Any] = []
+    if output is not None:
+        sql += " AND output = ?"
+        params.append(output)
+    if owners is not None:
+        chosen = list(owners)
+        if not chosen:
+            return []
+        sql += f" AND claimed_by IN ({','.join('?' * len(chosen))})"
+        params.extend(chosen)
+        sql += " ORDER BY id" + skip_locked(conn)  # two instances taking over one dead one
     else:
-        rows = conn.execute(
-            "SELECT * FROM jobs WHERE state = 'sending' AND output = ? ORDER BY id", (output,)
-        ).fetchall()
+        sql += " ORDER BY id"
+    rows = conn.execute(sql, params).fetchall()
     return [_record(row) for row in rows]
 
 

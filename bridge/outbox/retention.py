@@ -14,6 +14,8 @@ them is live, and so are pending and sending jobs: none of it is touched here.
 
 Each table is walked in rowid order, `batch` rows per transaction, so a write from ingest waits
 for one batch at most. The walk of an append-ordered table stops at a batch that is all too new.
+PostgreSQL has no rowid: tables are walked by their id there, and a table keyed by text has
+its doomed rows deleted `batch` at a time; its own autovacuum hands the space back.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from functools import partial
 from typing import Any
 
 from bridge.outbox.jobs import JobState
-from bridge.store import Connection, Store, vacuum
+from bridge.store import Connection, Dialect, Store, dialect, vacuum
 
 # The settled states, as the named parameters :sent, :failed and :unknown of the jobs sweep.
 _SETTLED = {
@@ -51,6 +53,7 @@ class _Sweep:
     # SQL over a row: it is too new to go. Given for tables whose rows are appended in time
     # order, it lets a walk stop early; without it, the whole table is walked.
     newer: str = ""
+    numbered: bool = True  # rows have an integer id (else only SQLite's rowid numbers them)
 
 
 _SWEEPS = (
@@ -87,9 +90,11 @@ _SWEEPS = (
         "processed_at IS NOT NULL AND processed_at < :raw_cutoff",
         "received_at >= :raw_cutoff",
     ),
-    _Sweep("dedupe", "expires_at <= :now"),
-    _Sweep("seen_records", "seen_at < :records_cutoff", "seen_at >= :records_cutoff"),
-    _Sweep("replay", "expires_at <= :now"),
+    _Sweep("dedupe", "expires_at <= :now", numbered=False),
+    _Sweep(
+        "seen_records", "seen_at < :records_cutoff", "seen_at >= :records_cutoff", numbered=False
+    ),
+    _Sweep("replay", "expires_at <= :now", numbered=False),
     # What people did in the console is kept as long as the messages it was about.
     _Sweep("console_audit", "at < :cutoff", "at >= :cutoff"),
 )
@@ -113,10 +118,13 @@ def _sweep_batch(
     Returns the last rowid looked at (None when the walk is over) and the rows deleted.
     """
     newer = sweep.newer or "0"
+    rowid = "rowid" if dialect(conn) is Dialect.SQLITE else "id"
+    if not sweep.numbered and rowid != "rowid":
+        return _sweep_unnumbered(conn, sweep, batch, params)
     # Table and conditions come from _SWEEPS above, never from input.
     rows = conn.execute(
-        f"""SELECT rowid AS id, ({newer}) AS newer FROM {sweep.table}
-            WHERE rowid > :after ORDER BY rowid LIMIT :batch""",  # noqa: S608
+        f"""SELECT {rowid} AS id, ({newer}) AS newer FROM {sweep.table}
+            WHERE {rowid} > :after ORDER BY {rowid} LIMIT :batch""",  # noqa: S608
         {**params, "after": after, "batch": batch},
     ).fetchall()
     if not rows:
@@ -124,11 +132,23 @@ def _sweep_batch(
     last = int(rows[-1]["id"])
     deleted = conn.execute(
         f"""DELETE FROM {sweep.table}
-            WHERE rowid > :after AND rowid <= :last AND ({sweep.doomed})""",  # noqa: S608
+            WHERE {rowid} > :after AND {rowid} <= :last AND ({sweep.doomed})""",  # noqa: S608
         {**params, "after": after, "last": last},
     ).rowcount
     over = len(rows) < batch or all(row["newer"] for row in rows)
     return (None if over else last), deleted
+
+
+def _sweep_unnumbered(
+    conn: Connection, sweep: _Sweep, batch: int, params: dict[str, float | str]
+) -> tuple[int | None, int]:
+    """PostgreSQL, a table keyed by text: delete up to `batch` doomed rows (by their ctid)."""
+    deleted = conn.execute(
+        f"""DELETE FROM {sweep.table} WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM {sweep.table} WHERE {sweep.doomed} LIMIT :batch))""",  # noqa: S608
+        {**params, "batch": batch},
+    ).rowcount
+    return (None if deleted < batch else 0), deleted
 
 
 async def prune(store: Store, now: float, policy: RetentionPolicy, *, log: Any = None) -> Pruned:
@@ -152,8 +172,9 @@ async def prune(store: Store, now: float, policy: RetentionPolicy, *, log: Any =
             pruned.transactions += 1
             total += deleted
         pruned.rows[sweep.table] = total
-    pruned.incremental = await store.read(vacuum.is_incremental)
-    if pruned.incremental:
+    if store.dialect is Dialect.SQLITE:
+        pruned.incremental = await store.read(vacuum.is_incremental)
+    if store.dialect is Dialect.SQLITE and pruned.incremental:
         step = partial(vacuum.incremental_step, pages=policy.vacuum_pages)
         while freed := await store.maintain(step):
             pruned.pages_freed += freed

@@ -79,11 +79,14 @@ def _target_by_code(conn: Connection, mobile: str, code: int, now: float) -> lis
 def _open_targets(conn: Connection, mobile: str, every: bool) -> list[tuple[int, str]]:
     """The open incidents paged to `mobile`, newest page first (only the newest unless every)."""
     rows = conn.execute(
-        """SELECT p.incident_id, p.name, MAX(p.id) AS last FROM incident_pages p
+        # Each incident's newest page to the number (standard SQL: no bare columns beside MAX()).
+        """SELECT p.incident_id, p.name, p.id AS last FROM incident_pages p
            JOIN incidents i ON i.id = p.incident_id
-           WHERE p.mobile = ? AND i.state != ?
-           GROUP BY p.incident_id ORDER BY last DESC""",
-        (mobile, State.RESOLVED),
+           WHERE p.mobile = :mobile AND i.state != :resolved
+           AND p.id = (SELECT MAX(q.id) FROM incident_pages q
+                       WHERE q.incident_id = p.incident_id AND q.mobile = :mobile)
+           ORDER BY last DESC""",
+        {"mobile": mobile, "resolved": State.RESOLVED},
     ).fetchall()
     found = [(row["incident_id"], row["name"]) for row in rows]
     return found if every else found[:1]

@@ -131,7 +131,8 @@ def _page(
     )
     cursor = conn.execute(
         """INSERT INTO incident_pages (incident_id, conversation_id, name, mobile, code,
-               position, step, pass_index, paged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               position, step, pass_index, paged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+               RETURNING id""",
         (
             incident.id,
             conversation_id,
@@ -144,7 +145,7 @@ def _page(
             now,
         ),
     )
-    page_id = int(cursor.lastrowid or 0)
+    page_id = int(cursor.fetchone()[0])
     timers.schedule(conn, REPORT_TIMER, str(page_id), now + incident.report_timeout, now)
     return IncidentPage(
         incident.id,

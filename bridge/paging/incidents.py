@@ -160,9 +160,12 @@ def _require(conn: Connection, incident_id: int) -> Incident:
 def paged(conn: Connection, incident_id: int) -> tuple[Paged, ...]:
     """Everyone paged for the incident, each number once, in the order first paged."""
     rows = conn.execute(
-        """SELECT name, mobile, code, MIN(id) AS first FROM incident_pages
-           WHERE incident_id = ? GROUP BY mobile ORDER BY first""",
-        (incident_id,),
+        # Each number's first page (standard SQL: no bare columns beside MIN()).
+        """SELECT name, mobile, code, id AS first FROM incident_pages p
+           WHERE incident_id = :incident AND id = (SELECT MIN(q.id) FROM incident_pages q
+                 WHERE q.incident_id = :incident AND q.mobile = p.mobile)
+           ORDER BY first""",
+        {"incident": incident_id},
     ).fetchall()
     return tuple(Paged(row["name"], row["mobile"], row["code"]) for row in rows)
 
@@ -206,7 +209,7 @@ def open_incident(
     cursor = conn.execute(
         """INSERT INTO incidents (rule, group_key, policy, title, state, event_id, conversation,
                ack_timeout, report_timeout, final_wait, base, opened_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
         (
             rule,
             group_key,
@@ -223,7 +226,7 @@ def open_incident(
             now,
         ),
     )
-    return Transition(_require(conn, int(cursor.lastrowid or 0)), Change.OPENED, None)
+    return Transition(_require(conn, int(cursor.fetchone()[0])), Change.OPENED, None)
 
 
 def stop_paging(conn: Connection, incident_id: int) -> None:
@@ -288,9 +291,10 @@ def resolve(conn: Connection, incident_id: int, now: float, by: str = "") -> Tra
         (State.RESOLVED, by, now, now, incident_id),
     )
     conn.execute(
-        """UPDATE conversations SET expires_at = MIN(expires_at, ?)
-           WHERE id IN (SELECT conversation_id FROM incident_pages WHERE incident_id = ?)""",
-        (now + CODE_QUARANTINE, incident_id),
+        """UPDATE conversations SET expires_at = :until
+           WHERE expires_at > :until
+           AND id IN (SELECT conversation_id FROM incident_pages WHERE incident_id = :incident)""",
+        {"until": now + CODE_QUARANTINE, "incident": incident_id},
     )
     return Transition(
         _require(conn, incident_id), Change.RESOLVED, incident.state, by, paged(conn, incident_id)

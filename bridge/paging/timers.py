@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from bridge.store import Connection, Row
+from bridge.store.fragments import skip_locked
 
 T = TypeVar("T")
 
@@ -63,10 +64,11 @@ def schedule(
         conn.execute("DELETE FROM timers WHERE id = ?", (existing.id,))
     body = json.dumps(dict(payload or {}), separators=(",", ":"), sort_keys=True)
     cursor = conn.execute(
-        "INSERT INTO timers (kind, key, due_at, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+        """INSERT INTO timers (kind, key, due_at, payload, created_at) VALUES (?, ?, ?, ?, ?)
+           RETURNING id""",
         (kind, key, due_at, body, now),
     )
-    return Timer(int(cursor.lastrowid or 0), kind, key, due_at, json.loads(body))
+    return Timer(int(cursor.fetchone()[0]), kind, key, due_at, json.loads(body))
 
 
 def cancel(conn: Connection, kind: str, key: str) -> bool:
@@ -90,7 +92,8 @@ def due(
     """
     rows = conn.execute(
         """SELECT * FROM timers WHERE due_at <= ? AND (claimed_until <= ? OR claimed_by = ?)
-           ORDER BY due_at, id LIMIT ?""",
+           ORDER BY due_at, id LIMIT ?"""  # noqa: S608 - a fixed clause is appended
+        + skip_locked(conn),  # another instance firing a timer: take the next, do not wait
         (now, now, owner, limit),
     ).fetchall()
     taken = [_timer(row) for row in rows]
@@ -119,5 +122,8 @@ def fire_due(
 
 def next_due(conn: Connection) -> float | None:
     """When the next timer can be taken (a claimed one: when its lease runs out), or None."""
-    row = conn.execute("SELECT MIN(MAX(due_at, claimed_until)) AS at FROM timers").fetchone()
+    row = conn.execute(
+        """SELECT MIN(CASE WHEN claimed_until > due_at THEN claimed_until ELSE due_at END) AS at
+           FROM timers"""
+    ).fetchone()
     return None if row["at"] is None else float(row["at"])

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
+from typing import Any
 
 from bridge.events import Conversation
 from bridge.intake import ChatOps, ConversationSettings, Pipeline, StormSettings
 from bridge.logging import register_secrets
+from bridge.metrics import Metrics
+from bridge.outbox import Dispatcher, JobRecord, RetryPolicy
 from bridge.paging import Pager, Silencer
-from bridge.plugin import ChatInputConfig
+from bridge.plugin import ChatInputConfig, Output
 from bridge.rules import Directory
 from bridge.runtime.settings import SMS_OUTPUT, Settings
+from bridge.store import Store
 
 
 def storm_settings(settings: Settings) -> StormSettings:
@@ -54,6 +59,39 @@ def chatops(settings: Settings, balance: Callable[[], Awaitable[Decimal]]) -> Ch
         if isinstance(options, ChatInputConfig)
     }
     return ChatOps(Directory(config.contacts, config.groups), policies, balance)
+
+
+def dispatcher(
+    settings: Settings,
+    store: Store,
+    outputs: Mapping[str, Output[Any]],
+    *,
+    metrics: Metrics,
+    log: Any,
+    clock: Callable[[], float],
+    on_failed: Callable[[JobRecord, str], None],
+    spawn: Callable[[str, Callable[[], Awaitable[None]]], asyncio.Task[None]],
+    instance: str,
+) -> Dispatcher:
+    """The outbox's dispatcher as the config's `dispatch:` section sets it up."""
+    dispatch = settings.config.dispatch
+    return Dispatcher(
+        store,
+        outputs,
+        metrics=metrics,
+        log=log,
+        clock=clock,
+        batch_size=dispatch.batch_size,
+        concurrency=dispatch.concurrency,
+        retry=RetryPolicy(
+            ceiling=dispatch.backoff_max.total_seconds(),
+            max_attempts=dispatch.max_attempts,
+            max_hold=dispatch.max_hold.total_seconds(),
+        ),
+        on_failed=on_failed,
+        spawn=spawn,
+        instance=instance,
+    )
 
 
 def register_settings_secrets(settings: Settings) -> None:

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import ctypes.util
-import gc
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
@@ -19,17 +14,21 @@ import structlog
 from aiohttp import web
 
 import bridge.runtime.adapters as adapters
+import bridge.runtime.cluster as cluster
 import bridge.runtime.configure as configure
 import bridge.runtime.gateway as gateway
 import bridge.runtime.health as health
 import bridge.runtime.loops as loops
+import bridge.runtime.memory as memory
 import bridge.runtime.reload as reloading
+import bridge.runtime.storage as storage
+import bridge.runtime.wakeups as wakeups
 from bridge.intake import PAGING, STORM, Pipeline, Processor, RecordIntake
 from bridge.logging import SCRUBBER
 from bridge.metrics import Metrics
-from bridge.outbox import Dispatcher, JobRecord, RetryPolicy, retention
+from bridge.outbox import JobRecord, retention
 from bridge.paging import Silencer
-from bridge.plugin import Delivery, Input, Output, Parsed, PluginContext, StoreUnavailableError
+from bridge.plugin import Delivery, Input, Output, Parsed, PluginContext
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.marks import StoreMarks
 from bridge.plugins.c123.output import C123Output
@@ -38,16 +37,14 @@ from bridge.runtime.adapters import Adapters
 from bridge.runtime.server import HookTable, build_app
 from bridge.runtime.settings import SMS_OUTPUT, Settings
 from bridge.runtime.supervisor import Backoff, Run, Supervisor
-from bridge.store import Store, StoreOpenError, StoreReplay, ledger
+from bridge.store import Dialect, StoreReplay, ledger
 
 if TYPE_CHECKING:
     from bridge.console import ConsoleServer
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
 
-STORM_TASK = "storm"
-PAGING_TASK = "paging"
-PROCESSOR_TASK = "processor"
 EXPIRE_TASK = "expire"
+POLL_TASKS = ("poll-replies", "poll-reports", "poll-balance")
 
 
 # Keys of polled records are kept this long, in case the gateway hands a record out again.
@@ -113,7 +110,7 @@ class Daemon:
     async def _start(self) -> None:
         config = self.settings.config
         stack = self._stack
-        await self._open_store()
+        self.store = await storage.open_store(config.store, self._stack, str(self.clock()))
         self.replay = StoreReplay(self.store, self.clock)
         # Last before the store closes: whatever is still supervised stops (bounded).
         stack.push_async_callback(self._stop_tasks, None)
@@ -121,6 +118,16 @@ class Daemon:
         c123, self.simulator = await gateway.open_gateway(
             self.settings, self.simulator_settings, stack, self.log
         )
+        self.cluster = cluster.Cluster(
+            self.store,
+            account=c123.account,
+            poll_every=config.polling.replies.total_seconds(),
+            listen=config.server.listen,
+            log=self.log,
+            take_over=self._take_over,
+            on_poll_gained=self._poll_now,
+        )
+        self.metrics.instance_info.labels(self.cluster.identity.id).set(1)
         self.client = C123Client(
             c123,
             self.session,
@@ -134,6 +141,7 @@ class Daemon:
                 run_events=self.processor.run_events,
             ),
             on_resume=lambda: gateway.release_after_pause(self.metrics, self.dispatcher),
+            limiter=cluster.shared_limiter(self.store, c123),
         )
         configure.register_settings_secrets(self.settings)
         SCRUBBER.add_secret(c123.load_key().get_secret_value())
@@ -153,23 +161,22 @@ class Daemon:
         stack.push_async_callback(self.silencer.drain)
         configure.route(self.pipeline, self.settings, self.silencer)
         self._outputs = await self._start_outputs(self.settings)
-        self.dispatcher = Dispatcher(
+        self.dispatcher = configure.dispatcher(
+            self.settings,
             self.store,
             self._outputs,
             metrics=self.metrics,
             log=self.log,
             clock=self.clock,
-            batch_size=config.dispatch.batch_size,
-            concurrency=config.dispatch.concurrency,
-            retry=RetryPolicy(
-                ceiling=config.dispatch.backoff_max.total_seconds(),
-                max_attempts=config.dispatch.max_attempts,
-                max_hold=config.dispatch.max_hold.total_seconds(),
-            ),
             on_failed=self._on_failed,
             spawn=self._spawn_worker,
+            instance=self.cluster.identity.id,
         )
-        await self.dispatcher.recover()
+        if self.store.dialect is Dialect.SQLITE:
+            # This daemon holds the file alone: whatever was left 'sending' is from one that
+            # died. (On PostgreSQL the heartbeat takes over what dead instances claimed.)
+            await self.dispatcher.recover()
+        self.client.gate.may_probe = lambda: self.cluster.poll.held
         await stack.enter_async_context(self.client.gate.watching())
         self.dispatcher.start()
         stack.push_async_callback(self._stop_dispatch)
@@ -188,7 +195,15 @@ class Daemon:
         self.processor.chatops = configure.chatops(
             self.settings, partial(gateway.balance, self.client)
         )
-        self.records.stored = self.processor.wake
+        self.records.stored = self._inbox_news
+        self.wakeups = wakeups.start(
+            self.store,
+            self.supervisor,
+            stack,
+            inbox=self.processor.wake,
+            jobs=self.dispatcher.wake,
+            stop=self._stop_tasks,
+        )
         self.poller = GatewayPoller(
             self.client,
             SMS_OUTPUT,
@@ -196,15 +211,23 @@ class Daemon:
             log=self.log,
             low_balance=config.polling.low_balance,
             on_poll=self._polled,
+            lease=self.cluster.poll,
         )
-        await self._replay_raw_polls()
-        self.supervisor.start(PROCESSOR_TASK, self.processor.run)
-        self.supervisor.start(
-            STORM_TASK,
+        # Answers are kept only under the account's lease; batches and timers only under the
+        # processor's: a paused ex-leader's late write fails its fence instead of committing.
+        self.records.fences[SMS_OUTPUT] = self.cluster.poll.fence
+        self.processor.fence = fence = self.cluster.processor.fence
+        await self.cluster.join()
+        stack.push_async_callback(self.cluster.leave)
+        self.cluster.start(self.supervisor)
+        stack.push_async_callback(self._stop_tasks, cluster.TASKS)
+        if self.cluster.poll.held:
+            await self._replay_raw_polls()
+        loops.start_leading(
+            self.supervisor,
+            self.cluster.leading,
+            self.processor.run,
             partial(loops.storm_loop, self.pipeline, self.store, self.clock, self._storm_wake),
-        )
-        self.supervisor.start(
-            PAGING_TASK,
             partial(
                 loops.paging_loop,
                 self.pipeline,
@@ -213,19 +236,21 @@ class Daemon:
                 self._paging_wake,
                 self.log,
             ),
+            fence,
         )
-        stack.push_async_callback(self._stop_tasks, [PAGING_TASK, STORM_TASK, PROCESSOR_TASK])
+        stack.push_async_callback(self._stop_tasks, list(loops.LEADING_TASKS))
         self._inputs = await adapters.start_inputs(self.settings, self._context)
         stack.push_async_callback(lambda: adapters.stop(self._inputs, self.log))
         self.hooks.install(self._inputs)
         await self._serve()
+        await self.cluster.serving(f"{config.server.host}:{self.port}")
         # Stopped before the webhook site: open live pages end first on SIGTERM.
         if self.settings.config.console is not None:
             await self._start_console(stack)
         self._schedule()
         self.metrics.reload_success.set(1)
         self.metrics.reload_time.set(self.clock())
-        _return_startup_memory()
+        memory.return_startup_memory()
         self.log.info(
             "daemon_started",
             url=self.url,
@@ -239,28 +264,21 @@ class Daemon:
         await self._stack.aclose()
         self.log.info("daemon_stopped")
 
-    async def _open_store(self) -> None:
-        """Open the store and commit once: a store that cannot be written fails the start."""
-        path = self.settings.config.store.path
-        self.store = Store(path)
-        self._stack.push_async_callback(self.store.close)
-        started = str(self.clock())
-        try:
-            await self.store.open()
-            # A real write and commit, so a read-only or full disk shows now, not at the first
-            # webhook; the value tells an operator when the daemon last started.
-            await self.store.write(
-                lambda conn: ledger.put_setting(conn, "daemon.started_at", started)
-            )
-        except (OSError, sqlite3.Error, StoreUnavailableError) as exc:
-            raise StoreOpenError(path, exc) from exc
-
     async def _start_outputs(self, settings: Settings) -> dict[str, Output[Any]]:
         sms = C123Output(self.client.config, self._context(SMS_OUTPUT, "c123"), self.client)
         return await adapters.start_outputs(settings, sms, self._context)
 
     async def _submit(self, name: str, delivery: Delivery) -> Any:
-        return await self.processor.submit(name, delivery)
+        accepted = await self.processor.submit(name, delivery)
+        if not accepted.duplicate and self.wakeups is not None:
+            self.wakeups.inbox()  # the processor leader may be another instance
+        return accepted
+
+    def _inbox_news(self) -> None:
+        """Polled records were stored: the processor (here or elsewhere) should look."""
+        self.processor.wake()
+        if self.wakeups is not None:
+            self.wakeups.inbox()
 
     def _parser(self, name: str) -> Callable[[bytes], Parsed] | None:
         """The parse of the input instance called `name` now (a reload may have removed it)."""
@@ -269,6 +287,18 @@ class Daemon:
 
     def _polled(self, action: str) -> None:
         self.metrics.last_poll.labels(action).set(self.clock())
+
+    def _poll_now(self) -> None:
+        """This instance just became the account's poller: poll at once, not a period later."""
+        for name in POLL_TASKS:
+            self.supervisor.trigger(name)
+
+    async def _take_over(self, dead: list[str]) -> int:
+        """Settle the jobs instances that died had claimed (their calls may have gone out)."""
+        taken = await self.dispatcher.recover(owners=dead)
+        if taken:
+            self.dispatcher.wake(self._outputs)  # retries are due within seconds
+        return taken
 
     async def _replay_raw_polls(self) -> None:
         """Hand over poll answers an earlier version stored but did not process."""
@@ -334,10 +364,11 @@ class Daemon:
 
     def _schedule(self) -> None:
         polling = self.settings.config.polling
+        replies, reports, balance = POLL_TASKS
         periodic: tuple[loops.Periodic, ...] = (
-            ("poll-replies", self.poller.poll_replies, polling.replies.total_seconds(), True),
-            ("poll-reports", self.poller.poll_reports, polling.reports.total_seconds(), True),
-            ("poll-balance", self.poller.poll_balance, polling.balance.total_seconds(), True),
+            (replies, self.poller.poll_replies, polling.replies.total_seconds(), True),
+            (reports, self.poller.poll_reports, polling.reports.total_seconds(), True),
+            (balance, self.poller.poll_balance, polling.balance.total_seconds(), True),
             (EXPIRE_TASK, self._expire, 3600.0, False),
         )
         loops.schedule(self.supervisor, periodic, self._stack, self._stop_tasks)
@@ -349,7 +380,7 @@ class Daemon:
     def _spawn_worker(self, output: str, worker: Run) -> asyncio.Task[None]:
         async def run() -> None:
             # A worker that failed may have left the jobs it claimed 'sending': settle them.
-            await self.dispatcher.recover(output)
+            await self.dispatcher.recover(output, owners=[self.cluster.identity.id])
             await worker()
 
         return self.supervisor.start(f"dispatch-{output}", run)
@@ -363,12 +394,16 @@ class Daemon:
     def _wake(self, touched: Iterable[str]) -> None:
         names = set(touched)
         self.dispatcher.wake(names)
+        if self.wakeups is not None and names & self._outputs.keys():
+            self.wakeups.jobs(names & self._outputs.keys())  # senders on every instance
         if STORM in names:
             self._storm_wake.set()
         if PAGING in names:
             self._paging_wake.set()
 
     async def _expire(self) -> None:
+        if not self.cluster.processor.held:
+            return  # the processor leader prunes for every instance
         keep = self.settings.config.store.retention.total_seconds()
         policy = retention.RetentionPolicy(keep=keep, keep_record_keys=KEEP_RECORD_KEYS)
         await retention.prune(self.store, self.clock(), policy, log=self.log)
@@ -413,16 +448,3 @@ class Daemon:
         # The old SMS output is not stopped: it shares the gateway client with its replacement.
         others = {k: v for k, v in replaced.outputs.items() if k != SMS_OUTPUT}
         await adapters.stop(others, self.log)
-
-
-def _return_startup_memory() -> None:
-    """Hand back to the OS what loading the config and building models used and freed.
-
-    glibc keeps freed heap pages; on a small host a daemon that idles for weeks should not.
-    """
-    gc.collect()
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(libc_name).malloc_trim(0)

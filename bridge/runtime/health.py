@@ -14,6 +14,7 @@ from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.poller import GatewayPoller
 from bridge.rules import Directory
+from bridge.runtime.cluster import Cluster
 from bridge.runtime.settings import Settings
 from bridge.runtime.supervisor import Supervisor
 from bridge.store import Connection, Store
@@ -34,6 +35,8 @@ class Daemon(Protocol):
     def supervisor(self) -> Supervisor: ...
     @property
     def poller(self) -> GatewayPoller: ...
+    @property
+    def cluster(self) -> Cluster: ...
     @property
     def client(self) -> C123Client: ...
     @property
@@ -74,6 +77,7 @@ async def refresh_gauges(daemon: Daemon) -> None:
     daemon.metrics.outbox_oldest.set(max(now - oldest, 0.0) if oldest is not None else 0.0)
     daemon.metrics.store_commits.inc(daemon.store.commits - daemon.commits_reported)
     daemon.commits_reported = daemon.store.commits
+    daemon.cluster.gauges(daemon.metrics, daemon.poller.fenced)
 
 
 def status_line(daemon: Daemon) -> str:
@@ -100,11 +104,15 @@ async def alive(daemon: Daemon) -> bool:
 
 
 def readiness(daemon: Daemon) -> dict[str, str]:
-    """Check name -> what is wrong ('' when fine): the store, the gateway, each failing task."""
+    """Check name -> what is wrong ('' when fine): the store, the gateway, each failing task.
+
+    Leadership is not a check: an instance that holds no lease still takes webhooks and sends.
+    """
     problems = {"store": daemon.store.problem}
     balance = Action.GET_BALANCE.value
     gateway = daemon.poller.problems.get(balance, "")
-    if not gateway and balance not in daemon.poller.answered:
+    polls = daemon.cluster.poll.held  # only the account's poller asks for the balance
+    if not gateway and polls and balance not in daemon.poller.answered:
         gateway = "not reached yet"
     problems["gateway"] = gateway
     for name, why in daemon.supervisor.problems().items():

@@ -21,15 +21,40 @@ from bridge.store import Connection, Store
 Clock = Callable[[], float]
 # Periodic work: its task name, the work, its period in seconds, and whether it runs at once.
 Periodic = tuple[str, Run, float, bool]
+Fence = Callable[[Connection], None] | None
+
+STORM_TASK = "storm"
+PAGING_TASK = "paging"
+PROCESSOR_TASK = "processor"
+# What only the processor leader runs, in the order it stops.
+LEADING_TASKS = (PAGING_TASK, STORM_TASK, PROCESSOR_TASK)
 
 
-async def storm_loop(pipeline: Pipeline, store: Store, clock: Clock, wake: asyncio.Event) -> None:
-    """Flush grouped alerts and held-back summaries when they come due."""
+def start_leading(
+    supervisor: Supervisor,
+    leading: Callable[[Run], Run],
+    processor: Run,
+    storm_loop: Callable[..., Awaitable[None]],
+    paging_loop: Callable[..., Awaitable[None]],
+    fence: Fence,
+) -> None:
+    """Start the processor and its timer loops, each running only while this instance leads;
+    the loops' transactions check the leader's lease (`fence`) as the processor's do."""
+    supervisor.start(PROCESSOR_TASK, leading(processor))
+    supervisor.start(STORM_TASK, leading(partial(storm_loop, fence=fence)))
+    supervisor.start(PAGING_TASK, leading(partial(paging_loop, fence=fence)))
+
+
+async def storm_loop(
+    pipeline: Pipeline, store: Store, clock: Clock, wake: asyncio.Event, fence: Fence = None
+) -> None:
+    """Flush grouped alerts and held-back summaries when they come due (`fence`: the
+    processor leader's lease check, run first in each flush's transaction)."""
     while True:
         # Cleared first, so a wake-up that comes during the flush is not lost. Only storm
         # state wakes this loop (STORM), not every send, so it cannot wake itself in a spin.
         wake.clear()
-        await storm.flush_due(pipeline)  # a failure is the supervisor's: logged, restarted
+        await storm.flush_due(pipeline, fence)  # a failure is the supervisor's: logged, restarted
         due = await store.read(partial(storm.next_due, pipeline))
         timeout = None if due is None else max(due - clock(), 0.05)
         with contextlib.suppress(TimeoutError):
@@ -37,12 +62,17 @@ async def storm_loop(pipeline: Pipeline, store: Store, clock: Clock, wake: async
 
 
 async def paging_loop(
-    pipeline: Pipeline, store: Store, clock: Clock, wake: asyncio.Event, log: Any
+    pipeline: Pipeline,
+    store: Store,
+    clock: Clock,
+    wake: asyncio.Event,
+    log: Any,
+    fence: Fence = None,
 ) -> None:
     """Fire escalation timers when they come due: next steps, report and ack timeouts."""
     while True:
         wake.clear()  # first, so a wake-up during the firing is not lost
-        if await fire_paging_timers(pipeline, store, clock, log):
+        if await fire_paging_timers(pipeline, store, clock, log, fence):
             continue  # a full batch may leave more due
         due = await store.read(timers.next_due)
         timeout = None if due is None else max(due - clock(), 0.05)
@@ -50,8 +80,11 @@ async def paging_loop(
             await asyncio.wait_for(wake.wait(), timeout)
 
 
-async def fire_paging_timers(pipeline: Pipeline, store: Store, clock: Clock, log: Any) -> bool:
-    """One transaction of due timers; True when it was a full batch."""
+async def fire_paging_timers(
+    pipeline: Pipeline, store: Store, clock: Clock, log: Any, fence: Fence = None
+) -> bool:
+    """One transaction of due timers; True when it was a full batch. Each timer's effect and
+    its removal commit together, after `fence` passed in the same transaction: exactly once."""
     now = clock()
     touched: set[str] = set()
     # Without `oncall` (dropped by a reload) timers still fire, and find nobody new to page.
@@ -60,6 +93,8 @@ async def fire_paging_timers(pipeline: Pipeline, store: Store, clock: Clock, log
         pager = Pager(pipeline, OncallConfig(), pipeline.directory, SMS_OUTPUT)
 
     def work(conn: Connection) -> bool:
+        if fence is not None:
+            fence(conn)
         touched.clear()
         return pager.fire_due(conn, now, touched)
 

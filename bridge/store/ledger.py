@@ -1,6 +1,6 @@
 """What the daemon has seen: de-duplication keys, replay memory, raw poll answers, settings.
 
-Functions here take a sqlite3 connection and run inside a Store.write()/read() call, so a
+Functions here take a store connection and run inside a Store.write()/read() call, so a
 caller composes several of them into one atomic, group-committed transaction.
 """
 
@@ -11,15 +11,15 @@ from bridge.store.connection import Connection
 
 def seen_within(conn: Connection, key: str, now: float, window: float) -> bool:
     """True if `key` was recorded within its window; otherwise record it for `window` seconds."""
-    # One statement: a new key is inserted, an expired one renewed; a live one is left as it
-    # is and changes no row.
-    cursor = conn.execute(
+    # One statement: a key that is new or past its window is (re)written and returned; a live
+    # one is left as it is and nothing comes back.
+    row = conn.execute(
         """INSERT INTO dedupe (key, expires_at) VALUES (?, ?)
            ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
-           WHERE dedupe.expires_at <= ?""",
+           WHERE dedupe.expires_at <= ? RETURNING key""",
         (key, now + window, now),
-    )
-    return cursor.rowcount == 0
+    ).fetchone()
+    return row is None
 
 
 def forget(conn: Connection, key: str) -> None:
@@ -29,7 +29,8 @@ def forget(conn: Connection, key: str) -> None:
 def first_time(conn: Connection, key: str, now: float) -> bool:
     """True the first time a polled record's key is seen (reads may repeat records)."""
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO seen_records (key, seen_at) VALUES (?, ?)", (key, now)
+        "INSERT INTO seen_records (key, seen_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        (key, now),
     )
     return cursor.rowcount == 1
 
@@ -41,7 +42,8 @@ def claim(conn: Connection, key: str, value: str, now: float, window: float) -> 
     if row is not None and row["expires_at"] > now:
         return bool(row["value"] == value)
     conn.execute(
-        "INSERT OR REPLACE INTO replay (key, value, expires_at) VALUES (?, ?, ?)",
+        """INSERT INTO replay (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key)
+           DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at""",
         (key, value, now + window),
     )
     return True
@@ -50,10 +52,11 @@ def claim(conn: Connection, key: str, value: str, now: float, window: float) -> 
 def store_raw(conn: Connection, account: str, action: str, body: bytes, now: float) -> int:
     """Keep a destructive read's answer before anything is done with it."""
     cursor = conn.execute(
-        "INSERT INTO raw_polls (account, action, body, received_at) VALUES (?, ?, ?, ?)",
+        """INSERT INTO raw_polls (account, action, body, received_at) VALUES (?, ?, ?, ?)
+           RETURNING id""",
         (account, action, body, now),
     )
-    return int(cursor.lastrowid or 0)
+    return int(cursor.fetchone()[0])
 
 
 def unprocessed_raw(conn: Connection) -> list[tuple[int, str, str, bytes]]:
@@ -73,4 +76,8 @@ def get_setting(conn: Connection, key: str) -> str | None:
 
 
 def put_setting(conn: Connection, key: str, value: str) -> None:
-    conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
+    conn.execute(
+        """INSERT INTO settings (key, value) VALUES (?, ?)
+           ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
+        (key, value),
+    )

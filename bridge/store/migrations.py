@@ -1,12 +1,20 @@
-"""Versioned schema changes: an ordered list of steps, each applied once and recorded in the file.
+"""Versioned schema changes: an ordered list of steps, each applied once and recorded in the store.
 
-The file's `PRAGMA user_version` is the number of the last step applied. A store written before
-versions existed has user_version 0 and the version-1 tables already: step 1 creates only what
-is missing, so such a file upgrades in place with everything in it kept.
+Every step has a body for each backend: `apply` for SQLite and `postgresql` for PostgreSQL
+(`portable()` makes a step whose one SQL body runs on both). SQLite is upgraded here; PostgreSQL
+by `bridge.store.pg_migrations`, from the same list.
+
+A SQLite file's `PRAGMA user_version` is the number of the last step applied. A store written
+before versions existed has user_version 0 and the version-1 tables already: step 1 creates only
+what is missing, so such a file upgrades in place with everything in it kept.
 
 To change the schema, append a step with the next number; never edit a step that shipped. A step
-runs in its own transaction together with the bump of user_version, so it is applied whole or
-not at all. Write steps with `script()` (plain SQL) or as a function of the connection.
+runs in its own transaction together with the record of its version, so it is applied whole or
+not at all. Write steps with `script()` (plain SQL) or as a function of the connection:
+`portable(6, "what it adds", sql)` when the SQL runs on both (indexes, most ALTER TABLE ... ADD
+COLUMN), else `Migration(6, "what it adds", script(schema.X), script(schema_pg.X))` with
+PostgreSQL's types (DOUBLE PRECISION for REAL, BIGINT identity ids, BYTEA for bytes). A step
+without a PostgreSQL body stops a PostgreSQL store from upgrading past it, saying so.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import bridge.store.schema as schema
+import bridge.store.schema_pg as schema_pg
 from bridge.store.connection import Connection
 
 
@@ -23,13 +32,31 @@ class SchemaTooNewError(Exception):
     """The file was written by a newer smsbridge: this one must not run on it."""
 
 
+Step = Callable[[Connection], None]
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
-    """One step: brings a store at `version - 1` to `version`."""
+    """One step: brings a store at `version - 1` to `version`.
+
+    `postgresql` is None until the step is written for PostgreSQL: a PostgreSQL store then
+    refuses to upgrade past it rather than run SQLite's SQL. `oldest_code` is the oldest schema
+    version whose code may still run once this step is applied: a step that only adds keeps
+    the default (every release may), one that takes something away names the first release
+    that no longer uses it (an instance older than that then refuses to start).
+    """
 
     version: int
     summary: str  # what the step adds, for `smsbridge migrate`
-    apply: Callable[[Connection], None]
+    apply: Step  # SQLite
+    postgresql: Step | None = None
+    oldest_code: int = 0
+
+
+def portable(version: int, summary: str, sql: str, *, oldest_code: int = 0) -> Migration:
+    """A step whose SQL runs unchanged on SQLite and PostgreSQL."""
+    body = script(sql)
+    return Migration(version, summary, body, body, oldest_code)
 
 
 def statements(sql: str) -> list[str]:
@@ -66,14 +93,46 @@ def _round_one(conn: Connection) -> None:
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "the tables of the first release", _round_one),
-    Migration(2, "replay memory; indexes retention prunes by", script(schema.REPLAY_AND_RETENTION)),
-    Migration(3, "the inbox: deliveries stored before the answer", script(schema.INBOX)),
-    Migration(4, "durable timers; incidents and their pages", script(schema.TIMERS_AND_INCIDENTS)),
-    Migration(5, "indexes the history commands page by", script(schema.HISTORY_INDEXES)),
-    Migration(6, "the web console's audit log", script(schema.CONSOLE_AUDIT)),
-    Migration(7, "bulk sends: rows of a file and their jobs; claim ranks", script(schema.BULK)),
-    Migration(8, "drop a redundant conversations index", script(schema.DROP_REDUNDANT_INDEXES)),
+    Migration(1, "the tables of the first release", _round_one, script(schema_pg.FIRST_RELEASE)),
+    Migration(
+        2,
+        "replay memory; indexes retention prunes by",
+        script(schema.REPLAY_AND_RETENTION),
+        script(schema_pg.REPLAY_AND_RETENTION),
+    ),
+    Migration(
+        3,
+        "the inbox: deliveries stored before the answer",
+        script(schema.INBOX),
+        script(schema_pg.INBOX),
+    ),
+    Migration(
+        4,
+        "durable timers; incidents and their pages",
+        script(schema.TIMERS_AND_INCIDENTS),
+        script(schema_pg.TIMERS_AND_INCIDENTS),
+    ),
+    # Indexes: the same SQL on both.
+    portable(5, "indexes the history commands page by", schema.HISTORY_INDEXES),
+    Migration(
+        6,
+        "the web console's audit log",
+        script(schema.CONSOLE_AUDIT),
+        script(schema_pg.CONSOLE_AUDIT),
+    ),
+    Migration(
+        7,
+        "bulk sends: rows of a file and their jobs; claim ranks",
+        script(schema.BULK),
+        script(schema_pg.BULK),
+    ),
+    portable(8, "drop a redundant conversations index", schema.DROP_REDUNDANT_INDEXES),
+    Migration(
+        9,
+        "instances and leases; who claimed a job; each account's rate schedule",
+        script(schema.INSTANCES_AND_LEASES),
+        script(schema_pg.INSTANCES_AND_LEASES),
+    ),
 )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from functools import partial
 
 import bridge.store.ledger as ledger
-from bridge.store.sqlite import Store
+from bridge.store.base import Store
 
 
 class StoreReplay:
@@ -22,5 +22,6 @@ class StoreReplay:
 
     async def claim(self, key: str, value: str, window: float) -> bool:
         return await self._store.write(
-            partial(ledger.claim, key=key, value=value, now=self._clock(), window=window)
+            partial(ledger.claim, key=key, value=value, now=self._clock(), window=window),
+            pure=True,
         )

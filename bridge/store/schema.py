@@ -196,12 +196,12 @@ CREATE INDEX jobs_created ON jobs(created_at);
 CREATE INDEX jobs_unsettled ON jobs(id) WHERE state IN ('pending', 'sending');
 """
 
-# Version 6: what people did in the web console, for the audit page and for the record.
+# Step 6: what people did in the web console, for the audit page and for the record.
 CONSOLE_AUDIT = """
 CREATE TABLE console_audit (
     id INTEGER PRIMARY KEY,
     at REAL NOT NULL,
-    user TEXT NOT NULL,
+    person TEXT NOT NULL,  -- not `user`: PostgreSQL reserves it
     role TEXT NOT NULL,
     action TEXT NOT NULL,
     target TEXT NOT NULL DEFAULT '',
@@ -231,4 +231,36 @@ CREATE INDEX bulk_rows_job ON bulk_rows(job_id);
 # newest first, as the replies want them. One index fewer to write for every SMS queued.
 DROP_REDUNDANT_INDEXES = """
 DROP INDEX conversations_live;
+"""
+
+# Step 9: several instances on one database. `leases` holds one row per named lease (a gateway
+# account's poller, the processor): who holds it, a fencing token that only grows (each new
+# holder gets the next one), and when it runs out by the database's clock. `instances` lists the
+# daemons that use the store, each with a heartbeat; a job claimed by an instance whose
+# heartbeat ran out is taken over by another. `gateway_pace` is each account's rate limit
+# schedule, shared by the instances.
+INSTANCES_AND_LEASES = """
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    token INTEGER NOT NULL,
+    acquired_at REAL NOT NULL,
+    renewed_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE instances (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    listen TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    seen_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    stopped_at REAL
+);
+ALTER TABLE jobs ADD COLUMN claimed_by TEXT NOT NULL DEFAULT '';
+CREATE TABLE gateway_pace (
+    account TEXT PRIMARY KEY,
+    tat REAL NOT NULL
+);
 """

@@ -9,7 +9,7 @@ import os
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import bridge.store.migrations as migrations
 from bridge.plugin import StoreUnavailableError
-from bridge.store.connection import Connection, Row
+from bridge.store.base import Notification
+from bridge.store.connection import Connection, Dialect
 
 T = TypeVar("T")
 Work = Callable[[Connection], Any]
@@ -98,13 +99,16 @@ class _Pending:
     maintenance: bool = False  # runs alone, outside any transaction
 
 
+# Notifications kept for a listener that has not read them yet (more are dropped).
+NOTIFY_BACKLOG = 64
+
 # A WAL file that a burst grew is cut back to this when it restarts, not kept at its peak.
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
 
 
-def _connect(path: Path, synchronous: str) -> Connection:
+def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.row_factory = Row
+    conn.row_factory = sqlite3.Row
     if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
         # A new file: only now, before WAL mode writes its header and before the first table,
         # can it be made to hand freed pages back (retention's incremental vacuum).
@@ -118,7 +122,7 @@ def _connect(path: Path, synchronous: str) -> Connection:
     return conn
 
 
-class Store:
+class SqliteStore:
     """One SQLite file: writes are queued and committed in batches (group commit).
 
     One writer thread drains everything queued, runs it in one transaction and commits once;
@@ -128,11 +132,15 @@ class Store:
     again one by one (each in its own) only when one of them fails.
     """
 
+    dialect = Dialect.SQLITE
+
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
         self._synchronous = synchronous
-        self._writer: Connection | None = None
-        self._reader: Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        # One process on the file: notifications go straight to this process's listeners.
+        self._listeners: list[tuple[frozenset[str], asyncio.Queue[Notification]]] = []
         self._reader_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
@@ -149,6 +157,13 @@ class Store:
     @property
     def is_open(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._stopping
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def open_error(self, exc: BaseException) -> StoreOpenError:
+        return StoreOpenError(self.path, exc)
 
     @property
     def problem(self) -> str:
@@ -222,6 +237,27 @@ class Store:
         and whatever else `work` itself raised (its changes are rolled back, the batch's are not).
         """
         return await self._enqueue(work, pure=pure, maintenance=False)
+
+    async def notify(self, channel: str, payload: str = "") -> None:
+        """Wake this process's listeners on `channel` (no other process shares the file)."""
+        for channels, queue in self._listeners:
+            if channel in channels:
+                # A wake-up is a hint: a listener that has NOTIFY_BACKLOG waiting needs no more.
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(Notification(channel, payload))
+
+    async def notifications(self, *channels: str) -> AsyncIterator[Notification]:
+        """What `notify` sends on these channels, until the caller stops iterating."""
+        entry: tuple[frozenset[str], asyncio.Queue[Notification]] = (
+            frozenset(channels),
+            asyncio.Queue(NOTIFY_BACKLOG),
+        )
+        self._listeners.append(entry)
+        try:
+            while True:
+                yield await entry[1].get()
+        finally:
+            self._listeners.remove(entry)
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Run `work` on the read connection (it sees the last committed state)."""

@@ -1,10 +1,13 @@
 """Handing free pages back to the file system: incremental vacuum, and the one-off full VACUUM
 that turns it on for a file made before it was the default.
 
-Each function takes the writer's connection outside any transaction (`Store.maintain`).
+Each function takes the writer's connection outside any transaction (`Store.maintain`). SQLite
+only: PostgreSQL's autovacuum does this by itself.
 """
 
 from __future__ import annotations
+
+import sqlite3
 
 from bridge.store.connection import Connection
 
@@ -21,6 +24,7 @@ def free_pages(conn: Connection) -> int:
 
 def incremental_step(conn: Connection, pages: int) -> int:
     """Hand up to `pages` free pages back; returns how many went (0 when not incremental)."""
+    assert isinstance(conn, sqlite3.Connection)  # SQLite's own
     before = free_pages(conn)
     # executescript steps the pragma to its end: execute() would free a single page.
     conn.executescript(f"PRAGMA incremental_vacuum({int(pages)});")

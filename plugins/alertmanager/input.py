@@ -44,13 +44,17 @@ class AlertmanagerInput(HttpInput[AlertmanagerConfig]):
             self.log.warning(
                 "alerts_truncated", group_key=payload.group_key, dropped=payload.truncated_alerts
             )
-        parsed, dedupe_key = payload.parse(self.ctx.name)
+        parsed, dedupe_key = payload.parse(self.ctx.name, self._window)
         return await self.accept(
             body,
             parsed,
             dedupe_key=dedupe_key,
-            dedupe_window=self.config.dedupe_window.total_seconds(),
+            dedupe_window=self._window,
         )
 
     def parse(self, body: bytes) -> Parsed:
-        return load_model(Payload, body).parse(self.ctx.name)[0]
+        return load_model(Payload, body).parse(self.ctx.name, self._window)[0]
+
+    @property
+    def _window(self) -> float:
+        return self.config.dedupe_window.total_seconds()

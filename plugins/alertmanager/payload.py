@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bridge.events import Event, EventKind, Status
+from bridge.events import Event, EventKind, Occurrence, Status
 from bridge.plugin import Parsed, Rejected, sha256_hex, validation_message
 
 VERSION = "4"
@@ -78,9 +78,12 @@ class Payload(_Model):
         keys = sorted((alert.key(), alert.status, alert.starts_at) for alert in alerts)
         return sha256_hex("alertmanager", source, self.group_key, self.status, keys)
 
-    def parse(self, source: str) -> tuple[Parsed, str]:
+    def parse(self, source: str, window: float = 0.0) -> tuple[Parsed, str]:
         """One Event per usable alert, and the delivery's dedupe key.
 
+        With a `window`, each event names its occurrence (fingerprint, startsAt, status), taken
+        once within the window: HA peers' payloads for one group may hold different alerts, so
+        a delivery-wide key alone would page the alerts they share twice.
         The raw dicts keep any fields newer Alertmanagers add.
         """
         good, rejected = self.split()
@@ -103,6 +106,9 @@ class Payload(_Model):
                 data={"alert": raw_alert, "annotations": dict(alert.annotations), "group": group},
                 fingerprint=alert.key(),
                 status=Status(alert.status),
+                once=Occurrence(sha256_hex(alert.key(), alert.starts_at, alert.status), window)
+                if window
+                else None,
             )
             for alert, raw_alert in good
         ]

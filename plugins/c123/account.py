@@ -99,6 +99,9 @@ class AccountGate:
         self._rotating_here = ""  # id of the rotation this process is making
         self._rotation_seen = ""  # id of the rotation the watcher acknowledged
         self._rotation_stopped = ""  # ... and reported stopped
+        # With several instances, only the one holding the account's poll lease probes a
+        # paused account: one getBalance per interval for the account, not per instance.
+        self.may_probe: Callable[[], bool] = lambda: True
 
     # --- calls -------------------------------------------------------------------------------
 
@@ -165,6 +168,7 @@ class AccountGate:
                 raise
             self._proven = key.digest
             self._log.info("gateway_key_proven", account=self.account, key=key.digest[:12])
+            await self.marks.save({self.names.proven: key.digest})
             await self._lift()
 
     def _refuse(self, action: Action, pause: Pause) -> NoReturn:
@@ -245,13 +249,15 @@ class AccountGate:
             digest = self.keys.current().digest
         except KeyFileError:
             digest = ""
-        names = [self.names.pause, self.names.rotation]
+        names = [self.names.pause, self.names.rotation, self.names.proven]
         if digest:
             names.append(self.names.wrong_key(digest))
         changes = self._changes
         values = await self.marks.load(names)
         if digest and values.get(self.names.wrong_key(digest)) and digest not in self._wrong:
             self._wrong[digest] = self.clock()
+        if digest and values[self.names.proven] == digest and digest not in self._wrong:
+            self._proven = digest  # another process (instance) proved it: no second proof
         if changes == self._changes:  # nothing changed it here while the marks were read
             self._pause = Pause.parse(values[self.names.pause])
         await self._follow_rotation(Rotation.parse(values[self.names.rotation]))
@@ -288,6 +294,8 @@ class AccountGate:
         """After a key pause, prove a new key as soon as the file has one (once per key)."""
         if self._announced not in ("wrong_key", "key_file") or not self._open.is_set():
             return
+        if not self.may_probe():
+            return  # the instance that probes proves it; the others read the verdict
         key, pause = self._state()
         if key is None or pause is not None or key.digest == self._follow_tried:
             return
@@ -300,6 +308,8 @@ class AccountGate:
         pause = self._pause
         if pause is None or pause.probe_at is None or self.clock() < pause.probe_at:
             return
+        if not self.may_probe():
+            return  # another instance probes; its result reaches this one through the marks
         if not self._open.is_set():
             return
         key, state = self._state()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import structlog
@@ -69,6 +69,17 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Pacer(Protocol):
+    """Waits until the account's rate limit lets the next call go."""
+
+    async def acquire(self) -> None: ...
+
+
+def burst(rate: float) -> int:
+    """The calls a burst may make at once: a second's worth."""
+    return max(1, int(rate))
+
+
 class C123Client:
     """One account on one gateway, over the daemon's shared aiohttp session.
 
@@ -89,7 +100,9 @@ class C123Client:
         marks: Marks | None = None,
         on_pause: PauseHook | None = None,
         on_resume: ResumeHook | None = None,
+        limiter: Pacer | None = None,
     ) -> None:
+        """`limiter` paces calls instead of one kept in this process (instances share it)."""
         self.config = config
         self.limits = limits
         self._session = session
@@ -108,7 +121,9 @@ class C123Client:
             connect=config.timeout.connect.total_seconds(),
         )
         rate = config.rate_limit
-        self._limiter = Limiter(rate, burst=max(1, int(rate))) if rate else None
+        self._limiter: Pacer | None = limiter
+        if limiter is None and rate:
+            self._limiter = Limiter(rate, burst=burst(rate))
         # Bind once: a lazy proxy would rebuild the logger on every call of a hot path.
         self._log = (log if log is not None else structlog.get_logger("smsbridge.c123")).bind()
         self.gate = AccountGate(

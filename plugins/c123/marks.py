@@ -122,5 +122,10 @@ class MarkNames:
     def rotation_ack(self) -> str:
         return f"c123.{self.account}.rotation_ack"
 
+    @property
+    def proven(self) -> str:
+        """The digest of the key a getBalance last proved: other processes need not prove it."""
+        return f"c123.{self.account}.proven"
+
     def wrong_key(self, digest: str) -> str:
         return f"c123.{self.account}.wrong_key.{digest}"

@@ -22,7 +22,7 @@ from bridge.plugins.c123.simulator import (
     FaultKind,
     Simulator,
 )
-from bridge.store import Store
+from bridge.store import SqliteStore
 from bridge.testing import DaemonFactory
 from tests.commands.test_history import SMSBRIDGE, smsbridge
 
@@ -186,7 +186,7 @@ async def test_beside_a_running_daemon_each_row_goes_once_after_pages(
 
 
 async def test_due_pages_are_claimed_before_bulk_rows(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     await store.open()
     try:
 

@@ -20,7 +20,7 @@ from bridge.events import Event, EventKind
 from bridge.plugins.c123.keyfile import write_key
 from bridge.plugins.c123.simulator import DEFAULT_ACCOUNT, DEFAULT_AUTHKEY, Simulator
 from bridge.runtime.daemon import Daemon
-from bridge.store import migrations
+from bridge.store import Connection, Dialect, migrations
 from bridge.testing import DaemonFactory, post_json
 
 ALICE, BOB = "15102110086", "15102110087"
@@ -102,7 +102,7 @@ def files(directory: Path) -> set[str]:
 
 
 async def delivered(daemon: Daemon, count: int) -> bool:
-    def read(conn: sqlite3.Connection) -> int:
+    def read(conn: Connection) -> int:
         row = conn.execute("SELECT COUNT(*) AS n FROM jobs WHERE delivery = 'delivered'")
         return int(row.fetchone()["n"])
 
@@ -113,11 +113,13 @@ async def delivered(daemon: Daemon, count: int) -> bool:
 
 
 async def test_messages_and_incidents_beside_a_running_daemon(
-    smsbridge_daemon: DaemonFactory, tmp_path: Path
+    backend: tuple[Dialect, str], smsbridge_daemon: DaemonFactory, tmp_path: Path
 ) -> None:
     """Two alerts page alice and text bob; the delivery reports come back; the installed command
-    lists both messages (masked, escaped), filters them, and shows the open incident."""
-    daemon = await smsbridge_daemon(CONFIG)
+    lists both messages (masked, escaped), filters them, and shows the open incident. On each
+    backend (the database outlives the daemon: `backend` comes first)."""
+    url = backend[1]
+    daemon = await smsbridge_daemon(CONFIG + (f'store: {{url: "{url}"}}\n' if url else ""))
     assert daemon.simulator is not None
     state = daemon.simulator.state
     status, _ = await post_json(daemon, "/hooks/am", notification("DiskFull", "critical", "a1"))
@@ -214,7 +216,7 @@ rules:
     )
 
     async def held() -> bool:
-        def read(conn: sqlite3.Connection) -> int:
+        def read(conn: Connection) -> int:
             row = conn.execute("SELECT COUNT(*) AS n FROM jobs WHERE code = 'pause_account'")
             marked = conn.execute("SELECT 1 FROM settings WHERE key LIKE 'c123.%.pause'")
             return int(row.fetchone()["n"]) if marked.fetchone() else 0

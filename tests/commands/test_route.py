@@ -15,7 +15,7 @@ import pytest
 from bridge.cli import main
 from bridge.events import Event, EventKind, Intent
 from bridge.outbox import jobs as outbox
-from bridge.store.sqlite import Store
+from bridge.store import SqliteStore
 
 CONFIG = """
 store: {{path: {store}}}
@@ -98,7 +98,7 @@ def test_caps_are_read_from_the_outbox(
     config, event = files
 
     async def fill() -> None:
-        store = Store(tmp_path / "outbox.sqlite3")
+        store = SqliteStore(tmp_path / "outbox.sqlite3")
         await store.open()
         alert = Event(kind=EventKind.ALERT, source="am")
 

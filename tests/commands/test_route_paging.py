@@ -19,7 +19,7 @@ from bridge.cli import main
 from bridge.events import Event
 from bridge.intake import holding
 from bridge.outbox import jobs as outbox
-from bridge.store.sqlite import Store
+from bridge.store import SqliteStore
 
 CONFIG = """
 store: {{path: {store}}}
@@ -185,7 +185,7 @@ def test_a_grouping_rule_shows_the_summary_with_the_alerts_already_waiting(
     assert alone.startswith("[FIRING:1] DiskFull"), alone
 
     async def fill() -> None:
-        store = Store(tmp_path / "outbox.sqlite3")
+        store = SqliteStore(tmp_path / "outbox.sqlite3")
         await store.open()
         labels = {**EVENT["labels"], "instance": "db2"}
         other = Event.from_json({**EVENT, "labels": labels, "fingerprint": "def"})

@@ -18,7 +18,7 @@ PAGES = ("messages", "incidents", "queue", "conversations", "gateway", "rules", 
 
 def audit(daemon: Daemon) -> list[tuple[str, str, str, str]]:
     with sqlite3.connect(daemon.settings.config.store.path) as conn:
-        rows = conn.execute("SELECT user, role, action, target FROM console_audit ORDER BY id")
+        rows = conn.execute("SELECT person, role, action, target FROM console_audit ORDER BY id")
         return [tuple(row) for row in rows]
 
 

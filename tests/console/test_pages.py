@@ -90,7 +90,7 @@ async def test_acknowledge_and_close_an_incident_through_paging(
         assert "resolved #1" in await answer.text()
     assert rows(daemon, "SELECT state, resolved_by FROM incidents") == [("resolved", "alice")]
     assert rows(
-        daemon, "SELECT user, action, target FROM console_audit WHERE action != 'login'"
+        daemon, "SELECT person, action, target FROM console_audit WHERE action != 'login'"
     ) == [
         ("alice", "acknowledge", "incident #1"),
         ("alice", "close", "incident #1"),

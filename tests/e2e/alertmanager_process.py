@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,9 +20,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_alertmanager(workdir: Path, config: str) -> Iterator[str]:
-    """Start Alertmanager with `config` (YAML) in `workdir`; yields its base URL, then stops it."""
+def running_alertmanager(
+    workdir: Path, config: str, cluster: Sequence[str] = ("--cluster.listen-address=",)
+) -> Iterator[str]:
+    """Start Alertmanager with `config` (YAML) in `workdir`; yields its base URL, then stops it.
+
+    Alone by default; `cluster` gives the `--cluster.*` flags of a peer instead.
+    """
     assert ALERTMANAGER is not None
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     (workdir / "am.yml").write_text(config)
     proc = subprocess.Popen(
@@ -31,7 +37,7 @@ def running_alertmanager(workdir: Path, config: str) -> Iterator[str]:
             f"--config.file={workdir / 'am.yml'}",
             f"--storage.path={workdir / 'am-data'}",
             f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
+            *cluster,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from bridge.plugin import Parsed
 from bridge.plugins.c123.simulator import SimulatorSettings
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.settings import load_settings
+from bridge.store import Dialect, Store
 from bridge.testing import post_json
 
 A = "15102110086"
@@ -24,11 +24,12 @@ TOKEN = "t0ken-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def write(tmp_path: Path) -> Path:
+def write(tmp_path: Path, backend: tuple[Dialect, str]) -> Path:
     path = tmp_path / "config.yaml"
+    where = f"url: {backend[1]}" if backend[1] else f"path: {tmp_path / 'store.sqlite3'}"
     path.write_text(
         f"""
-store: {{path: {tmp_path / "outbox.sqlite3"}}}
+store: {{{where}}}
 server: {{listen: "127.0.0.1:0"}}
 polling: {{replies: 1h, reports: 1h, balance: 1h}}
 inputs:
@@ -66,9 +67,9 @@ def alert(name: str, instance: str = "db1", **extra: Any) -> dict[str, Any]:
     return {"status": "firing", "labels": labels, "fingerprint": f"{name}{instance}", **extra}
 
 
-async def start(tmp_path: Path) -> Daemon:
+async def start(tmp_path: Path, backend: tuple[Dialect, str]) -> Daemon:
     daemon = Daemon(
-        load_settings(write(tmp_path)),
+        load_settings(write(tmp_path, backend)),
         simulator_settings=SimulatorSettings(report_delay=0, rate_limit=None),
     )
     await daemon.start()
@@ -76,8 +77,9 @@ async def start(tmp_path: Path) -> Daemon:
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
-    daemon = await start(tmp_path)
+async def daemon(tmp_path: Path, backend: tuple[Dialect, str]) -> AsyncIterator[Daemon]:
+    """A daemon on each backend."""
+    daemon = await start(tmp_path, backend)
     yield daemon
     await daemon.stop()
 
@@ -123,27 +125,29 @@ async def test_a_lone_surrogate_never_costs_the_group(daemon: Daemon) -> None:
     assert await sms(daemon, 2) == ["CpuHigh \ufffd", "DiskFull db1"]
 
 
-def store_unprocessed(path: Path, source: str, body: bytes) -> None:
+async def store_unprocessed(store: Store, source: str, body: bytes) -> None:
     """What a crash right after the inbox commit leaves: a stored, unprocessed delivery."""
-    with sqlite3.connect(path) as conn:
-        conn.execute(
+    await store.write(
+        lambda conn: conn.execute(
             "INSERT INTO inbox (source, kind, body, received_at) VALUES (?, 'input', ?, ?)",
             (source, body, time.time()),
         )
+    )
 
 
 async def test_a_delivery_stored_before_a_crash_is_processed_at_the_next_start(
-    tmp_path: Path,
+    tmp_path: Path, backend: tuple[Dialect, str], store_factory: Callable[[], Store]
 ) -> None:
     """The stored body is parsed again by its input: accepted means sent, crash or not."""
-    first = await start(tmp_path)
+    first = await start(tmp_path, backend)
     await first.stop()
-    store_unprocessed(
-        tmp_path / "outbox.sqlite3", "am", json.dumps(group(alert("Replayed"))).encode()
-    )
-    store_unprocessed(tmp_path / "outbox.sqlite3", "gone", b"{}")  # an input since removed
-    store_unprocessed(tmp_path / "outbox.sqlite3", "am", b"not json")
-    daemon = await start(tmp_path)
+    store = store_factory()
+    await store.open()
+    await store_unprocessed(store, "am", json.dumps(group(alert("Replayed"))).encode())
+    await store_unprocessed(store, "gone", b"{}")  # an input since removed
+    await store_unprocessed(store, "am", b"not json")
+    await store.close()
+    daemon = await start(tmp_path, backend)
     try:
         assert await sms(daemon, 1) == ["Replayed db1"]
         await daemon.processor.drain()

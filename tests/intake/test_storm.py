@@ -441,10 +441,10 @@ async def test_an_idle_storm_loop_rests(
     async with running(config, FakeClock()) as daemon:
         calls = 0
 
-        async def counted(pipeline: Any) -> None:
+        async def counted(pipeline: Any, fence: Any = None) -> None:
             nonlocal calls
             calls += 1
-            await flush_due(pipeline)
+            await flush_due(pipeline, fence)
 
         monkeypatch.setattr(storm_module, "flush_due", counted)
         daemon._wake([STORM])  # what a submit that grouped or held an alert does

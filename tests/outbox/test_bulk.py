@@ -10,7 +10,7 @@ from pathlib import Path
 from bridge.outbox import bulk, jobs
 from bridge.outbox.retention import RetentionPolicy, prune
 from bridge.plugin import OutcomeKind
-from bridge.store import Connection, Store
+from bridge.store import Connection, SqliteStore
 
 DAY = 86400.0
 NOW = 1_767_000_000.0
@@ -22,7 +22,7 @@ def messages(rows: range) -> list[bulk.BulkMessage]:
 
 
 async def test_rows_are_queued_once_below_pages_and_counted(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     await store.open()
     try:
         queue = partial(bulk.queue, run=RUN, output="sms", now=NOW)
@@ -58,7 +58,7 @@ async def test_rows_are_queued_once_below_pages_and_counted(tmp_path: Path) -> N
 
 
 async def test_retention_forgets_a_run_with_its_jobs(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     await store.open()
     try:
         old, recent = NOW - 40 * DAY, NOW - DAY

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 import structlog
@@ -16,18 +15,10 @@ from bridge.outbox import jobs as outbox
 from bridge.outbox.dispatcher import Dispatcher, RetryPolicy
 from bridge.outbox.jobs import JobState
 from bridge.plugin.base import Job, Outcome, OutcomeKind
-from bridge.store.sqlite import Store
+from bridge.store import Store
 from bridge.testing import CapturingOutput
 
 FAST = RetryPolicy(base=0.01, factor=1.0, ceiling=0.01, max_attempts=3)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "outbox.db")
-    await store.open()
-    yield store
-    await store.close()
 
 
 def intent(n: int, *, retry_ambiguous: bool = True) -> Intent:

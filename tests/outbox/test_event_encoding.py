@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from bridge.events import Conversation, Event, EventKind, Status
 from bridge.outbox import jobs as outbox
 from bridge.outbox.compression import compress, decompress
-from bridge.store import Store
+from bridge.store import SqliteStore
 
 texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
 json_values = st.recursive(
@@ -106,7 +106,7 @@ async def test_events_stored_before_the_dictionary_still_read(tmp_path: Path) ->
     text: both read back beside new ones, through the same path every reader uses."""
     old, older, new = alert_event(1), alert_event(2), alert_event(3)
     text = json.dumps(old.to_json(), ensure_ascii=False, default=str, separators=(",", ":"))
-    store = Store(tmp_path / "store.sqlite3")
+    store = SqliteStore(tmp_path / "store.sqlite3")
     await store.open()
     try:
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-import pytest
 import structlog
 
 from bridge.events import Event, EventKind, Intent
@@ -16,7 +14,7 @@ from bridge.metrics import Metrics
 from bridge.outbox import jobs as outbox
 from bridge.outbox.dispatcher import Dispatcher, RetryPolicy
 from bridge.plugin.base import Job, Outcome, OutcomeKind, Output, PluginContext
-from bridge.store.sqlite import Store
+from bridge.store import Store
 from bridge.testing import CaptureConfig
 
 
@@ -42,14 +40,6 @@ class AccountOutput(Output):
                 for job in jobs
             ]
         return [Outcome(job.id, OutcomeKind.SENT, ref=f"m{job.id}") for job in jobs]
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "outbox.db")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def queue(store: Store, count: int, created: float) -> list[int]:

@@ -1,9 +1,8 @@
-"""The `desk` fixture: paging on a real store in the test's folder."""
+"""The `desk` fixture: paging on a real store, on each backend."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -12,9 +11,10 @@ from tests.paging.desk import Desk
 
 
 @pytest.fixture
-async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
-    store = Store(tmp_path / "s.db", synchronous="OFF")
+async def desk(store_factory: Callable[[], Store]) -> AsyncIterator[Desk]:
+    """Paging on a store of each backend."""
+    store = store_factory()
     await store.open()
-    found = Desk(store, tmp_path / "s.db")
+    found = Desk(store, store_factory)
     yield found
     await found.store.close()

@@ -3,11 +3,9 @@ will fire them (each in the transaction that removes it)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import bridge.paging.escalation as escalation
@@ -18,7 +16,7 @@ from bridge.paging import PolicyConfig, escalation_timeline
 from bridge.paging.escalation import Escalation, IncidentPage
 from bridge.paging.incidents import Transition
 from bridge.rules.config import ContactConfig, Directory
-from bridge.store import Store
+from bridge.store import Connection, Store
 
 T = TypeVar("T")
 T0 = 1_796_000_000.0  # 2026-11-30
@@ -54,16 +52,16 @@ class Desk:
     """Opens incidents, fires due timers, and queues (stands in for) the pages' SMS jobs."""
 
     store: Store
-    path: Path
+    reopen: Callable[[], Store]  # another store on the same file or database, for a restart
     jobs: dict[int, IncidentPage] = field(default_factory=dict)  # job id -> page
 
-    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, work: Callable[[Connection], T]) -> T:
         return await self.store.write(work)
 
-    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(self, work: Callable[[Connection], T]) -> T:
         return await self.store.read(work)
 
-    def queue(self, conn: sqlite3.Connection, result: Escalation) -> None:
+    def queue(self, conn: Connection, result: Escalation) -> None:
         for page in result.pages:
             job_id = 1000 + page.page
             escalation.attach_job(conn, page.page, job_id)
@@ -79,7 +77,7 @@ class Desk:
         policy: str = "ops",
         conversation: Conversation | None = None,
     ) -> tuple[Transition, Escalation | None]:
-        def work(conn: sqlite3.Connection) -> tuple[Transition, Escalation | None]:
+        def work(conn: Connection) -> tuple[Transition, Escalation | None]:
             opened = incidents.open_incident(
                 conn,
                 "critical",
@@ -105,7 +103,7 @@ class Desk:
     async def tick(self, now: float) -> list[Escalation]:
         """Fire every timer due by `now`, as the daemon's timer task will."""
 
-        def fire(conn: sqlite3.Connection, timer: timers.Timer) -> Escalation:
+        def fire(conn: Connection, timer: timers.Timer) -> Escalation:
             result = escalation.on_timer(conn, timer, now)
             self.queue(conn, result)
             return result
@@ -113,7 +111,7 @@ class Desk:
         return await self.write(lambda conn: timers.fire_due(conn, now, 100, fire))
 
     async def report(self, page: IncidentPage, status: str, now: float) -> Escalation:
-        def work(conn: sqlite3.Connection) -> Escalation:
+        def work(conn: Connection) -> Escalation:
             result = escalation.delivery_report(conn, self.job_of(page), status, now)
             self.queue(conn, result)
             return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from hypothesis import HealthCheck, event, given, settings
@@ -15,7 +16,7 @@ import bridge.paging.incidents as incidents
 from bridge.paging.actions import Result
 from bridge.paging.incidents import Change, State
 from bridge.paging.replies import Action, Command
-from bridge.store import Store
+from bridge.store import SqliteStore
 from tests.paging.desk import MINUTE, NUMBER, T0, Desk, paged_names
 
 ALICE = NUMBER["alice"]
@@ -140,9 +141,9 @@ REPLIES = st.one_of(
 
 
 async def _any_reply(folder: Path, texts: list[str]) -> None:
-    store = Store(folder / "s.db", synchronous="OFF")
+    store = SqliteStore(folder / "s.db", synchronous="OFF")
     await store.open()
-    desk = Desk(store, folder / "s.db")
+    desk = Desk(store, partial(SqliteStore, folder / "s.db", synchronous="OFF"))
     await two_incidents(desk)
     now = T0 + MINUTE
     for text in texts:

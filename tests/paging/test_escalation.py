@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
 from functools import partial
 
@@ -14,7 +13,7 @@ import bridge.paging.timers as timers
 from bridge.paging import NobodyOnCall
 from bridge.paging.escalation import Cause
 from bridge.paging.incidents import Change, State
-from bridge.store import Store
+from bridge.store import Connection
 from tests.paging.desk import MINUTE, T0, Desk, paged_names
 
 
@@ -189,10 +188,10 @@ async def test_a_restart_mid_escalation_pages_the_next_step_once(desk: Desk) -> 
     await desk.open(T0)
     await settle_reports(desk, T0 + 10)
     await desk.store.close()
-    desk.store = Store(desk.path, synchronous="OFF")  # the restart
+    desk.store = desk.reopen()  # the restart
     await desk.store.open()
 
-    def killed(conn: sqlite3.Connection) -> None:
+    def killed(conn: Connection) -> None:
         fired = timers.fire_due(
             conn, T0 + 5 * MINUTE, 10, partial(escalation.on_timer, now=T0 + 5 * MINUTE)
         )

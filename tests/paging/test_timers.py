@@ -3,43 +3,45 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import tempfile
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bridge.paging.timers as timers
-from bridge.store import Store
+from bridge.store import Connection, Store
 
 T0 = 1_767_000_000.0
 
 
-async def opened(path: Path) -> Store:
+async def opened(make: Callable[[], Store]) -> Store:
     """A store with a scratch table `fired` that stands for a timer's effect."""
-    store = Store(path, synchronous="OFF")
+    store = make()
     await store.open()
     await store.write(
         lambda conn: conn.execute(
-            "CREATE TABLE IF NOT EXISTS fired (timer INTEGER NOT NULL, key TEXT NOT NULL)"
+            """CREATE TABLE IF NOT EXISTS fired (
+                   seq INTEGER NOT NULL, timer INTEGER NOT NULL, key TEXT NOT NULL)"""
         )
     )
     return store
 
 
-def record(conn: sqlite3.Connection, timer: timers.Timer) -> int:
-    conn.execute("INSERT INTO fired (timer, key) VALUES (?, ?)", (timer.id, timer.key))
+def record(conn: Connection, timer: timers.Timer) -> int:
+    conn.execute(
+        "INSERT INTO fired (seq, timer, key) SELECT count(*), ?, ? FROM fired",
+        (timer.id, timer.key),
+    )
     return timer.id
 
 
-def fired_ids(conn: sqlite3.Connection) -> list[int]:
-    return [row["timer"] for row in conn.execute("SELECT timer FROM fired ORDER BY rowid")]
+def fired_ids(conn: Connection) -> list[int]:
+    return [row["timer"] for row in conn.execute("SELECT timer FROM fired ORDER BY seq")]
 
 
-async def test_schedule_is_idempotent_per_kind_and_key(tmp_path: Path) -> None:
-    store = await opened(tmp_path / "s.db")
+async def test_schedule_is_idempotent_per_kind_and_key(store_factory: Callable[[], Store]) -> None:
+    store = await opened(store_factory)
     first = await store.write(lambda c: timers.schedule(c, "step", "7", T0 + 60, T0, {"i": 1}))
     again = await store.write(lambda c: timers.schedule(c, "step", "7", T0 + 5, T0, {"i": 2}))
     other = await store.write(lambda c: timers.schedule(c, "report", "7", T0 + 5, T0))
@@ -62,10 +64,10 @@ async def test_schedule_is_idempotent_per_kind_and_key(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_due_takes_oldest_first_within_the_limit(tmp_path: Path) -> None:
-    store = await opened(tmp_path / "s.db")
+async def test_due_takes_oldest_first_within_the_limit(store_factory: Callable[[], Store]) -> None:
+    store = await opened(store_factory)
 
-    def plan(conn: sqlite3.Connection) -> None:
+    def plan(conn: Connection) -> None:
         for index, delay in enumerate([30, 10, 20, 90]):
             timers.schedule(conn, "t", str(index), T0 + delay, T0)
 
@@ -78,8 +80,10 @@ async def test_due_takes_oldest_first_within_the_limit(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_a_claim_holds_other_owners_off_until_its_lease_ends(tmp_path: Path) -> None:
-    store = await opened(tmp_path / "s.db")
+async def test_a_claim_holds_other_owners_off_until_its_lease_ends(
+    store_factory: Callable[[], Store],
+) -> None:
+    store = await opened(store_factory)
     await store.write(lambda c: timers.schedule(c, "t", "a", T0, T0))
     mine = await store.write(lambda c: timers.due(c, T0, 10, owner="one", lease=30))
     assert len(mine) == 1
@@ -93,24 +97,25 @@ async def test_a_claim_holds_other_owners_off_until_its_lease_ends(tmp_path: Pat
     await store.close()
 
 
-async def test_a_crash_before_the_commit_fires_again_after_it_never(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    store = await opened(path)
+async def test_a_crash_before_the_commit_fires_again_after_it_never(
+    store_factory: Callable[[], Store],
+) -> None:
+    store = await opened(store_factory)
     await store.write(lambda c: timers.schedule(c, "t", "a", T0, T0))
 
-    def crashing(conn: sqlite3.Connection) -> None:
+    def crashing(conn: Connection) -> None:
         timers.fire_due(conn, T0, 10, record)
         raise RuntimeError("power cut before the commit")
 
     with pytest.raises(RuntimeError):
         await store.write(crashing)
     await store.close()
-    store = await opened(path)  # the restart
+    store = await opened(store_factory)  # the restart
     assert await store.read(fired_ids) == []
     first = await store.write(lambda c: timers.fire_due(c, T0 + 1, 10, record))
     assert len(first) == 1
     await store.close()
-    store = await opened(path)
+    store = await opened(store_factory)
     assert await store.write(lambda c: timers.fire_due(c, T0 + 2, 10, record)) == []
     assert await store.read(fired_ids) == first
     await store.close()
@@ -129,8 +134,11 @@ OPERATIONS = st.lists(
 )
 
 
-async def _interleave(path: Path, operations: list[tuple[object, ...]]) -> None:
-    store = await opened(path)
+async def _interleave(make: Callable[[], Store], operations: list[tuple[object, ...]]) -> None:
+    store = await opened(make)
+    # A fresh start for each example (PostgreSQL keeps its database across them).
+    await store.write(lambda c: c.execute("DELETE FROM timers"))
+    await store.write(lambda c: c.execute("DELETE FROM fired"))
     now = T0
     pending: dict[str, tuple[int, float]] = {}  # key -> (timer id, due)
     expected: list[int] = []  # timer ids that must have fired, in firing order
@@ -158,7 +166,7 @@ async def _interleave(path: Path, operations: list[tuple[object, ...]]) -> None:
                 at = now
 
                 def work(
-                    conn: sqlite3.Connection, n: float = at, lim: int = limit, boom: bool = crash
+                    conn: Connection, n: float = at, lim: int = limit, boom: bool = crash
                 ) -> list[int]:
                     ids = timers.fire_due(conn, n, lim, record)
                     if boom:
@@ -176,7 +184,7 @@ async def _interleave(path: Path, operations: list[tuple[object, ...]]) -> None:
                 pending = {k: v for k, v in pending.items() if v[0] not in ids}
             case ("restart",):
                 await store.close()
-                store = await opened(path)
+                store = await opened(make)
     # Everything left fires once time has run far enough on.
     rest = await store.write(lambda c: timers.fire_due(c, now + 10_000, 100, record))
     expected.extend(rest)
@@ -189,10 +197,13 @@ async def _interleave(path: Path, operations: list[tuple[object, ...]]) -> None:
     await store.close()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(OPERATIONS)
 def test_any_interleaving_fires_each_timer_exactly_once_unless_cancelled(
-    operations: list[tuple[object, ...]],
+    store_factory: Callable[[], Store], operations: list[tuple[object, ...]]
 ) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(_interleave(Path(folder) / "s.db", operations))
+    asyncio.run(_interleave(store_factory, operations))

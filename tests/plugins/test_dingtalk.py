@@ -39,7 +39,7 @@ from bridge.plugins.dingtalk import (
     check,
     sign,
 )
-from bridge.store import Store, StoreReplay
+from bridge.store import SqliteStore, StoreReplay
 from bridge.testing import DaemonFactory, RecordingSubmit, ServeInput, input_app, post_json
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -616,7 +616,7 @@ async def test_replay_memory_unavailable_is_503_and_nothing_is_submitted(
     recorder: RecordingSubmit,
 ) -> None:
     """The claim could not be committed (the store is down): 503 so DingTalk retries, never 500."""
-    store = Store(tmp_path / "s.sqlite3")  # never opened: every write is refused
+    store = SqliteStore(tmp_path / "s.sqlite3")  # never opened: every write is refused
     ctx = PluginContext(
         "dt", http_session, structlog.get_logger(), submit=recorder, replay=StoreReplay(store)
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bridge.plugin.base import StoreUnavailableError
-from bridge.store.sqlite import Store
+from bridge.store import SqliteStore, Store
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t (x INTEGER NOT NULL);"
 
@@ -32,7 +32,7 @@ def insert(value: int, *, read_only: bool = False):  # type: ignore[no-untyped-d
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = Store(tmp_path / "s.db")
+    opened = SqliteStore(tmp_path / "s.db")
     await opened.open()
     await opened.write(lambda conn: conn.execute(SCHEMA))
     yield opened

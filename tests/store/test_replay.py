@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.plugin.replay import MemoryReplay
-from bridge.store import Store, StoreReplay
+from bridge.store import SqliteStore, StoreReplay
 
 _OPS = st.lists(
     st.tuples(
@@ -36,14 +36,14 @@ def test_the_store_remembers_as_memory_does_across_restarts(
         answers: list[tuple[bool, bool]] = []
         with tempfile.TemporaryDirectory() as directory:
             path = Path(directory) / "s.sqlite3"
-            store = Store(path)
+            store = SqliteStore(path)
             await store.open()
             try:
                 for key, value, window, elapsed, restart in ops:
                     now[0] += elapsed
                     if restart:
                         await store.close()
-                        store = Store(path)
+                        store = SqliteStore(path)
                         await store.open()
                     kept = StoreReplay(store, lambda: now[0])
                     answers.append(

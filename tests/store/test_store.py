@@ -1,20 +1,21 @@
-"""The SQLite store: group commit, per-write rollback, durability."""
+"""The store on each backend: per-write rollback, durability; SQLite's group commit."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from bridge.plugin.base import StoreUnavailableError
-from bridge.store.sqlite import Store
+from bridge.store import Connection, SqliteStore, Store
 
 
-async def opened(path: Path) -> Store:
+async def opened(make: Callable[[], Store]) -> Store:
     """A store with a scratch table `t` beside the daemon's own."""
-    store = Store(path)
+    store = make()
     await store.open()
     await store.write(
         lambda conn: conn.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER NOT NULL)")
@@ -23,20 +24,20 @@ async def opened(path: Path) -> Store:
 
 
 def insert(value: int):  # type: ignore[no-untyped-def]
-    def work(conn: sqlite3.Connection) -> int:
+    def work(conn: Connection) -> int:
         conn.execute("INSERT INTO t (x) VALUES (?)", (value,))
         return value
 
     return work
 
 
-def count(conn: sqlite3.Connection) -> int:
+def count(conn: Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM t").fetchone()[0])
 
 
 async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
-    """Many concurrent writers are committed in far fewer transactions than writes."""
-    store = await opened(tmp_path / "s.db")
+    """SQLite: many concurrent writers are committed in far fewer transactions than writes."""
+    store = await opened(partial(SqliteStore, tmp_path / "s.db"))
     results = await asyncio.gather(*(store.write(insert(i)) for i in range(200)))
     assert results == list(range(200))
     assert store.commits < 50
@@ -44,11 +45,11 @@ async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_a_failing_write_rolls_back_alone(tmp_path: Path) -> None:
+async def test_a_failing_write_rolls_back_alone(store_factory: Callable[[], Store]) -> None:
     """One write raising does not undo the writes batched with it."""
-    store = await opened(tmp_path / "s.db")
+    store = await opened(store_factory)
 
-    def bad(conn: sqlite3.Connection) -> None:
+    def bad(conn: Connection) -> None:
         conn.execute("INSERT INTO t (x) VALUES (999)")
         raise ValueError("boom")
 
@@ -62,30 +63,29 @@ async def test_a_failing_write_rolls_back_alone(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_committed_writes_survive_reopening(tmp_path: Path) -> None:
-    """What write() returned for is in the file when it is opened again."""
-    path = tmp_path / "s.db"
-    store = await opened(path)
+async def test_committed_writes_survive_reopening(store_factory: Callable[[], Store]) -> None:
+    """What write() returned for is in the store when it is opened again."""
+    store = await opened(store_factory)
     await store.write(insert(7))
     await store.close()
-    again = await opened(path)
+    again = await opened(store_factory)
     assert await again.read(count) == 1
     await again.close()
 
 
-async def test_closed_store_refuses_writes(tmp_path: Path) -> None:
+async def test_closed_store_refuses_writes(store_factory: Callable[[], Store]) -> None:
     """Writing to a store that is not open raises StoreUnavailableError (inputs answer 5xx)."""
-    store = Store(tmp_path / "s.db")
+    store = store_factory()
     with pytest.raises(StoreUnavailableError):
         await store.write(insert(1))
 
 
-async def test_a_failing_pure_write_fails_alone(tmp_path: Path) -> None:
+async def test_a_failing_pure_write_fails_alone(store_factory: Callable[[], Store]) -> None:
     """Pure writes share one savepoint; when one fails, the others still commit, and so do
     the guarded writes batched with them."""
-    store = await opened(tmp_path / "s.db")
+    store = await opened(store_factory)
 
-    def bad(conn: sqlite3.Connection) -> None:
+    def bad(conn: Connection) -> None:
         conn.execute("INSERT INTO t (x) VALUES (999)")
         raise ValueError("boom")
 
@@ -105,15 +105,17 @@ async def test_a_failing_pure_write_fails_alone(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_writes_queued_before_close_are_committed(tmp_path: Path) -> None:
+async def test_writes_queued_before_close_are_committed(
+    store_factory: Callable[[], Store],
+) -> None:
     """close() lets every write already queued commit, then refuses new ones."""
-    store = await opened(tmp_path / "s.db")
+    store = await opened(store_factory)
     writes = [asyncio.ensure_future(store.write(insert(i), pure=True)) for i in range(50)]
     await asyncio.sleep(0)  # every write is queued
     await store.close()
     assert [await w for w in writes] == list(range(50))
     with pytest.raises(StoreUnavailableError):
         await store.write(insert(99))
-    again = await opened(tmp_path / "s.db")
+    again = await opened(store_factory)
     assert await again.read(count) == 50
     await again.close()

@@ -35,7 +35,7 @@ from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.models import OutgoingSms
 from bridge.plugins.c123.output import C123Output
 from bridge.runtime import SMS_OUTPUT
-from bridge.store import Connection, Store
+from bridge.store import Connection, Store, make_store
 
 PROGRESS_EVERY = 0.2  # seconds between looks at the run's jobs (a daemon may send some)
 # A job 'sending' this many gateway timeouts after its claim has no call alive: its sender
@@ -213,7 +213,7 @@ async def cmd_bulk_send(args: argparse.Namespace) -> int:
         if not args.json:
             emit_lines(lines)
         _confirm(cost, config.bulk.confirm_above, args.yes, len(todo))
-        store = Store(config.store.path)
+        store = make_store(config.store.path, config.store.conninfo())
         await store.open()
         stack.push_async_callback(store.close)
         now = time.time()

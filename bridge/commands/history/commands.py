@@ -95,10 +95,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def _read(config: Path | None, query: Callable[[Connection], T]) -> T:
-    path = (await asyncio.to_thread(source.load_sections, config)).store.path
+    store = (await asyncio.to_thread(source.load_sections, config)).store
 
     def run() -> T:
-        with source.read_only(path) as conn:
+        with source.read_store(store) as conn:
             return query(conn)
 
     return await asyncio.to_thread(run)

@@ -17,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridge.config import load_yaml, read_config_file, validate
 from bridge.config.models import StoreConfig
 from bridge.rules import Contacts
-from bridge.store import Connection, Row, StoreOpenError, migrations
+from bridge.store import (
+    Connection,
+    StoreOpenError,
+    describe_url,
+    migrations,
+    pg_migrations,
+    read_only_database,
+)
 
 # The sections history reads; the others are neither validated nor needed.
 _SECTIONS = ("store", "contacts")
@@ -56,6 +63,25 @@ class StoreTooOldError(Exception):
 
 
 @contextmanager
+def read_store(store: StoreConfig) -> Iterator[Connection]:
+    """A read-only connection on the configured store, SQLite's file or PostgreSQL."""
+    conninfo = store.conninfo()
+    if conninfo is None:
+        with read_only(store.path) as conn:
+            yield conn
+        return
+    with read_only_database(conninfo) as conn:
+        found = pg_migrations.version(conn)
+        if found < migrations.latest():
+            raise StoreTooOldError(
+                f"the store {describe_url(conninfo)} is at schema version {found}, older than this "
+                f"smsbridge ({migrations.latest()}): start the daemon or run `smsbridge migrate` "
+                "first"
+            )
+        yield conn
+
+
+@contextmanager
 def read_only(path: Path) -> Iterator[Connection]:
     """A read-only connection on the store at `path`; raises StoreOpenError if it cannot be read.
 
@@ -71,7 +97,7 @@ def read_only(path: Path) -> Iterator[Connection]:
     except sqlite3.Error as exc:
         raise StoreOpenError(path, exc) from None
     try:
-        conn.row_factory = Row
+        conn.row_factory = sqlite3.Row
         try:
             found = migrations.check_version(conn)
         except sqlite3.DatabaseError as exc:

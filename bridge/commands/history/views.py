@@ -241,9 +241,14 @@ def incidents(conn: Connection) -> list[OpenIncident]:
     found: list[OpenIncident] = []
     for incident in open_incidents(conn):
         pages = conn.execute(
-            """SELECT name, MIN(id) AS first, COUNT(*) AS n FROM incident_pages
-               WHERE incident_id = ? GROUP BY mobile ORDER BY first""",
-            (incident.id,),
+            # Per number: the name of its first page (no bare columns beside MIN(): standard SQL).
+            """SELECT p.name, p.id AS first, (SELECT COUNT(*) FROM incident_pages q
+                      WHERE q.incident_id = p.incident_id AND q.mobile = p.mobile) AS n
+               FROM incident_pages p WHERE p.incident_id = :incident
+               AND p.id = (SELECT MIN(q.id) FROM incident_pages q
+                           WHERE q.incident_id = :incident AND q.mobile = p.mobile)
+               ORDER BY first""",
+            {"incident": incident.id},
         ).fetchall()
         found.append(
             OpenIncident(

@@ -33,6 +33,8 @@ STATE = web.AppKey("state", GatewayState)
 # A sendBatch of 100 texts of 1000 Chinese characters, percent-encoded, is about 900 KB.
 MAX_BODY = 8 * 1024 * 1024
 SHUTDOWN_SECONDS = 1.0
+# How often a held answer looks whether its caller hung up.
+_HANG_UP_POLL = 0.02
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -170,11 +172,30 @@ async def _answer(
             return web.Response(text=body, content_type=content_type, charset="utf-8")
         elif fault.kind is FaultKind.CODE:
             return _xml(forced_code(action.value, fault.code or 0))
+        elif fault.kind is FaultKind.HOLD:
+            # The read happens now (its records are handed out); the answer comes late, as
+            # from a gateway that stalls, or reaches a poller that was paused meanwhile.
+            answer = state.handle(action, params)
+            held = _xml(render(answer, reply_time_millis=state.settings.reply_time_millis))
+            await _hold(request, fault.seconds)
+            return held
         else:
             state.handle(action, params)
             return _drop(request)
     answer = state.handle(action, params)
     return _xml(render(answer, reply_time_millis=state.settings.reply_time_millis))
+
+
+async def _hold(request: web.Request, seconds: float) -> None:
+    """Wait `seconds`, or until the caller hangs up: a held answer nobody waits for any more
+    is no longer a call in flight."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := deadline - loop.time()) > 0:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        await asyncio.sleep(min(left, _HANG_UP_POLL))
 
 
 async def _params(request: web.Request) -> dict[str, str]:
@@ -310,6 +331,8 @@ async def _account(request: web.Request) -> web.Response:
             **{name: getattr(account, name) for name in names},
             "in_flight": account.in_flight,
             "max_in_flight": account.max_in_flight,
+            "reads_in_flight": account.reads_in_flight,
+            "max_reads_in_flight": account.max_reads_in_flight,
         }
     )
 

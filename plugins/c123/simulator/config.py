@@ -110,6 +110,7 @@ class FaultKind(StrEnum):
     MALFORMED = "malformed"  # answer 200 with a body that is not the protocol's XML
     CODE = "code"  # answer a forced result code without processing
     ACCEPT_THEN_DROP = "accept_then_drop"  # process fully, then close without answering
+    HOLD = "hold"  # process fully (a read hands its records out), answer `seconds` later
 
 
 class MalformedVariant(StrEnum):

@@ -40,6 +40,7 @@ log = structlog.get_logger()
 FIRST_MSGID = 158830675912720700
 _ACCOUNT_FORM = re.compile(r"[^@]+@[^@]+")
 _POLL_SECONDS = 0.05
+_READS = frozenset((Action.GET_REPLY.value, Action.GET_SEND_STATE.value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,10 @@ class AccountState:
     wrong_key_calls: int = 0  # every call refused for a wrong key, ever
     in_flight: int = 0  # calls being answered right now
     max_in_flight: int = 0  # the most calls ever answered at once
+    # getReply / getSendState calls being answered now, and the most ever at once: reads are
+    # destructive, so more than one at a time means two pollers are stealing each other's records.
+    reads_in_flight: int = 0
+    max_reads_in_flight: int = 0
     reports: list[Report] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
     last_msgid: dict[str, str] = field(default_factory=dict)
@@ -166,15 +171,23 @@ class GatewayState:
         """Count a call by the key it carries, and as in flight (per account) while it lasts."""
         self.calls_by_key[key_digest(params.get("authkey", ""))] += 1
         account = self.accounts.get(params.get("ac", ""))
+        read = params.get("action", "") in _READS
         if account is not None:
             account.in_flight += 1
             account.max_in_flight = max(account.max_in_flight, account.in_flight)
+            if read:
+                account.reads_in_flight += 1
+                account.max_reads_in_flight = max(
+                    account.max_reads_in_flight, account.reads_in_flight
+                )
         self._notify()
         try:
             yield
         finally:
             if account is not None:
                 account.in_flight -= 1
+                if read:
+                    account.reads_in_flight -= 1
             self._notify()
 
     def take_fault(self, action: Action) -> Fault | None:

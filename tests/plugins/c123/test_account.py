@@ -25,7 +25,7 @@ from bridge.plugins.c123.simulator import (
     SimulatorSettings,
     key_digest,
 )
-from bridge.store.sqlite import Store
+from bridge.store import SqliteStore, Store
 
 A, B = "15102110086", "15102110087"
 WRONG = "0" * 32
@@ -45,7 +45,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "smsbridge.sqlite3")
+    store = SqliteStore(tmp_path / "smsbridge.sqlite3")
     await store.open()
     yield store
     await store.close()
@@ -189,8 +189,53 @@ async def test_an_account_fault_pauses_until_a_probe_answers(
         await client.send_once([A], "x")
     assert simulator.state.calls["sendOnce"] == 2
     assert len(simulator.state.messages) == 1
-    stored = await store.read(lambda c: c.execute("SELECT value FROM settings").fetchall())
-    assert [row[0] for row in stored] == [""]  # the pause is lifted in the store too
+    marks = await StoreMarks(store).load([client.gate.names.pause, client.gate.names.proven])
+    assert marks[client.gate.names.pause] == ""  # the pause is lifted in the store too
+    assert marks[client.gate.names.proven]  # and the key's proof is shared
+
+
+async def test_only_the_instance_allowed_to_probe_does(
+    simulator: Simulator, session: aiohttp.ClientSession, store: Store
+) -> None:
+    """Two instances watch one paused account: only the one holding the poll lease probes;
+    the other resumes from the shared marks when the probe lifts the pause."""
+    prober = C123Client(config(simulator.url, probe="200ms"), session, marks=StoreMarks(store))
+    follower = C123Client(config(simulator.url, probe="200ms"), session, marks=StoreMarks(store))
+    follower.gate.may_probe = lambda: False
+    pause_mark = follower.gate.names.pause
+    await prober.get_balance()
+    await follower.get_balance()
+    simulator.state.set_flags(DEFAULT_ACCOUNT, api_disabled=True)
+    with pytest.raises(errors.ApiDisabledError):
+        await follower.send_once([A], "x")
+    async with follower.gate.watching():
+        calls = simulator.state.calls["getBalance"]
+        await asyncio.sleep(0.6)  # nothing to await: three probe intervals pass in silence
+        assert simulator.state.calls["getBalance"] == calls, "the follower probed"
+        simulator.state.set_flags(DEFAULT_ACCOUNT, api_disabled=False)
+        async with prober.gate.watching():
+            await prober.gate.refresh()  # sees the pause the follower found, and probes it
+            await simulator.state.wait_for(lambda s: s.calls["getBalance"] > calls)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while await StoreMarks(store).load([pause_mark]) != {pause_mark: ""}:
+                assert loop.time() < deadline, "the probe did not lift the pause"
+                await asyncio.sleep(0.02)  # the prober records the lift right after its answer
+            await follower.gate.refresh()
+            await follower.send_once([A], "x")  # the pause is lifted for the follower too
+    assert len(simulator.state.messages) == 1
+
+
+async def test_a_key_one_instance_proved_is_not_proved_again(
+    simulator: Simulator, session: aiohttp.ClientSession, store: Store
+) -> None:
+    """Instances share the proof of a key: the second one's first call needs no getBalance."""
+    first = C123Client(config(simulator.url), session, marks=StoreMarks(store))
+    second = C123Client(config(simulator.url), session, marks=StoreMarks(store))
+    await first.send_once([A], "x")
+    assert simulator.state.calls == {"getBalance": 1, "sendOnce": 1}
+    await second.send_once([A], "y")
+    assert simulator.state.calls == {"getBalance": 1, "sendOnce": 2}
 
 
 async def test_a_pause_found_by_another_process_is_respected(

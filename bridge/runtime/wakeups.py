@@ -1,0 +1,90 @@
+"""Waking the instance that can act, across instances on one database (LISTEN/NOTIFY).
+
+A delivery stored by one instance must wake the processor leader, which may be another; jobs
+the leader queued must wake every instance's senders. Each side keeps polling as it always did
+(the processor every second, a sender at its next due job), so a NOTIFY lost with a dropped
+connection only costs that poll's delay. Notices are coalesced: a burst of webhooks costs one
+NOTIFY per channel per round, not one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack
+
+from bridge.runtime.supervisor import Supervisor
+from bridge.store import Dialect, Store
+
+INBOX = "smsbridge_inbox"  # deliveries (or polled records) wait for the processor
+JOBS = "smsbridge_jobs"  # jobs are due for the outputs named in the payload
+# A round collects what came within this before it notifies.
+ROUND = 0.01
+SEND_TASK, LISTEN_TASK = "wakeups-send", "wakeups-listen"
+
+
+def start(
+    store: Store,
+    supervisor: Supervisor,
+    stack: AsyncExitStack,
+    *,
+    inbox: Callable[[], None],
+    jobs: Callable[[set[str]], None],
+    stop: Callable[[list[str]], Awaitable[None]],
+) -> Wakeups | None:
+    """Send and hear wake-ups, supervised, on a database other processes share (None: SQLite,
+    where this process is the only one and wakes its own workers directly)."""
+    if store.dialect is not Dialect.POSTGRESQL:
+        return None
+    wakeups = Wakeups(store, inbox=inbox, jobs=jobs)
+    supervisor.start(SEND_TASK, wakeups.send)
+    supervisor.start(LISTEN_TASK, wakeups.listen)
+    stack.push_async_callback(stop, [LISTEN_TASK, SEND_TASK])
+    return wakeups
+
+
+class Wakeups:
+    """Sends coalesced NOTIFYs for this instance's news; hands others' news to the waiters."""
+
+    def __init__(
+        self, store: Store, *, inbox: Callable[[], None], jobs: Callable[[set[str]], None]
+    ):
+        self.store = store
+        self.on_inbox = inbox
+        self.on_jobs = jobs
+        self._pending: dict[str, set[str]] = {}
+        self._news = asyncio.Event()
+        self.sent = 0  # NOTIFYs sent, and heard (this instance's own included), for tests
+        self.heard = 0
+
+    def inbox(self) -> None:
+        """A delivery was stored here: the processor leader (wherever it is) should look."""
+        self._post(INBOX, ())
+
+    def jobs(self, outputs: Iterable[str]) -> None:
+        """Jobs of these outputs were queued here: every instance's senders should look."""
+        self._post(JOBS, outputs)
+
+    def _post(self, channel: str, items: Iterable[str]) -> None:
+        self._pending.setdefault(channel, set()).update(items)
+        self._news.set()
+
+    async def send(self) -> None:
+        """Send what was posted, a round at a time, until cancelled."""
+        while True:
+            await self._news.wait()
+            await asyncio.sleep(ROUND)
+            self._news.clear()
+            pending, self._pending = self._pending, {}
+            for channel, items in pending.items():
+                await self.store.notify(channel, ",".join(sorted(items)))
+                self.sent += 1
+
+    async def listen(self) -> None:
+        """Hand NOTIFYs on to the waiters until cancelled (a lost connection raises)."""
+        async for notice in self.store.notifications(INBOX, JOBS):
+            self.heard += 1
+            if notice.channel == INBOX:
+                self.on_inbox()
+            else:
+                self.on_jobs({name for name in notice.payload.split(",") if name})
