@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.commands.common import EXIT_OK, EXIT_USAGE
-from bridge.commands.history.source import StoreTooOldError, read_only
+from bridge.commands.history.source import StoreTooOldError, read_store
 from bridge.commands.output import emit_json, emit_lines
 from bridge.config import ConfigError, issue_at, load_yaml, read_config_file
 from bridge.config.models import Config
@@ -88,12 +88,12 @@ def _describe(name: str, schedule: ScheduleConfig, at: datetime, count: int) -> 
 
 def _unreachable(settings: Settings, schedules: dict[str, ScheduleConfig]) -> list[Unreachable]:
     """Members whose last page was not delivered, from the store when there is one."""
-    path = settings.config.store.path
-    if not schedules or not path.exists():
+    store = settings.config.store
+    if not schedules or (store.conninfo() is None and not store.path.exists()):
         return []
     directory = Directory(settings.config.contacts, settings.config.groups)
     try:
-        with read_only(path) as conn:
+        with read_store(store) as conn:
             return unreachable(conn, schedules, directory)
     except (StoreOpenError, StoreTooOldError):
         return []  # nothing to warn of that can be read; who is on call still stands

@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 
 from bridge.config.models import StoreConfig
 from bridge.plugin import StoreUnavailableError
-from bridge.store import Store, StoreLock, StoreOpenError, ledger, make_store
+from bridge.store import Store, StoreLock, StoreOpenError, leases, ledger, make_store
 
 
 async def open_store(config: StoreConfig, stack: AsyncExitStack, started: str) -> Store:
@@ -28,6 +28,10 @@ async def open_store(config: StoreConfig, stack: AsyncExitStack, started: str) -
         # A real write and commit, so a read-only or full disk shows now, not at the first
         # webhook; the value tells an operator when the daemon last started.
         await store.write(lambda conn: ledger.put_setting(conn, "daemon.started_at", started))
+        if not url:
+            # The file lock proves no other daemon is alive on this file: the leases a killed
+            # one held end now rather than holding up this start (on PostgreSQL they run out).
+            await store.write(leases.expire_all)
     except StoreOpenError:
         raise
     except (OSError, sqlite3.Error, StoreUnavailableError) as exc:

@@ -207,9 +207,9 @@ async def test_due_pages_are_claimed_before_bulk_rows(tmp_path: Path) -> None:
         await store.write(fill)
         claimed = await store.write(lambda conn: jobs.claim(conn, "sms", 3, 2))
         assert [record.text for record in claimed] == ["x", "page"]  # by id, the page first in
-        claimed = await store.write(lambda conn: jobs.claim(conn, "sms", 3, 10, "critical"))
+        claimed = await store.write(lambda conn: jobs.claim(conn, "sms", 3, 10, rule="critical"))
         assert claimed == []
-        claimed = await store.write(lambda conn: jobs.claim(conn, "sms", 3, 10, "bulk:a"))
+        claimed = await store.write(lambda conn: jobs.claim(conn, "sms", 3, 10, rule="bulk:a"))
         assert len(claimed) == 4
     finally:
         await store.close()

@@ -32,7 +32,7 @@ async def test_rows_are_queued_once_below_pages_and_counted(tmp_path: Path) -> N
         assert await store.read(partial(bulk.queued_rows, run=RUN)) == set(range(2, 8))
 
         def settle(conn: Connection) -> None:
-            (first, second, third, *_) = jobs.claim(conn, "sms", NOW, 10, bulk.rule_of(RUN))
+            (first, second, third, *_) = jobs.claim(conn, "sms", NOW, 10, rule=bulk.rule_of(RUN))
             assert first.payload == {"row": 2}
             assert not first.retry_ambiguous  # a bulk row is never resent when in doubt
             jobs.mark_sent(conn, first.id, NOW, "m1", 1, Decimal("0.05"))

@@ -36,7 +36,7 @@ PLACES = [
 def conn(tmp_path_factory: pytest.TempPathFactory) -> sqlite3.Connection:
     path: Path = tmp_path_factory.mktemp("actions") / "store.sqlite3"
     connection = sqlite3.connect(path, isolation_level=None)
-    connection.row_factory = Row
+    connection.row_factory = sqlite3.Row
     migrations.upgrade(connection)
     return connection
 

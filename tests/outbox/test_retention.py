@@ -172,15 +172,15 @@ def fill(conn: Connection) -> Live:
         ("dedupe", "INSERT INTO dedupe VALUES ('live', ?)", NOW + 60),
         ("seen_records", "INSERT INTO seen_records VALUES ('live', ?)", NOW - 6 * DAY),
         ("replay", "INSERT INTO replay VALUES ('live', 'm', ?)", NOW + 60),
-        (
-            "console_audit",
-            "INSERT INTO console_audit (at, person, role, action) "
-            "VALUES (?, 'alice', 'operator', 'login')",
-            NOW - 60,
-        ),
     ):
         conn.execute(sql, (value,))
         live[table] = {"live"}
+    audit = conn.execute(
+        "INSERT INTO console_audit (at, person, role, action) "
+        "VALUES (?, 'alice', 'operator', 'login') RETURNING id",
+        (NOW - 60,),
+    ).fetchone()
+    live["console_audit"] = {audit[0]}
     conn.execute("INSERT INTO settings (key, value) VALUES ('balance|a', '1.00')")
     live["settings"] = ids(conn, "settings")
     return Live(live)

@@ -16,6 +16,7 @@ import bridge.paging.timers as timers
 from bridge.paging import ScheduleConfig
 from bridge.runtime.health import refresh_gauges
 from bridge.runtime.loops import fire_paging_timers
+from bridge.store import Dialect
 from bridge.testing import DaemonFactory, post_json
 from tests.paging.desk import DIRECTORY, NUMBER, T0, Desk
 from tests.paging.test_e2e import A, has, notification, until
@@ -135,7 +136,9 @@ oncall:
     assert [key for key, _ in await daemon.store.read(due)] == ["primary"]  # the next one
 
 
-async def test_a_member_whose_last_page_failed_is_warned_of(desk: Desk, tmp_path: Path) -> None:
+async def test_a_member_whose_last_page_failed_is_warned_of(
+    desk: Desk, tmp_path: Path, backend: tuple[Dialect, str]
+) -> None:
     """alice's page fails: `unreachable` names her; `smsbridge oncall` warns; a later
     delivered page clears it."""
     schedules = {"primary": schedule()}
@@ -146,10 +149,15 @@ async def test_a_member_whose_last_page_failed_is_warned_of(desk: Desk, tmp_path
     (found,) = await desk.call(handoffs.unreachable, schedules, DIRECTORY)
     assert (found.schedule, found.member, found.status) == ("primary", "Alice", "failed")
 
+    # `oncall` reads the desk's own store, whichever backend it is on.
+    url = backend[1]
+    store_line = (
+        f"store: {{url: '{url}'}}" if url else f"store: {{path: {tmp_path / 'store.sqlite3'}}}"
+    )
     config = tmp_path / "smsbridge.yaml"
     config.write_text(
         f"""
-store: {{path: {desk.path}}}
+{store_line}
 contacts:
   alice: {{number: "{NUMBER["alice"]}", name: Alice}}
   bob: {{number: "{NUMBER["bob"]}", name: Bob}}
