@@ -7,6 +7,8 @@ import json
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +22,7 @@ from bridge.paging import NobodyOnCall, escalation_timeline
 from bridge.rules import Decision, Directory
 from bridge.runtime import Settings, load_settings
 from bridge.sms import mask_number, segment_count
-from bridge.store import Connection
+from bridge.store import Connection, read_only_database
 from bridge.text import terminal_safe
 
 _TIME = "%a %Y-%m-%d %H:%M %z"
@@ -54,15 +56,24 @@ def _read_event(path: Path) -> Event:
     return Event.from_json(json.loads(text))
 
 
-def _open_outbox(settings: Settings) -> sqlite3.Connection | None:
-    if settings.config.store.url is not None:
-        return None  # PostgreSQL: explained without the store's state (sends, repeats)
+@contextmanager
+def _outbox(settings: Settings) -> Iterator[Connection | None]:
+    """The store read-only, for what it knows (caps used, repeats); None: no store yet."""
+    conninfo = settings.config.store.conninfo()
+    if conninfo is not None:
+        with read_only_database(conninfo) as found:
+            yield found
+        return
     path = settings.config.store.path
     if not path.exists():
-        return None
+        yield None
+        return
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
-    return conn
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def _recipient_state(conn: Connection | None, decision: Decision, number: str, now: float) -> str:
@@ -199,8 +210,7 @@ async def cmd_route(args: argparse.Namespace) -> int:
     if at.tzinfo is None:
         at = at.replace(tzinfo=settings.timezone)
     now = at.timestamp() if args.at else time.time()
-    conn = _open_outbox(settings)
-    try:
+    with _outbox(settings) as conn:
         decisions = settings.rules.evaluate(event, at)
         report = {
             "event": {
@@ -212,9 +222,6 @@ async def cmd_route(args: argparse.Namespace) -> int:
             "rules": _rule_lines(settings.rules.explain(event, at), decisions),
             "decisions": [_describe(d, settings, conn, now, at) for d in decisions],
         }
-    finally:
-        if conn is not None:
-            conn.close()
     if args.json:
         emit_json(report)
     else:
