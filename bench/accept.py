@@ -35,6 +35,10 @@ async def main(plan: ingest.Plan, *, postgresql: bool = False) -> dict[str, Any]
 
     with running_cluster() as cluster:
         pid = int((cluster.folder / "data" / "postmaster.pid").read_text().split()[0])
+        if plan.server_cpus is not None:
+            # The database is on the server's side: it must not take the client's core (its
+            # backends, started later, inherit the postmaster's CPUs).
+            ingest.pin_tree(pid, plan.server_cpus)
         with cluster.database() as url:
             return await measure(dataclasses.replace(plan, database=url, database_pid=pid))
 

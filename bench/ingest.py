@@ -351,14 +351,26 @@ def machine_busy() -> float:
     return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its children (PostgreSQL: the postmaster and its backends)."""
-    total = cpu_seconds(pid)
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
             if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                total += cpu_seconds(int(stat.parent.name))
-    return total
+                found.append(int(stat.parent.name))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (PostgreSQL: the postmaster and its backends)."""
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in children(pid))
+
+
+def pin_tree(pid: int, cpus: frozenset[int]) -> None:
+    """Pin a process, its threads and its children (their threads too) to `cpus`."""
+    for process in (pid, *children(pid)):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            pin_threads(process, cpus)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -7,6 +7,7 @@ folder, with durability off (a test database is thrown away), and is stopped at 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -90,8 +91,12 @@ class Cluster:
                 conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
-def _as_owner(argv: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+def _run_as_owner(argv: list[str]) -> None:
+    """Run a PostgreSQL program (as `postgres` when we are root); its stderr on failure."""
+    command = ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{Path(argv[0]).name} failed: {done.stderr.decode(errors='replace')}")
 
 
 @contextmanager
@@ -99,57 +104,27 @@ def running_cluster() -> Iterator[Cluster]:
     """initdb + pg_ctl into a temporary folder; stopped and removed at the end."""
     bin_dir = binaries()
     assert bin_dir is not None
-    folder = Path(tempfile.mkdtemp(prefix="smsbridge-pg-"))
     if os.geteuid() == 0:
+        # /tmp, whatever TMPDIR says: the postgres user must be able to reach the folder.
+        folder = Path(tempfile.mkdtemp(prefix="smsbridge-pg-", dir="/tmp"))
         shutil.chown(folder, "postgres", "postgres")
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="smsbridge-pg-"))
     data = folder / "data"
     port = free_port()
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "check": True}
-    subprocess.run(
-        _as_owner(
-            [
-                str(bin_dir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-            ]
-        ),
-        **quiet,  # type: ignore[call-overload]
-    )
+    initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
     options = (
         f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
-    subprocess.run(
-        _as_owner(
-            [
-                str(bin_dir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-l",
-                str(folder / "log"),
-                "-w",
-                "start",
-            ]
-        ),
-        **quiet,  # type: ignore[call-overload]
-    )
+    pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data)]
     try:
+        _run_as_owner([*initdb, "--encoding=UTF8", "--locale=C", "--no-sync"])
+        _run_as_owner([*pg_ctl, "-o", options, "-l", str(folder / "log"), "-w", "start"])
         cluster = Cluster(folder, port)
         cluster.make_template()
         yield cluster
     finally:
-        subprocess.run(
-            _as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-        )
+        with contextlib.suppress(RuntimeError):
+            _run_as_owner([*pg_ctl, "-m", "immediate", "stop"])
         shutil.rmtree(folder, ignore_errors=True)

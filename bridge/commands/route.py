@@ -7,6 +7,8 @@ import json
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from bridge.commands.common import EXIT_OK, EXIT_USAGE
 from bridge.commands.output import emit_json, emit_lines
 from bridge.events import Event
 from bridge.runtime import Settings, load_settings
+from bridge.store import Connection, read_only_database
 from bridge.text import terminal_safe
 
 _TIME = "%a %Y-%m-%d %H:%M %z"
@@ -49,15 +52,24 @@ def _read_event(path: Path) -> Event:
     return Event.from_json(json.loads(text))
 
 
-def _open_outbox(settings: Settings) -> sqlite3.Connection | None:
-    if settings.config.store.url is not None:
-        return None  # PostgreSQL: explained without the store's state (sends, repeats)
+@contextmanager
+def _outbox(settings: Settings) -> Iterator[Connection | None]:
+    """The store read-only, for what it knows (caps used, repeats); None: no store yet."""
+    conninfo = settings.config.store.conninfo()
+    if conninfo is not None:
+        with read_only_database(conninfo) as found:
+            yield found
+        return
     path = settings.config.store.path
     if not path.exists():
-        return None
+        yield None
+        return
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
-    return conn
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 async def cmd_route(args: argparse.Namespace) -> int:
@@ -71,12 +83,8 @@ async def cmd_route(args: argparse.Namespace) -> int:
     if at.tzinfo is None:
         at = at.replace(tzinfo=settings.timezone)
     now = at.timestamp() if args.at else time.time()
-    conn = _open_outbox(settings)
-    try:
+    with _outbox(settings) as conn:
         report = dryrun.report(settings, conn, event, at, now)
-    finally:
-        if conn is not None:
-            conn.close()
     if args.json:
         emit_json(report)
     else:

@@ -1,9 +1,11 @@
 """Running units of work on pooled psycopg connections (in a worker thread): one unit in its own
 transaction, several pure ones in one, or one outside any transaction.
 
-A unit that PostgreSQL aborts to break a deadlock (or for a serialization failure) is run
-again, a bounded number of times: its changes were rolled back, and units are written to be
-run again (SQLite re-runs pure ones too).
+A unit that PostgreSQL aborts to break a deadlock (or for a serialization failure), or whose
+connection is lost before its commit (a restarted server, a killed backend, an idle connection
+dropped by a firewall), is run again on a fresh connection, a bounded number of times: the
+server rolled its changes back, and units are written to be run again (SQLite re-runs pure
+ones too). A connection lost during the commit is not retried: whether it committed is unknown.
 """
 
 from __future__ import annotations
@@ -25,9 +27,6 @@ Outcome = tuple[bool, Any]  # (True, value) or (False, the exception the unit ra
 
 # A unit aborted by a deadlock or a serialization failure runs at most this often.
 ATTEMPTS = 3
-# Seconds a unit waits for a pooled connection (all busy, or the server unreachable) before
-# the store counts as unavailable: a webhook is answered 503 then, not left hanging.
-POOL_WAIT = 5.0
 
 RETRY = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 # The database, not the unit's SQL, failed: the connection, the server, the disk.
@@ -46,23 +45,38 @@ def reason(exc: BaseException) -> str:
 
 
 def transaction(pool: Pool, work: Callable[[Connection], T]) -> T:
-    """Run `work` and commit; again after a deadlock (bounded)."""
+    """Run `work` and commit; again after a deadlock, or when the connection was lost before
+    the commit (bounded)."""
     for attempt in range(1, ATTEMPTS + 1):
+        committing = False
         try:
-            with pool.connection(timeout=POOL_WAIT) as raw:
+            with pool.connection() as raw:
                 try:
                     result = work(PgConnection(raw))
                 except BaseException:
                     _rollback(raw)
                     raise
+                committing = True
                 raw.commit()
                 return result
         except RETRY:
             if attempt == ATTEMPTS:
                 raise
         except UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"commit failed: {reason(exc)}") from exc
+            if committing or not _lost(exc) or attempt == ATTEMPTS:
+                raise StoreUnavailableError(f"commit failed: {reason(exc)}") from exc
+            pool.check()  # its other idle connections were probably lost too
     raise AssertionError("unreachable")
+
+
+def _lost(exc: BaseException) -> bool:
+    """The connection was lost (a restarted server, a killed backend), not the statement: the
+    server rolls back what the transaction did, and a fresh connection may work."""
+    if not isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return False
+    state = exc.sqlstate or ""
+    # No state: the socket went; 08: connection exceptions; 57P: the server shut the session.
+    return state == "" or state.startswith(("08", "57P"))
 
 
 def together(pool: Pool, works: Sequence[Callable[[Connection], Any]]) -> list[Outcome]:
@@ -72,8 +86,9 @@ def together(pool: Pool, works: Sequence[Callable[[Connection], Any]]) -> list[O
     so a failure stays its own. Raises StoreUnavailableError when the database is.
     """
     for attempt in range(1, ATTEMPTS + 1):
+        committing = False
         try:
-            with pool.connection(timeout=POOL_WAIT) as raw:
+            with pool.connection() as raw:
                 conn = PgConnection(raw)
                 try:
                     results = [work(conn) for work in works]
@@ -85,13 +100,16 @@ def together(pool: Pool, works: Sequence[Callable[[Connection], Any]]) -> list[O
                 except Exception:
                     _rollback(raw)
                     break
+                committing = True
                 raw.commit()
                 return [(True, value) for value in results]
         except RETRY:
             if attempt == ATTEMPTS:
                 break
         except UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"commit failed: {reason(exc)}") from exc
+            if committing or not _lost(exc) or attempt == ATTEMPTS:
+                raise StoreUnavailableError(f"commit failed: {reason(exc)}") from exc
+            pool.check()  # its other idle connections were probably lost too
     return [alone(pool, work) for work in works]
 
 
@@ -104,17 +122,22 @@ def alone(pool: Pool, work: Callable[[Connection], Any]) -> Outcome:
 
 
 def autocommit(pool: Pool, work: Callable[[Connection], T]) -> T:
-    """Run `work` outside a transaction: each statement sees the last committed state."""
-    try:
-        with pool.connection(timeout=POOL_WAIT) as raw:
-            raw.autocommit = True
-            try:
-                return work(PgConnection(raw))
-            finally:
-                if not raw.broken:
-                    raw.autocommit = False
-    except UNAVAILABLE as exc:
-        raise StoreUnavailableError(f"the store cannot be read: {reason(exc)}") from exc
+    """Run `work` outside a transaction: each statement sees the last committed state. Run
+    again once on a fresh connection when the first one was lost."""
+    for attempt in range(1, 3):
+        try:
+            with pool.connection() as raw:
+                raw.autocommit = True
+                try:
+                    return work(PgConnection(raw))
+                finally:
+                    if not raw.broken:
+                        raw.autocommit = False
+        except UNAVAILABLE as exc:
+            if not _lost(exc) or attempt == 2:
+                raise StoreUnavailableError(f"the store cannot be read: {reason(exc)}") from exc
+            pool.check()
+    raise AssertionError("unreachable")
 
 
 def _rollback(raw: psycopg.Connection[Any]) -> None:

@@ -45,6 +45,9 @@ T = TypeVar("T")
 # Connections in the pool. Units running at once hold one each: ingest's writer, the
 # processor, each dispatcher and poller, reads.
 POOL_SIZE = 10
+# Seconds a unit waits for a pooled connection (all busy, or the server unreachable) before
+# the store counts as unavailable: a webhook is answered 503 then, not left hanging.
+POOL_WAIT = 5.0
 CONNECT_TIMEOUT = 10
 # A batch of pure units bigger than this would hold back the first one's answer too long.
 MAX_BATCH = 512
@@ -109,9 +112,12 @@ class PostgresStore:
 
     dialect = Dialect.POSTGRESQL
 
-    def __init__(self, conninfo: str, *, pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self, conninfo: str, *, pool_size: int = POOL_SIZE, pool_wait: float = POOL_WAIT
+    ) -> None:
         self._conninfo = conninfo
         self._pool_size = pool_size
+        self._pool_wait = pool_wait
         self._pool: ConnectionPool[psycopg.Connection[PgRow]] | None = None
         # Units running at once (each on a pooled connection); the group writer is apart.
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="store-pg")
@@ -156,6 +162,7 @@ class PostgresStore:
                 self._conninfo,
                 min_size=1,
                 max_size=self._pool_size,
+                timeout=self._pool_wait,  # how long pool.connection() waits
                 open=False,
                 kwargs={"row_factory": row_factory, "connect_timeout": CONNECT_TIMEOUT},
                 connection_class=psycopg.Connection[PgRow],

@@ -19,6 +19,7 @@ import bridge.store.migrations as migrations
 from bridge.plugin import StoreUnavailableError
 from bridge.store.base import Notification
 from bridge.store.connection import Connection, Dialect
+from bridge.store.listeners import Listeners
 
 T = TypeVar("T")
 Work = Callable[[Connection], Any]
@@ -99,9 +100,6 @@ class _Pending:
     maintenance: bool = False  # runs alone, outside any transaction
 
 
-# Notifications kept for a listener that has not read them yet (more are dropped).
-NOTIFY_BACKLOG = 64
-
 # A WAL file that a burst grew is cut back to this when it restarts, not kept at its peak.
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
 
@@ -140,7 +138,7 @@ class SqliteStore:
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         # One process on the file: notifications go straight to this process's listeners.
-        self._listeners: list[tuple[frozenset[str], asyncio.Queue[Notification]]] = []
+        self._listeners = Listeners()
         self._reader_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
@@ -240,24 +238,11 @@ class SqliteStore:
 
     async def notify(self, channel: str, payload: str = "") -> None:
         """Wake this process's listeners on `channel` (no other process shares the file)."""
-        for channels, queue in self._listeners:
-            if channel in channels:
-                # A wake-up is a hint: a listener that has NOTIFY_BACKLOG waiting needs no more.
-                with contextlib.suppress(asyncio.QueueFull):
-                    queue.put_nowait(Notification(channel, payload))
+        self._listeners.notify(channel, payload)
 
-    async def notifications(self, *channels: str) -> AsyncIterator[Notification]:
+    def notifications(self, *channels: str) -> AsyncIterator[Notification]:
         """What `notify` sends on these channels, until the caller stops iterating."""
-        entry: tuple[frozenset[str], asyncio.Queue[Notification]] = (
-            frozenset(channels),
-            asyncio.Queue(NOTIFY_BACKLOG),
-        )
-        self._listeners.append(entry)
-        try:
-            while True:
-                yield await entry[1].get()
-        finally:
-            self._listeners.remove(entry)
+        return self._listeners.notifications(*channels)
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Run `work` on the read connection (it sees the last committed state)."""

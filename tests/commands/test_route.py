@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,7 +15,7 @@ import pytest
 from bridge.cli import main
 from bridge.events import Event, EventKind, Intent
 from bridge.outbox import jobs as outbox
-from bridge.store import SqliteStore
+from bridge.store import Connection, Dialect, Store
 
 CONFIG = """
 store: {{path: {store}}}
@@ -92,17 +92,24 @@ def test_weekend_window_excludes_the_paging_rule(
 
 
 def test_caps_are_read_from_the_outbox(
-    capsys: pytest.CaptureFixture[str], files: tuple[Path, Path], tmp_path: Path
+    capsys: pytest.CaptureFixture[str],
+    files: tuple[Path, Path],
+    tmp_path: Path,
+    backend: tuple[Dialect, str],
+    store_factory: Callable[[], Store],
 ) -> None:
-    """With the hour's cap used up in the outbox, the dry run says the SMS would be held."""
+    """With the hour's cap used up in the outbox, the dry run says the SMS would be held (on
+    each backend)."""
     config, event = files
+    store = store_factory()
+    where = f'url: "{backend[1]}"' if backend[1] else f"path: {store.where}"
+    config.write_text(config.read_text().replace(f"path: {tmp_path / 'outbox.sqlite3'}", where))
 
     async def fill() -> None:
-        store = SqliteStore(tmp_path / "outbox.sqlite3")
         await store.open()
         alert = Event(kind=EventKind.ALERT, source="am")
 
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: Connection) -> None:
             for _ in range(2):
                 intent = Intent("sms", "15102110086", "x", "page-critical", alert)
                 outbox.add_job(conn, intent, None, AT.timestamp() - 60)

@@ -202,7 +202,7 @@ async def test_a_deadlock_is_broken_and_both_units_commit(pg_url: str) -> None:
 
 async def test_a_lost_database_makes_writes_unavailable(pg_cluster: Cluster) -> None:
     with pg_cluster.database() as url:
-        store = PostgresStore(url)
+        store = PostgresStore(url, pool_wait=0.5)
         await store.open()
         assert store.problem == ""
     # The database was dropped (its connections terminated) under the open store.
@@ -295,4 +295,28 @@ async def test_pure_writes_share_commits_and_others_commit_alone(pg_url: str) ->
     await asyncio.gather(*(store.write(insert(n)) for n in range(200, 210)))
     assert store.commits - before == 10
     assert await store.read(lambda c: c.execute("SELECT count(*) FROM g").fetchone()[0]) == 210
+    await store.close()
+
+
+async def test_connections_lost_before_the_commit_are_replaced(pg_url: str) -> None:
+    """The server ended every session (a restart, a failover, a firewall's idle timeout): the
+    next units run on fresh connections instead of failing."""
+    store = PostgresStore(pg_url)
+    await store.open()
+    await store.write(lambda c: c.execute("CREATE TABLE k (x INTEGER)"))
+    # Hold several pooled connections, so that more than one is there to be killed.
+    await asyncio.gather(
+        *(store.read(lambda c: c.execute("SELECT pg_sleep(0.05)").fetchall()) for _ in range(4))
+    )
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        killed = admin.execute(
+            """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+               WHERE datname = current_database() AND pid <> pg_backend_pid()"""
+        ).fetchone()
+    assert killed is not None
+    assert killed[0] >= 2
+    await store.write(lambda c: c.execute("INSERT INTO k VALUES (1)"))
+    await store.write(lambda c: c.execute("INSERT INTO k VALUES (2)"), pure=True)
+    assert await store.read(lambda c: c.execute("SELECT count(*) FROM k").fetchone()[0]) == 2
+    assert store.problem == ""
     await store.close()
