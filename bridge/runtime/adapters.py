@@ -21,25 +21,32 @@ class Adapters:
 
 
 async def start_outputs(
-    settings: Settings, sms: Output[Any], context: Context
+    settings: Settings, sms: Output[Any], context: Context, log: Any
 ) -> dict[str, Output[Any]]:
     """The SMS output first, then the config's outputs, each started."""
-    outputs: dict[str, Output[Any]] = {SMS_OUTPUT: sms}
-    for name, (cls, options) in settings.outputs.items():
-        plugin = cls(options, context(name, cls.type_name))
-        await plugin.start()
-        outputs[name] = plugin
-    return outputs
+    return {SMS_OUTPUT: sms, **await _start_each(settings.outputs, context, log)}
 
 
-async def start_inputs(settings: Settings, context: Context) -> dict[str, Input[Any]]:
+async def start_inputs(settings: Settings, context: Context, log: Any) -> dict[str, Input[Any]]:
     """The config's inputs, each started."""
-    inputs: dict[str, Input[Any]] = {}
-    for name, (cls, options) in settings.inputs.items():
-        plugin = cls(options, context(name, cls.type_name))
-        await plugin.start()
-        inputs[name] = plugin
-    return inputs
+    return await _start_each(settings.inputs, context, log)
+
+
+async def _start_each(
+    specs: Mapping[str, tuple[type[Any], Any]], context: Context, log: Any
+) -> dict[str, Any]:
+    """Start each adapter in order; when one fails, those already started are stopped again
+    (a failed reload keeps the old ones and must not leave half of the new ones running)."""
+    started: dict[str, Any] = {}
+    try:
+        for name, (cls, options) in specs.items():
+            plugin = cls(options, context(name, cls.type_name))
+            await plugin.start()
+            started[name] = plugin
+    except BaseException:
+        await stop(started, log)
+        raise
+    return started
 
 
 async def stop(adapters: Mapping[str, Any], log: Any) -> None:

@@ -239,7 +239,7 @@ class Daemon:
             fence,
         )
         stack.push_async_callback(self._stop_tasks, list(loops.LEADING_TASKS))
-        self._inputs = await adapters.start_inputs(self.settings, self._context)
+        self._inputs = await adapters.start_inputs(self.settings, self._context, self.log)
         stack.push_async_callback(lambda: adapters.stop(self._inputs, self.log))
         self.hooks.install(self._inputs)
         await self._serve()
@@ -266,7 +266,7 @@ class Daemon:
 
     async def _start_outputs(self, settings: Settings) -> dict[str, Output[Any]]:
         sms = C123Output(self.client.config, self._context(SMS_OUTPUT, "c123"), self.client)
-        return await adapters.start_outputs(settings, sms, self._context)
+        return await adapters.start_outputs(settings, sms, self._context, self.log)
 
     async def _submit(self, name: str, delivery: Delivery) -> Any:
         accepted = await self.processor.submit(name, delivery)
@@ -428,7 +428,14 @@ class Daemon:
 
     async def _start_adapters(self, settings: Settings) -> Adapters:
         outputs = await self._start_outputs(settings)
-        inputs = await adapters.start_inputs(settings, self._context)
+        try:
+            inputs = await adapters.start_inputs(settings, self._context, self.log)
+        except BaseException:
+            # The old adapters stay; the new outputs go again (not the SMS output: it shares
+            # the gateway client with the one in use).
+            new = {k: v for k, v in outputs.items() if k != SMS_OUTPUT}
+            await adapters.stop(new, self.log)
+            raise
         return Adapters(inputs, outputs)
 
     async def _swap(self, settings: Settings, new: Adapters) -> Adapters:

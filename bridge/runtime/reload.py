@@ -28,7 +28,7 @@ async def reload(
 ) -> bool:
     """Reload `current`'s file: start its adapters, `swap` them in, stop what they replaced."""
     try:
-        settings = await asyncio.to_thread(load_settings, current.path)
+        settings = await asyncio.to_thread(load_settings, current.path, registry=current.registry)
     except ConfigError as exc:
         metrics.reload_success.set(0)
         log.error("reload_failed", problems=[i.render() for i in exc.issues])

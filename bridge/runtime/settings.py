@@ -44,6 +44,8 @@ class Settings:
     rules: RuleSet = field(default_factory=lambda: RuleSet([]))
     # Things that load but are likely mistakes (a template naming no variable): told, not refused.
     warnings: tuple[Issue, ...] = ()
+    # Where the adapter types came from: a reload looks them up in the same place.
+    registry: Registry | None = None
 
     @property
     def signature(self) -> str:
@@ -250,4 +252,5 @@ def load_settings(
         outputs=checked.outputs,
         rules=checked.rules,
         warnings=template_warnings(document, config.rules),
+        registry=registry,
     )
