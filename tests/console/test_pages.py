@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 
 import aiohttp
@@ -16,12 +15,7 @@ from bridge.runtime.daemon import Daemon
 from bridge.store import Connection
 from bridge.testing import post_json
 from tests.console.conftest import base
-from tests.console.helpers import SECRET, A, B, csrf_of, notification, until
-
-
-def rows(daemon: Daemon, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(daemon.settings.config.store.path) as conn:
-        return [tuple(row) for row in conn.execute(sql)]
+from tests.console.helpers import SECRET, A, B, csrf_of, notification, rows, until
 
 
 async def page(http: aiohttp.ClientSession, url: str) -> str:
@@ -58,7 +52,7 @@ async def test_an_alert_shows_in_messages_with_its_delivery_state_masked(
     assert A not in html  # the number itself never reaches the page
     assert "DiskFull" in html
     assert "critical" in html  # the rule
-    (job_id,) = rows(daemon, "SELECT id FROM jobs")[0]
+    (job_id,) = (await rows(daemon, "SELECT id FROM jobs"))[0]
     detail = await page(operator, f"{base(daemon)}/messages/{job_id}")
     assert "delivery report: delivered" in detail
     assert "msgid" in detail
@@ -85,11 +79,12 @@ async def test_acknowledge_and_close_an_incident_through_paging(
         assert answer.url.path == "/console/incidents/1"
         text = await answer.text()
     assert "acknowledged #1 DiskFull" in text  # what paging answered, shown once
-    assert rows(daemon, "SELECT state, acked_by FROM incidents") == [("acknowledged", "alice")]
+    acked = await rows(daemon, "SELECT state, acked_by FROM incidents")
+    assert acked == [("acknowledged", "alice")]
     async with operator.post(f"{base(daemon)}/incidents/1/close", data={"csrf": token}) as answer:
         assert "resolved #1" in await answer.text()
-    assert rows(daemon, "SELECT state, resolved_by FROM incidents") == [("resolved", "alice")]
-    assert rows(
+    assert await rows(daemon, "SELECT state, resolved_by FROM incidents") == [("resolved", "alice")]
+    assert await rows(
         daemon, "SELECT person, action, target FROM console_audit WHERE action != 'login'"
     ) == [
         ("alice", "acknowledge", "incident #1"),
@@ -101,7 +96,7 @@ async def test_acknowledge_and_close_an_incident_through_paging(
 
 
 async def _has(daemon: Daemon, sql: str) -> bool:
-    return bool(rows(daemon, sql))
+    return bool(await rows(daemon, sql))
 
 
 async def test_queue_actions_cancel_release_and_retry(
@@ -125,10 +120,10 @@ async def test_queue_actions_cancel_release_and_retry(
         ) as answer:
             assert answer.url.path == "/console/queue"
             assert expected in await answer.text()
-    assert rows(
+    assert await rows(
         daemon, "SELECT state, attempts FROM jobs WHERE state = 'pending' AND code = ''"
     ) == [("pending", 0)]
-    actions = rows(daemon, "SELECT action, target FROM console_audit WHERE action != 'login'")
+    actions = await rows(daemon, "SELECT action, target FROM console_audit WHERE action != 'login'")
     assert [action for action, _ in actions] == ["release", "release", "cancel", "cancel", "retry"]
 
 
@@ -169,7 +164,7 @@ async def test_rules_dry_run_shows_recipients_and_timeline_and_sends_nothing(
     assert "Bob (151****0087, bob)" in report
     assert A not in report
     assert B not in report
-    assert rows(daemon, "SELECT count(*) FROM jobs") == [(0,)]
+    assert await rows(daemon, "SELECT count(*) FROM jobs") == [(0,)]
     form["event"] = "{not json"
     async with viewer.post(f"{base(daemon)}/rules", data=form) as answer:
         assert answer.status == 400
@@ -213,7 +208,7 @@ async def test_replying_from_a_simulated_phone_acknowledges(
     async with operator.post(f"{base(daemon)}/phones", data=form) as answer:
         assert "replied from 151****0086" in await answer.text()
     await until(lambda: _has(daemon, "SELECT 1 FROM incidents WHERE state = 'acknowledged'"))
-    assert rows(daemon, "SELECT acked_by FROM incidents") == [("Alice",)]
+    assert await rows(daemon, "SELECT acked_by FROM incidents") == [("Alice",)]
 
 
 async def _sent_to(state: object, mobile: str) -> bool:
