@@ -11,11 +11,24 @@ import time
 import aiohttp
 
 from bridge.outbox import jobs
+from bridge.plugins.c123.simulator import DEFAULT_ACCOUNT, Simulator
 from bridge.runtime.daemon import Daemon
 from bridge.store import Connection
-from bridge.testing import post_json
+from bridge.testing import DaemonFactory, post_json
 from tests.console.conftest import base
-from tests.console.helpers import SECRET, A, B, csrf_of, notification, rows, until
+from tests.console.helpers import (
+    PASSWORDS,
+    SECRET,
+    A,
+    B,
+    client,
+    config,
+    csrf_of,
+    login,
+    notification,
+    rows,
+    until,
+)
 
 
 async def page(http: aiohttp.ClientSession, url: str) -> str:
@@ -189,6 +202,37 @@ async def test_gateway_shows_budget_and_polls(
     assert "segment(s) used today (no daily budget set)" in html
     assert re.search(r"<td>getBalance</td><td>\d{4}-\d\d-\d\d", html)
     assert "<polyline" in html
+    assert f"<td>{daemon.cluster.identity.id}</td><td>alive</td>" in html
+    assert f"<td>processor</td><td>held by {daemon.cluster.identity.id} for" in html
+
+
+async def test_any_instance_shows_the_polls_and_who_holds_each_lease(
+    pg_url: str, simulator: Simulator, smsbridge_daemon: DaemonFactory
+) -> None:
+    """Two instances on one database: the one that does not poll shows the other's polls (from
+    the stored answers), both instances, and who holds each lease, as `smsbridge status` does."""
+    text = config(store_url=pg_url, gateway=simulator.url)
+    pair = [await smsbridge_daemon(text), await smsbridge_daemon(text)]
+    leader = next(d for d in pair if d.cluster.poll.held)
+    other = next(d for d in pair if d is not leader)
+    for poll in (
+        leader.poller.poll_replies,
+        leader.poller.poll_reports,
+        leader.poller.poll_balance,
+    ):
+        await poll()
+    async with client() as http:
+        assert await login(http, base(other), "victor", PASSWORDS["victor"]) == 303
+        html = await page(http, f"{base(other)}/gateway")
+    for action in ("getReply", "getSendState", "getBalance"):
+        assert re.search(rf"<td>{action}</td><td>\d{{4}}-\d\d-\d\d \d\d:\d\d", html), action
+    assert "none stored" not in html
+    for daemon in pair:
+        assert f"<td>{daemon.cluster.identity.id}</td><td>alive</td>" in html
+    holder = f"held by {leader.cluster.identity.id} for"
+    assert re.search(rf"<td>poller:{DEFAULT_ACCOUNT}</td><td>{holder}", html)
+    processor = next(d for d in pair if d.cluster.processor.held)
+    assert f"<td>processor</td><td>held by {processor.cluster.identity.id} for" in html
 
 
 async def test_replying_from_a_simulated_phone_acknowledges(
