@@ -50,5 +50,5 @@ class ConsoleContext:
     log: Any
     simulator: GatewayState | None = None  # the built-in gateway, for /console/phones
     poll_replies: Callable[[], Awaitable[None]] | None = None  # fetch replies now
-    # None: this process alone writes the store (SQLite): commits are seen in the file itself.
+    # None on SQLite: one daemon owns the file, and the live pages watch the file itself.
     changes: Changes | None = None
