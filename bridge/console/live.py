@@ -41,6 +41,7 @@ class LiveHub:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._unwatch: Callable[[], None] = lambda: None
+        self._news = asyncio.Event()  # a change was heard (PostgreSQL)
 
     @property
     def clients(self) -> int:
@@ -48,7 +49,8 @@ class LiveHub:
 
     def start(self) -> None:
         if self.changes is not None:
-            self._unwatch = self.changes.watch(self._changed)
+            self._unwatch = self.changes.watch(self._news.set)
+            self._task = asyncio.create_task(self._relay(), name="console-live")
         else:
             self._task = asyncio.create_task(self._watch(), name="console-live")
 
@@ -56,6 +58,7 @@ class LiveHub:
         """End every stream and stop watching."""
         self._closing = True
         self._unwatch()
+        self._unwatch = lambda: None
         for queue in self._clients:
             queue.put_nowait(None)
         if self._task is not None:
@@ -68,9 +71,15 @@ class LiveHub:
             if queue.qsize() < 8:  # a slow reader misses repeats of "changed", nothing else
                 queue.put_nowait(name)
 
-    def _changed(self) -> None:
-        if self._clients:
-            self.publish("changed")
+    async def _relay(self) -> None:
+        # The first change is told at once; those heard within `interval` after it make one
+        # more event, so a busy cluster costs a page one refresh a second, not one per commit.
+        while True:
+            await self._news.wait()
+            self._news.clear()
+            if self._clients:
+                self.publish("changed")
+            await asyncio.sleep(self.interval)
 
     async def _watch(self) -> None:
         last: int | None = None

@@ -95,7 +95,7 @@ async def test_a_commit_by_one_instance_reaches_pages_open_on_another(
         await simulator.state.wait_for(lambda s: len(s.messages) == 1, timeout=10)
         assert await rows(one, "SELECT state FROM incidents") == [("triggered",)]
         for stream in streams:  # drain the alert's news, then act on one instance only
-            while not await _quiet(stream, 0.5):
+            while not await _quiet(stream, 1.5):  # past the hub's coalescing second
                 pass
         async with http.get(f"{base(one)}/incidents/1") as page:
             token = csrf_of(await page.text())
