@@ -25,6 +25,8 @@ JOBS = "smsbridge_jobs"  # jobs are due for the outputs named in the payload
 CHANGES = "smsbridge_changes"  # something the console shows changed (no payload)
 # A round collects what came within this before it notifies.
 ROUND = 0.01
+# People need no more than a few refreshes a second: CHANGES goes out at most this often.
+CHANGES_EVERY = 0.25
 SEND_TASK, LISTEN_TASK = "wakeups-send", "wakeups-listen"
 
 
@@ -60,6 +62,8 @@ class Wakeups:
         self._pending: dict[str, set[str]] = {}
         self._news = asyncio.Event()
         self._watchers: list[Callable[[], None]] = []
+        self._changes_due = 0.0  # loop time before which CHANGES waits (it went out recently)
+        self._later: asyncio.TimerHandle | None = None
         self.sent = 0  # NOTIFYs sent, and heard (this instance's own included), for tests
         self.heard = 0
 
@@ -91,9 +95,22 @@ class Wakeups:
             await asyncio.sleep(ROUND)
             self._news.clear()
             pending, self._pending = self._pending, {}
+            self._pace_changes(pending)
             for channel, items in pending.items():
                 await self.store.notify(channel, ",".join(sorted(items)))
                 self.sent += 1
+
+    def _pace_changes(self, pending: dict[str, set[str]]) -> None:
+        """Keep CHANGES for a later round when one went out less than CHANGES_EVERY ago."""
+        if CHANGES not in pending:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._changes_due:
+            self._changes_due = loop.time() + CHANGES_EVERY
+            return
+        self._pending[CHANGES] = pending.pop(CHANGES)
+        if self._later is None or self._later.cancelled() or self._later.when() <= loop.time():
+            self._later = loop.call_at(self._changes_due, self._news.set)
 
     async def listen(self) -> None:
         """Hand NOTIFYs on to the waiters until cancelled (a lost connection raises)."""
