@@ -42,6 +42,12 @@ async def _quiet(stream: aiohttp.ClientResponse, seconds: float) -> bool:
     return False
 
 
+async def _drain(stream: aiohttp.ClientResponse) -> None:
+    """Read events until none came for longer than the hub's coalescing second."""
+    while not await _quiet(stream, 1.5):
+        pass
+
+
 async def _alert(daemon: Daemon, fingerprint: str) -> None:
     status, _ = await post_json(daemon, "/hooks/am", notification("firing", fingerprint))
     assert status == 200
@@ -87,6 +93,8 @@ async def test_a_commit_by_one_instance_reaches_pages_open_on_another(
         streams = [await http.get(f"{base(d)}/events") for d in (one, two)]
         for stream in streams:
             await _next_event(stream)  # connected
+        for stream in streams:  # the start's news (the first balance poll)
+            await _drain(stream)
         # Heartbeats and lease renewals are commits too, but nothing a page shows.
         assert await _quiet(streams[1], 3.0)
         await _alert(two, "f1")
@@ -94,9 +102,8 @@ async def test_a_commit_by_one_instance_reaches_pages_open_on_another(
             await _changed(stream)
         await simulator.state.wait_for(lambda s: len(s.messages) == 1, timeout=10)
         assert await rows(one, "SELECT state FROM incidents") == [("triggered",)]
-        for stream in streams:  # drain the alert's news, then act on one instance only
-            while not await _quiet(stream, 1.5):  # past the hub's coalescing second
-                pass
+        for stream in streams:  # the alert's news; then act on one instance only
+            await _drain(stream)
         async with http.get(f"{base(one)}/incidents/1") as page:
             token = csrf_of(await page.text())
         async with http.post(
