@@ -399,8 +399,8 @@ class Daemon:
         self.dispatcher.wake(names)
         if self.wakeups is not None:
             self.wakeups.changed()  # a batch committed: console pages on every instance refresh
-        if self.wakeups is not None and names & self._outputs.keys():
-            self.wakeups.jobs(names & self._outputs.keys())  # senders on every instance
+            if names & self._outputs.keys():
+                self.wakeups.jobs(names & self._outputs.keys())  # senders on every instance
         if STORM in names:
             self._storm_wake.set()
         if PAGING in names:

@@ -8,7 +8,8 @@ NOTIFY per channel per round, not one per request.
 
 A third channel tells what people look at: something they would see changed (a batch
 processed, a call's outcomes recorded, a console action), so open console pages on every
-instance refresh; it is coalesced the same way.
+instance refresh; it is coalesced too, and sent at most every CHANGES_EVERY (a busy instance
+would otherwise add a NOTIFY per round for pages that refresh no faster).
 """
 
 from __future__ import annotations
