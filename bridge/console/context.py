@@ -17,6 +17,19 @@ if TYPE_CHECKING:  # the simulator is imported only when it stands in for a gate
     from bridge.plugins.c123.simulator import GatewayState
 
 
+class Changes(Protocol):
+    """News of changes across instances on a shared database (the daemon's wake-ups)."""
+
+    def changed(self) -> None:
+        """Tell every instance's open pages that something they show changed."""
+        ...
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` on each change heard, this instance's own included; returns the
+        unsubscribe."""
+        ...
+
+
 class ConsoleSettings(DryRunSettings, Protocol):
     """The loaded config as the console reads it (the daemon's Settings, swapped on reload)."""
 
@@ -37,3 +50,5 @@ class ConsoleContext:
     log: Any
     simulator: GatewayState | None = None  # the built-in gateway, for /console/phones
     poll_replies: Callable[[], Awaitable[None]] | None = None  # fetch replies now
+    # None on SQLite: one daemon owns the file, and the live pages watch the file itself.
+    changes: Changes | None = None

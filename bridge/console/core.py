@@ -48,7 +48,7 @@ class Console:
         self._started_config = config
         self.key = config.signing_key()
         self.trusted = auth.networks(config)
-        self.hub = LiveHub(context.store, config.live_clients, live_interval)
+        self.hub = LiveHub(context.store, config.live_clients, live_interval, context.changes)
         # A login costs a tenth of a second of scrypt: a flood of them waits here, in turn,
         # rather than taking every worker thread the daemon has.
         self.logins = asyncio.Semaphore(2)
@@ -129,6 +129,8 @@ class Console:
             return outcome
 
         outcome = await self.context.store.write(run)
+        if self.context.changes is not None:
+            self.context.changes.changed()  # pages on other instances (SQLite: the file tells)
         self.context.log.info(
             "console_action", user=session.user, action=action, target=target, outcome=outcome
         )

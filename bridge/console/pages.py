@@ -14,7 +14,7 @@ import bridge.console.queries as queries
 from bridge.commands.history import views
 from bridge.config import parse_duration
 from bridge.console.context import ConsoleSettings
-from bridge.console.core import CONSOLE_KEY, Console
+from bridge.console.core import CONSOLE_KEY
 from bridge.logging import SCRUBBER
 from bridge.paging import Incident, get_incident
 from bridge.sms import InvalidNumberError, normalize_number
@@ -134,16 +134,6 @@ async def conversations(request: web.Request) -> web.Response:
     return console.render(request, "conversations.html", conversations=found, live=True)
 
 
-def last_polls(console: Console) -> dict[str, float]:
-    """When each gateway poll last succeeded, from the daemon's own gauge."""
-    found: dict[str, float] = {}
-    for metric in console.context.metrics.last_poll.collect():
-        for sample in metric.samples:
-            if sample.value:
-                found[sample.labels["action"]] = sample.value
-    return found
-
-
 async def gateway(request: web.Request) -> web.Response:
     console = request.app[CONSOLE_KEY]
     context = console.context
@@ -152,9 +142,7 @@ async def gateway(request: web.Request) -> web.Response:
         lambda conn: queries.gateway(conn, context.sms_output, context.pipeline.storm, now)
     )
     peak = max((value for _, value in state.balances), default=0)
-    return console.render(
-        request, "gateway.html", gw=state, polls=last_polls(console), peak=peak, live=True
-    )
+    return console.render(request, "gateway.html", gw=state, peak=peak, live=True)
 
 
 def _dump(model: BaseModel) -> Any:

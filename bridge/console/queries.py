@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from bridge.commands.history import views
+from bridge.commands.status import Status, read_status
 from bridge.events import Conversation
 from bridge.intake import StormSettings, day_start
 from bridge.outbox import jobs
 from bridge.plugins.c123.errors import C123Error
-from bridge.plugins.c123.wire import parse_balance
+from bridge.plugins.c123.wire import parse_balance, parse_replies, parse_reports
 from bridge.rules import Contacts
 from bridge.store import Connection
 
@@ -128,7 +129,8 @@ class Gateway:
     segments_today: int
     budget: int | None
     pauses: list[views.AccountPause]
-    polls: dict[str, datetime | None] = field(default_factory=dict)
+    polls: dict[str, datetime] = field(default_factory=dict)  # last successful, by action
+    cluster: Status | None = None  # the instances on the store and who holds each lease
 
 
 def gateway(
@@ -148,7 +150,43 @@ def gateway(
             continue  # an error answer stored as it came: no balance in it
         balances.append((datetime.fromtimestamp(row["received_at"], UTC), remain))
     used = jobs.segments_since(conn, [output], day_start(now, storm.budget_zone))
-    return Gateway(balances, used, storm.daily_segment_budget, views.pauses(conn))
+    return Gateway(
+        balances,
+        used,
+        storm.daily_segment_budget,
+        views.pauses(conn),
+        last_polls(conn, output),
+        read_status(conn),
+    )
+
+
+# How each polled action's stored answer is read: one that parses was a successful poll.
+_POLLS: dict[str, Callable[[bytes], object]] = {
+    "getReply": parse_replies,
+    "getSendState": parse_reports,
+    "getBalance": parse_balance,
+}
+
+
+def last_polls(conn: Connection, output: str, look: int = 20) -> dict[str, datetime]:
+    """When each gateway poll last succeeded, by any instance: the newest stored answer of
+    each action that parses (whoever held the account's lease stored it; an answer that did
+    not parse is kept too, for people to look at, but was no success)."""
+    found: dict[str, datetime] = {}
+    for action, parse in _POLLS.items():
+        rows = conn.execute(
+            """SELECT body, received_at FROM raw_polls WHERE account = ? AND action = ?
+               ORDER BY id DESC LIMIT ?""",
+            (output, action, look),
+        ).fetchall()
+        for row in rows:
+            try:
+                parse(bytes(row["body"]))
+            except (C123Error, ValueError):
+                continue
+            found[action] = datetime.fromtimestamp(row["received_at"], UTC)
+            break
+    return found
 
 
 @dataclass(frozen=True, slots=True)

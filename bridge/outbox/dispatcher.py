@@ -127,6 +127,7 @@ class Dispatcher:
         # its other jobs would each make a call refused the same way.
         self.stop_when_held = stop_when_held
         self._wakeups = {name: asyncio.Event() for name in self.outputs}
+        self.recorded: Callable[[], None] = lambda: None  # after each call's outcomes commit
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
 
@@ -331,6 +332,7 @@ class Dispatcher:
                 self.recorder.record(conn, name, record, outcome, now, jitter)
 
         await self.store.write(work)
+        self.recorded()
         if held:
             # One line per call: an outage must not flood the journal with one per message.
             first = held[0]

@@ -10,6 +10,7 @@ from bridge.console import ConsoleContext, ConsoleServer
 from bridge.intake import Pipeline
 from bridge.metrics import Metrics
 from bridge.runtime.settings import SMS_OUTPUT, Settings
+from bridge.runtime.wakeups import Wakeups
 from bridge.store import Store
 
 if TYPE_CHECKING:  # the simulator is imported only when it stands in for a gateway
@@ -27,6 +28,7 @@ async def start_console(
     log: Any,
     simulator: GatewayState | None,
     poll_replies: Callable[[], Awaitable[None]],
+    changes: Wakeups | None,
 ) -> ConsoleServer | None:
     """Listen on `console.listen`; stopped with `stack`, live streams first."""
     current = settings()
@@ -43,6 +45,7 @@ async def start_console(
         log=log,
         simulator=simulator,
         poll_replies=poll_replies,
+        changes=changes,
     )
     server = ConsoleServer(context, config)
     await server.start(current.config.server.shutdown_timeout.total_seconds())

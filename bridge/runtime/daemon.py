@@ -204,6 +204,8 @@ class Daemon:
             jobs=self.dispatcher.wake,
             stop=self._stop_tasks,
         )
+        if self.wakeups is not None:
+            self.dispatcher.recorded = self.wakeups.changed  # sent, failed, held: pages show it
         self.poller = GatewayPoller(
             self.client,
             SMS_OUTPUT,
@@ -331,6 +333,7 @@ class Daemon:
             log=self.log,
             simulator=self.simulator.state if self.simulator is not None else None,
             poll_replies=self.poller.poll_replies,
+            changes=self.wakeups,
         )
 
     async def _serve(self) -> None:
@@ -394,8 +397,10 @@ class Daemon:
     def _wake(self, touched: Iterable[str]) -> None:
         names = set(touched)
         self.dispatcher.wake(names)
-        if self.wakeups is not None and names & self._outputs.keys():
-            self.wakeups.jobs(names & self._outputs.keys())  # senders on every instance
+        if self.wakeups is not None:
+            self.wakeups.changed()  # a batch committed: console pages on every instance refresh
+            if names & self._outputs.keys():
+                self.wakeups.jobs(names & self._outputs.keys())  # senders on every instance
         if STORM in names:
             self._storm_wake.set()
         if PAGING in names:

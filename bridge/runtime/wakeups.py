@@ -5,6 +5,11 @@ the leader queued must wake every instance's senders. Each side keeps polling as
 (the processor every second, a sender at its next due job), so a NOTIFY lost with a dropped
 connection only costs that poll's delay. Notices are coalesced: a burst of webhooks costs one
 NOTIFY per channel per round, not one per request.
+
+A third channel tells what people look at: something they would see changed (a batch
+processed, a call's outcomes recorded, a console action), so open console pages on every
+instance refresh; it is coalesced too, and sent at most every CHANGES_EVERY (a busy instance
+would otherwise add a NOTIFY per round for pages that refresh no faster).
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ from bridge.store import Dialect, Store
 
 INBOX = "smsbridge_inbox"  # deliveries (or polled records) wait for the processor
 JOBS = "smsbridge_jobs"  # jobs are due for the outputs named in the payload
+CHANGES = "smsbridge_changes"  # something the console shows changed (no payload)
 # A round collects what came within this before it notifies.
 ROUND = 0.01
+# People need no more than a few refreshes a second: CHANGES goes out at most this often.
+CHANGES_EVERY = 0.25
 SEND_TASK, LISTEN_TASK = "wakeups-send", "wakeups-listen"
 
 
@@ -54,6 +62,9 @@ class Wakeups:
         self.on_jobs = jobs
         self._pending: dict[str, set[str]] = {}
         self._news = asyncio.Event()
+        self._watchers: list[Callable[[], None]] = []
+        self._changes_due = 0.0  # loop time before which CHANGES waits (it went out recently)
+        self._later: asyncio.TimerHandle | None = None
         self.sent = 0  # NOTIFYs sent, and heard (this instance's own included), for tests
         self.heard = 0
 
@@ -64,6 +75,15 @@ class Wakeups:
     def jobs(self, outputs: Iterable[str]) -> None:
         """Jobs of these outputs were queued here: every instance's senders should look."""
         self._post(JOBS, outputs)
+
+    def changed(self) -> None:
+        """Something people see changed here: open console pages everywhere should refresh."""
+        self._post(CHANGES, ())
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` on each change heard (any instance's); returns the unsubscribe."""
+        self._watchers.append(callback)
+        return lambda: self._watchers.remove(callback)
 
     def _post(self, channel: str, items: Iterable[str]) -> None:
         self._pending.setdefault(channel, set()).update(items)
@@ -76,15 +96,31 @@ class Wakeups:
             await asyncio.sleep(ROUND)
             self._news.clear()
             pending, self._pending = self._pending, {}
+            self._pace_changes(pending)
             for channel, items in pending.items():
                 await self.store.notify(channel, ",".join(sorted(items)))
                 self.sent += 1
 
+    def _pace_changes(self, pending: dict[str, set[str]]) -> None:
+        """Keep CHANGES for a later round when one went out less than CHANGES_EVERY ago."""
+        if CHANGES not in pending:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._changes_due:
+            self._changes_due = loop.time() + CHANGES_EVERY
+            return
+        self._pending[CHANGES] = pending.pop(CHANGES)
+        if self._later is None or self._later.cancelled() or self._later.when() <= loop.time():
+            self._later = loop.call_at(self._changes_due, self._news.set)
+
     async def listen(self) -> None:
         """Hand NOTIFYs on to the waiters until cancelled (a lost connection raises)."""
-        async for notice in self.store.notifications(INBOX, JOBS):
+        async for notice in self.store.notifications(INBOX, JOBS, CHANGES):
             self.heard += 1
             if notice.channel == INBOX:
                 self.on_inbox()
+            elif notice.channel == CHANGES:
+                for watcher in list(self._watchers):
+                    watcher()
             else:
                 self.on_jobs({name for name in notice.payload.split(",") if name})

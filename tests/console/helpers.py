@@ -12,6 +12,8 @@ from typing import Any
 import aiohttp
 
 from bridge.config.console import PasswordHash
+from bridge.plugins.c123.simulator import DEFAULT_ACCOUNT, DEFAULT_AUTHKEY
+from bridge.runtime.daemon import Daemon
 
 A, B = "15102110086", "15102110087"
 SECRET = "console-test-secret-0123456789-abcdefghij"
@@ -27,8 +29,23 @@ def cheap_hash(password: str) -> str:
     return PasswordHash(16, 8, 1, salt, digest).text()
 
 
-def config(*, live_clients: int = 4, trusted: str = "[]", extra: str = "") -> str:
-    return f"""
+def config(
+    *,
+    live_clients: int = 4,
+    trusted: str = "[]",
+    extra: str = "",
+    store_url: str = "",
+    gateway: str = "",
+) -> str:
+    """A daemon's config; with `store_url`, on that PostgreSQL database (else a SQLite file);
+    with `gateway`, sending to that simulator (else one of its own)."""
+    head = f'store: {{url: "{store_url}"}}\n' if store_url else ""
+    if gateway:
+        head += (
+            f"gateway: {{base_url: {gateway}, account: {DEFAULT_ACCOUNT}, "
+            f"authkey: {DEFAULT_AUTHKEY}, rate_limit: null}}\n"
+        )
+    return f"""{head}
 polling: {{replies: 1h, reports: 1h, balance: 1h}}
 dispatch: {{backoff_max: 50ms}}
 inputs:
@@ -60,6 +77,13 @@ console:
     victor: {{role: viewer, password_hash: "{cheap_hash(PASSWORDS["victor"])}"}}
     bot: {{role: viewer, token: {TOKEN}}}
 {extra}"""
+
+
+async def rows(daemon: Daemon, sql: str) -> list[tuple[Any, ...]]:
+    """What `sql` reads from the daemon's store, whichever backend it is on."""
+    return await daemon.store.read(
+        lambda conn: [tuple(row) for row in conn.execute(sql).fetchall()]
+    )
 
 
 def notification(status: str, fingerprint: str, severity: str = "critical") -> dict[str, Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import aiohttp
 
 from bridge.config.console import Role
@@ -11,15 +9,13 @@ from bridge.console.auth import COOKIE, LOGIN_COOKIE, csrf_token, seal
 from bridge.runtime.daemon import Daemon
 from bridge.testing import DaemonFactory
 from tests.console.conftest import base
-from tests.console.helpers import PASSWORDS, SECRET, TOKEN, client, config, csrf_of, login
+from tests.console.helpers import PASSWORDS, SECRET, TOKEN, client, config, csrf_of, login, rows
 
 PAGES = ("messages", "incidents", "queue", "conversations", "gateway", "rules", "config", "audit")
 
 
-def audit(daemon: Daemon) -> list[tuple[str, str, str, str]]:
-    with sqlite3.connect(daemon.settings.config.store.path) as conn:
-        rows = conn.execute("SELECT person, role, action, target FROM console_audit ORDER BY id")
-        return [tuple(row) for row in rows]
+async def audit(daemon: Daemon) -> list[tuple[str, str, str, str]]:
+    return await rows(daemon, "SELECT person, role, action, target FROM console_audit ORDER BY id")
 
 
 async def test_pages_need_a_session(daemon: Daemon) -> None:
@@ -54,7 +50,7 @@ async def test_login_sets_a_strict_http_only_cookie_and_is_audited(daemon: Daemo
             assert page.status == 200
             assert "alice (operator)" in await page.text()
             assert "default-src 'none'" in page.headers["Content-Security-Policy"]
-    assert audit(daemon) == [
+    assert await audit(daemon) == [
         ("alice", "", "login_failed", ""),
         ("nobody", "", "login_failed", ""),
         ("alice", "operator", "login", ""),
@@ -85,7 +81,7 @@ async def test_a_forged_or_missing_csrf_token_is_refused(
         async with operator.post(url, data=form, allow_redirects=False) as answer:
             assert answer.status == 403
             assert "CSRF" in await answer.text()
-    assert [row[2] for row in audit(daemon)] == ["login"]  # nothing acted
+    assert [row[2] for row in await audit(daemon)] == ["login"]  # nothing acted
 
 
 async def test_any_instance_with_the_secret_accepts_the_cookie(daemon: Daemon) -> None:
@@ -124,7 +120,7 @@ async def test_logout_ends_the_session(daemon: Daemon, operator: aiohttp.ClientS
         assert "Log in" in await answer.text()
     async with operator.get(f"{base(daemon)}/messages", allow_redirects=False) as answer:
         assert answer.status == 303
-    assert [row[2] for row in audit(daemon)] == ["login", "logout"]
+    assert [row[2] for row in await audit(daemon)] == ["login", "logout"]
 
 
 async def test_forwarded_headers_are_believed_only_from_trusted_proxies(
@@ -150,5 +146,4 @@ async def test_forwarded_headers_are_believed_only_from_trusted_proxies(
             ) as answer:
                 assert answer.status == 303
                 assert bool(answer.cookies[COOKIE]["secure"]) is secure
-        with sqlite3.connect(running.settings.config.store.path) as conn:
-            assert conn.execute("SELECT remote FROM console_audit").fetchone()[0] == remote
+        assert (await rows(running, "SELECT remote FROM console_audit"))[0][0] == remote

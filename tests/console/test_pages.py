@@ -6,22 +6,29 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 
 import aiohttp
 
 from bridge.outbox import jobs
+from bridge.plugins.c123.simulator import DEFAULT_ACCOUNT, Simulator
 from bridge.runtime.daemon import Daemon
 from bridge.store import Connection
-from bridge.testing import post_json
+from bridge.testing import DaemonFactory, post_json
 from tests.console.conftest import base
-from tests.console.helpers import SECRET, A, B, csrf_of, notification, until
-
-
-def rows(daemon: Daemon, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(daemon.settings.config.store.path) as conn:
-        return [tuple(row) for row in conn.execute(sql)]
+from tests.console.helpers import (
+    PASSWORDS,
+    SECRET,
+    A,
+    B,
+    client,
+    config,
+    csrf_of,
+    login,
+    notification,
+    rows,
+    until,
+)
 
 
 async def page(http: aiohttp.ClientSession, url: str) -> str:
@@ -58,7 +65,7 @@ async def test_an_alert_shows_in_messages_with_its_delivery_state_masked(
     assert A not in html  # the number itself never reaches the page
     assert "DiskFull" in html
     assert "critical" in html  # the rule
-    (job_id,) = rows(daemon, "SELECT id FROM jobs")[0]
+    (job_id,) = (await rows(daemon, "SELECT id FROM jobs"))[0]
     detail = await page(operator, f"{base(daemon)}/messages/{job_id}")
     assert "delivery report: delivered" in detail
     assert "msgid" in detail
@@ -85,11 +92,12 @@ async def test_acknowledge_and_close_an_incident_through_paging(
         assert answer.url.path == "/console/incidents/1"
         text = await answer.text()
     assert "acknowledged #1 DiskFull" in text  # what paging answered, shown once
-    assert rows(daemon, "SELECT state, acked_by FROM incidents") == [("acknowledged", "alice")]
+    acked = await rows(daemon, "SELECT state, acked_by FROM incidents")
+    assert acked == [("acknowledged", "alice")]
     async with operator.post(f"{base(daemon)}/incidents/1/close", data={"csrf": token}) as answer:
         assert "resolved #1" in await answer.text()
-    assert rows(daemon, "SELECT state, resolved_by FROM incidents") == [("resolved", "alice")]
-    assert rows(
+    assert await rows(daemon, "SELECT state, resolved_by FROM incidents") == [("resolved", "alice")]
+    assert await rows(
         daemon, "SELECT person, action, target FROM console_audit WHERE action != 'login'"
     ) == [
         ("alice", "acknowledge", "incident #1"),
@@ -101,7 +109,7 @@ async def test_acknowledge_and_close_an_incident_through_paging(
 
 
 async def _has(daemon: Daemon, sql: str) -> bool:
-    return bool(rows(daemon, sql))
+    return bool(await rows(daemon, sql))
 
 
 async def test_queue_actions_cancel_release_and_retry(
@@ -125,10 +133,10 @@ async def test_queue_actions_cancel_release_and_retry(
         ) as answer:
             assert answer.url.path == "/console/queue"
             assert expected in await answer.text()
-    assert rows(
+    assert await rows(
         daemon, "SELECT state, attempts FROM jobs WHERE state = 'pending' AND code = ''"
     ) == [("pending", 0)]
-    actions = rows(daemon, "SELECT action, target FROM console_audit WHERE action != 'login'")
+    actions = await rows(daemon, "SELECT action, target FROM console_audit WHERE action != 'login'")
     assert [action for action, _ in actions] == ["release", "release", "cancel", "cancel", "retry"]
 
 
@@ -169,7 +177,7 @@ async def test_rules_dry_run_shows_recipients_and_timeline_and_sends_nothing(
     assert "Bob (151****0087, bob)" in report
     assert A not in report
     assert B not in report
-    assert rows(daemon, "SELECT count(*) FROM jobs") == [(0,)]
+    assert await rows(daemon, "SELECT count(*) FROM jobs") == [(0,)]
     form["event"] = "{not json"
     async with viewer.post(f"{base(daemon)}/rules", data=form) as answer:
         assert answer.status == 400
@@ -194,6 +202,37 @@ async def test_gateway_shows_budget_and_polls(
     assert "segment(s) used today (no daily budget set)" in html
     assert re.search(r"<td>getBalance</td><td>\d{4}-\d\d-\d\d", html)
     assert "<polyline" in html
+    assert f"<td>{daemon.cluster.identity.id}</td><td>alive</td>" in html
+    assert f"<td>processor</td><td>held by {daemon.cluster.identity.id} for" in html
+
+
+async def test_any_instance_shows_the_polls_and_who_holds_each_lease(
+    pg_url: str, simulator: Simulator, smsbridge_daemon: DaemonFactory
+) -> None:
+    """Two instances on one database: the one that does not poll shows the other's polls (from
+    the stored answers), both instances, and who holds each lease, as `smsbridge status` does."""
+    text = config(store_url=pg_url, gateway=simulator.url)
+    pair = [await smsbridge_daemon(text), await smsbridge_daemon(text)]
+    leader = next(d for d in pair if d.cluster.poll.held)
+    other = next(d for d in pair if d is not leader)
+    for poll in (
+        leader.poller.poll_replies,
+        leader.poller.poll_reports,
+        leader.poller.poll_balance,
+    ):
+        await poll()
+    async with client() as http:
+        assert await login(http, base(other), "victor", PASSWORDS["victor"]) == 303
+        html = await page(http, f"{base(other)}/gateway")
+    for action in ("getReply", "getSendState", "getBalance"):
+        assert re.search(rf"<td>{action}</td><td>\d{{4}}-\d\d-\d\d \d\d:\d\d", html), action
+    assert "none stored" not in html
+    for daemon in pair:
+        assert f"<td>{daemon.cluster.identity.id}</td><td>alive</td>" in html
+    holder = f"held by {leader.cluster.identity.id} for"
+    assert re.search(rf"<td>poller:{DEFAULT_ACCOUNT}</td><td>{holder}", html)
+    processor = next(d for d in pair if d.cluster.processor.held)
+    assert f"<td>processor</td><td>held by {processor.cluster.identity.id} for" in html
 
 
 async def test_replying_from_a_simulated_phone_acknowledges(
@@ -213,7 +252,7 @@ async def test_replying_from_a_simulated_phone_acknowledges(
     async with operator.post(f"{base(daemon)}/phones", data=form) as answer:
         assert "replied from 151****0086" in await answer.text()
     await until(lambda: _has(daemon, "SELECT 1 FROM incidents WHERE state = 'acknowledged'"))
-    assert rows(daemon, "SELECT acked_by FROM incidents") == [("Alice",)]
+    assert await rows(daemon, "SELECT acked_by FROM incidents") == [("Alice",)]
 
 
 async def _sent_to(state: object, mobile: str) -> bool:
