@@ -368,8 +368,16 @@ def children(pid: int) -> list[int]:
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its children (PostgreSQL: the postmaster and its backends)."""
-    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in children(pid))
+    """CPU time of a process and its children (PostgreSQL: the postmaster and its backends),
+    those that ended included (the parent's cutime + cstime, in clock ticks)."""
+    total = cpu_seconds(pid)
+    for child in children(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # it just ended
+            total += cpu_seconds(child)
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # After the command: cutime and cstime are fields 16 and 17 (state is field 3).
+    return total + (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
 def pin_tree(pid: int, cpus: frozenset[int]) -> None:
