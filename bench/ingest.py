@@ -106,6 +106,10 @@ class Plan:
     wrk_seconds: int  # each wrk run of the CPU figures
     server_cpus: frozenset[int] | None = None  # None: servers run wherever the kernel puts them
     client_cpus: frozenset[int] | None = None  # where wrk runs
+    # PostgreSQL URLs for the CPU figures' accept and full-path daemons (empty: a SQLite file
+    # each); `database_pid` is their cluster's postmaster, whose CPU is counted apart.
+    databases: tuple[str, str] | None = None
+    database_pid: int = 0
 
 
 FULL = Plan(5, 32, 200.0, 10.0, 1000, 100, 20000, 20.0, 4)
@@ -297,13 +301,15 @@ async def start_daemon(
     matching: bool = True,
     tuning: Tuning = Tuning(),
     runner: Sequence[str] = (),
+    database: str = "",
 ) -> Server:
     """`smsbridge run` on the bench config; with `runner` (options of bench/daemon_runner.py)
-    the same command run with that runner's hooks."""
-    if plan.database:
-        empty_database(plan.database)
+    the same command run with that runner's hooks; with `database` (a PostgreSQL URL) its
+    store is that database, emptied first."""
+    if database:
+        empty_database(database)
     config = write_config(
-        workdir, gateway, plan.teams, matching=matching, tuning=tuning, database=plan.database
+        workdir, gateway, plan.teams, matching=matching, tuning=tuning, database=database
     )
     return await run_daemon(config, plan, runner)
 
@@ -362,8 +368,16 @@ def children(pid: int) -> list[int]:
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its children (PostgreSQL: the postmaster and its backends)."""
-    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in children(pid))
+    """CPU time of a process and its children (PostgreSQL: the postmaster and its backends),
+    those that ended included (the parent's cutime + cstime, in clock ticks)."""
+    total = cpu_seconds(pid)
+    for child in children(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # it just ended
+            total += cpu_seconds(child)
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # After the command: cutime and cstime are fields 16 and 17 (state is field 3).
+    return total + (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
 def pin_tree(pid: int, cpus: frozenset[int]) -> None:
@@ -547,11 +561,19 @@ def write_script(workdir: Path, teams: int) -> Path:
     return script
 
 
-def inbox_rows(path: Path) -> int:
-    """Deliveries the daemon stored so far (the inbox's ids are never reused)."""
+def inbox_rows(path: Path, database: str = "") -> int:
+    """Deliveries the daemon stored so far (the inbox's ids are never reused), read from the
+    store opened read-only (or the database)."""
+    query = "SELECT coalesce(max(id), 0) FROM inbox"
+    if database:
+        import psycopg
+
+        with psycopg.connect(database) as pg:
+            row = pg.execute(query).fetchone()
+            return int(row[0]) if row else 0
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
-        return int(conn.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0])
+        return int(conn.execute(query).fetchone()[0])
     finally:
         conn.close()
 
@@ -581,7 +603,10 @@ class Side:
     server: Server
     store: Path | None = None  # the daemon's store: requests served are its new inbox rows
     sim: Simulator | None = None  # full path: the round ends once every alert was sent
+    database: str = ""  # the daemon's store is this PostgreSQL database, not `store`
+    database_pid: int = 0  # its postmaster: the cluster's CPU is counted apart
     cpu_us: list[float] = field(default_factory=list)
+    database_us: list[float] = field(default_factory=list)
     rps: list[float] = field(default_factory=list)
     server_pct: list[float] = field(default_factory=list)
     others_pct: list[float] = field(default_factory=list)
@@ -595,6 +620,14 @@ class Side:
             "server_cpu_pct": spread(self.server_pct, 0),
             "rounds_other_load_pct": [round(o) for o in self.others_pct],
             **({"settle_after_round_s": [round(s, 2) for s in self.settle_s]} if self.sim else {}),
+            **(
+                {
+                    "database_cpu_us_per_request": spread(self.database_us, 1),
+                    "rounds_database_cpu_us_per_request": [round(c) for c in self.database_us],
+                }
+                if self.database_us
+                else {}
+            ),
         }
 
 
@@ -603,20 +636,24 @@ async def wrk_round(
 ) -> None:
     """One wrk run against a side; with `record`, its figures are added to the side's."""
     url = f"{side.server.url}/hooks/am"
-    count_before = await asyncio.to_thread(inbox_rows, side.store) if side.store else 0
+    count_before = await count_served(side)
     sent_before = len(side.sim.state.messages) if side.sim else 0
     busy_before, wrk_before = machine_busy(), children_cpu()
+    database_before = tree_cpu_seconds(side.database_pid) if side.database_pid else 0.0
     cpu_before = wrkload.process_cpu(side.server.pid)
     started = time.perf_counter()
     figures = await wrkload.run_wrk(url, script, source.next_alert, load)
     elapsed = time.perf_counter() - started
     server_cpu = wrkload.process_cpu(side.server.pid) - cpu_before
-    others = machine_busy() - busy_before - server_cpu - (children_cpu() - wrk_before)
+    database_cpu = tree_cpu_seconds(side.database_pid) - database_before if side.database_pid else 0
+    others = (
+        machine_busy() - busy_before - server_cpu - database_cpu - (children_cpu() - wrk_before)
+    )
     # A connection wrk closed at the end may have had a request in the handler: leave a gap.
     source.next_alert += figures["requests"] + 10 * load.connections
     served = figures["requests"]
     if side.store is not None:
-        served = await asyncio.to_thread(inbox_rows, side.store) - count_before
+        served = await count_served(side) - count_before
     if side.sim is not None:
         settle_started = time.perf_counter()
         await wait_sent(side.sim, sent_before + served)
@@ -624,9 +661,20 @@ async def wrk_round(
     if not record:
         return
     side.cpu_us.append(1e6 * (wrkload.process_cpu(side.server.pid) - cpu_before) / served)
+    if side.database_pid:
+        # After the settling: the full path's sending writes to the database too.
+        database_cpu = tree_cpu_seconds(side.database_pid) - database_before
+        side.database_us.append(1e6 * database_cpu / served)
     side.rps.append(served / elapsed)
     side.server_pct.append(100 * server_cpu / elapsed)
     side.others_pct.append(100 * max(others, 0.0) / elapsed)
+
+
+async def count_served(side: Side) -> int:
+    """The side's inbox rows so far (0 for the bare handler, which has no store)."""
+    if side.store is None:
+        return 0
+    return await asyncio.to_thread(inbox_rows, side.store, side.database)
 
 
 def children_cpu() -> float:
@@ -649,15 +697,25 @@ async def cpu_ratios(
     """
     load = wrkload.Load(plan.wrk_seconds, plan.concurrency, plan.client_cpus)
     script = write_script(workdir, plan.teams)
+    accept_db, full_db = plan.databases or ("", "")
     accept = await start_daemon(
-        workdir / "accept", sim.url, plan, matching=False, runner=["--hold-processor"]
+        workdir / "accept",
+        sim.url,
+        plan,
+        matching=False,
+        runner=["--hold-processor"],
+        database=accept_db,
     )
-    full = await start_daemon(workdir / "full", sim.url, plan)
+    full = await start_daemon(workdir / "full", sim.url, plan, database=full_db)
+    if plan.database_pid and plan.server_cpus is not None:
+        # The backends the daemons opened are the postmaster's children: on the servers' side.
+        pin_tree(plan.database_pid, plan.server_cpus)
     servers = (bare, accept, full)
+    pid = plan.database_pid
     sides = [
         Side("bare", bare),
-        Side("accept", accept, store=workdir / "accept" / "outbox.sqlite3"),
-        Side("full", full, store=workdir / "full" / "outbox.sqlite3", sim=sim),
+        Side("accept", accept, workdir / "accept" / "outbox.sqlite3", None, accept_db, pid),
+        Side("full", full, workdir / "full" / "outbox.sqlite3", sim, full_db, pid),
     ]
     warm = dataclasses.replace(load, seconds=1)
     try:
@@ -681,21 +739,34 @@ async def cpu_ratios(
     finally:
         await accept.stop()
         await full.stop()
-    bare_us = sides[0].cpu_us
     return {
         "wrk": {"seconds": load.seconds, "connections": load.connections, "threads": 1},
         "rounds": plan.rounds,
-        "accept_only": {
-            "cpu_ratio": spread([b / a for b, a in zip(bare_us, sides[1].cpu_us, strict=True)]),
-            "target": 0.6,
-        },
-        "full_path": {
-            "cpu_ratio": spread([b / f for b, f in zip(bare_us, sides[2].cpu_us, strict=True)]),
-            "target": 0.33,
-        },
+        "store": "postgresql" if plan.databases else "sqlite",
+        "accept_only": ratios(sides[0], sides[1], 0.4 if plan.databases else 0.6),
+        "full_path": ratios(sides[0], sides[2], 0.33),
         **{side.name: side.summary() for side in sides},
         "daemon_rss_after_mb": rss,
     }
+
+
+def ratios(bare: Side, daemon: Side, target: float) -> dict[str, Any]:
+    """Bare CPU per request over the daemon's, round by round (the daemon process alone; with
+    a PostgreSQL store, also with the database's CPU added), and how far the rounds spread."""
+    by_round = [b / d for b, d in zip(bare.cpu_us, daemon.cpu_us, strict=True)]
+    figures: dict[str, Any] = {"cpu_ratio": spread(by_round), "target": target}
+    if len(by_round) > 1:
+        # The noise: the rounds' range as a share of their median.
+        figures["spread_pct"] = round(
+            100 * (max(by_round) - min(by_round)) / statistics.median(by_round)
+        )
+    if daemon.database_us:
+        with_database = [
+            b / (d + p)
+            for b, d, p in zip(bare.cpu_us, daemon.cpu_us, daemon.database_us, strict=True)
+        ]
+        figures["cpu_ratio_with_database"] = spread(with_database)
+    return figures
 
 
 def held_jobs(path: Path) -> int:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -168,3 +169,23 @@ async def test_the_server_still_serves_after_all_that(daemon: Daemon) -> None:
     status, body = await post_json(daemon, "/hooks/am", {"version": "4"})
     assert status == 422
     assert "error" in body
+
+
+async def test_every_http_error_is_json_wherever_it_is_asked(daemon: Daemon) -> None:
+    """Paths no route takes and methods a path refuses get JSON too; GET and HEAD still work."""
+    url = daemon.url
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/nope/deeper") as response:
+            assert response.status == 404
+            assert await response.json() == {"error": "no such path /nope/deeper"}
+        async with http.post(f"{url}/healthz", data=b"{}") as response:
+            assert response.status == 405
+            assert await response.json() == {"error": "method POST not allowed on /healthz"}
+            assert response.headers["Allow"] == "GET,HEAD"
+        async with http.get(f"{url}/hooks/am") as response:
+            assert response.status == 405
+            assert (await response.json())["error"] == "method GET not allowed on /hooks/am"
+        async with http.head(f"{url}/healthz") as response:
+            assert response.status == 200
+        async with http.get(f"{url}/healthz") as response:
+            assert (response.status, await response.json()) == (200, {"status": "alive"})
