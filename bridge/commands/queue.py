@@ -13,6 +13,7 @@ import bridge.commands.history.source as source
 from bridge.commands.common import EXIT_OK, BadInputError, add_common
 from bridge.commands.output import emit_json, emit_lines
 from bridge.outbox import JobAction, JobActionError, cancel_job, release_job, retry_job
+from bridge.runtime import announce
 from bridge.store import Connection, StoreOpenError, make_store
 
 _BESIDE = (
@@ -77,6 +78,7 @@ async def cmd_act(args: argparse.Namespace, action: Action) -> int:
     await store.open()
     try:
         done = await store.write(lambda conn: action(conn, args.id, time.time()))
+        await announce(store, [done.output])
     except JobActionError as exc:
         raise BadInputError(str(exc)) from None  # nothing changed
     finally:

@@ -31,6 +31,16 @@ CHANGES_EVERY = 0.25
 SEND_TASK, LISTEN_TASK = "wakeups-send", "wakeups-listen"
 
 
+async def announce(store: Store, outputs: Iterable[str]) -> None:
+    """From a process that is no daemon (the command line, after a change it committed): wake
+    the daemons' senders for `outputs` and refresh their open console pages. Only PostgreSQL
+    needs it: daemons on a SQLite file see such changes at their next look at the queue."""
+    if store.dialect is not Dialect.POSTGRESQL:
+        return
+    await store.notify(JOBS, ",".join(sorted(outputs)))
+    await store.notify(CHANGES)
+
+
 def start(
     store: Store,
     supervisor: Supervisor,

@@ -4,6 +4,7 @@ an action that does not apply changes nothing and exits 2."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -11,11 +12,15 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
-from bridge.events import Event, EventKind
+from bridge.events import Event, EventKind, Intent
 from bridge.outbox import jobs
+from bridge.plugin import OutcomeKind
 from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.simulator import Fault, FaultKind
 from bridge.runtime.daemon import Daemon
+from bridge.runtime.wakeups import CHANGES, JOBS
+from bridge.store import Connection
+from bridge.store.postgres import PostgresStore
 from bridge.testing import DaemonFactory
 from tests.commands.test_history import ALICE, smsbridge, until
 
@@ -115,3 +120,41 @@ def test_an_action_on_a_missing_store_creates_nothing(
     assert main(["retry", "-c", str(config), "1"]) == 78
     assert "none.sqlite3: no such file: nothing was ever queued there" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+async def test_an_action_on_postgresql_wakes_the_daemons_senders_and_pages(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Daemons on another host hear of a release at once (NOTIFY), not at their next look."""
+    listener = PostgresStore(pg_url)
+    await listener.open()
+
+    def held(conn: Connection) -> int:
+        event = Event(kind=EventKind.ALERT, source="am", labels={"alertname": "Held"})
+        intent = Intent("sms", ALICE, "held", "info", event)
+        found = jobs.add_job(conn, intent, None, 1.0)
+        jobs.mark_held(conn, found, 1.0, 10**10, "balance too low", OutcomeKind.HOLD)
+        return found
+
+    job_id = await listener.write(held)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"store: {{url: '{pg_url}'}}\n")
+    stream = listener.notifications(JOBS, CHANGES)
+    heard: list[tuple[str, str]] = []
+    try:
+        # LISTEN is in place once the stream's first notice arrives: prime it.
+        first = asyncio.ensure_future(anext(stream))
+        while not first.done():
+            await listener.notify(CHANGES, "primed")
+            await asyncio.wait({first}, timeout=0.05)
+        code, out, err = await smsbridge("release", "-c", str(config), str(job_id))
+        assert (code, out, err) == (0, f"message {job_id} released: it is due now\n", "")
+        async with asyncio.timeout(10):
+            async for notice in stream:
+                heard.append((notice.channel, notice.payload))
+                if (JOBS, "sms") in heard and (CHANGES, "") in heard:
+                    break
+    finally:
+        await stream.aclose()
+        await listener.close()
+    assert (JOBS, "sms") in heard
