@@ -50,6 +50,11 @@ def test_example_config_runs_against_the_simulator(tmp_path: Path) -> None:
             "simulator": SimulatorConfig(port=0),
         }
     )
+    # Free ports only: a demo running beside the tests holds the example's fixed ones.
+    assert config.console is not None
+    config = config.model_copy(
+        update={"console": config.console.model_copy(update={"listen": "127.0.0.1:0"})}
+    )
 
     async def scenario() -> tuple[int, dict[str, object], int]:
         daemon = Daemon(settings.__class__(**{**settings.__dict__, "config": config}))
