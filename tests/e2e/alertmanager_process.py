@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
@@ -47,3 +52,29 @@ def running_alertmanager(
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+async def post_alerts(am: str, alerts: list[dict[str, Any]]) -> None:
+    """Raise alerts through Alertmanager's own API, as a Prometheus would."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):  # Alertmanager needs a moment to open its port
+            try:
+                async with http.post(f"{am}/api/v2/alerts", json=alerts) as response:
+                    assert response.status == 200, await response.text()
+                    return
+            except aiohttp.ClientConnectorError:
+                await asyncio.sleep(0.05)
+    raise AssertionError("Alertmanager did not start")
+
+
+async def post_disk_full(am: str, *, resolved: bool = False) -> None:
+    """Raise (or resolve) a critical DiskFull on db1."""
+    now = datetime.now(UTC).isoformat()
+    alert: dict[str, Any] = {
+        "labels": {"alertname": "DiskFull", "severity": "critical", "instance": "db1"},
+        "annotations": {"summary": "disk / is 97% full"},
+        "startsAt": now,
+    }
+    if resolved:
+        alert["endsAt"] = now
+    await post_alerts(am, [alert])

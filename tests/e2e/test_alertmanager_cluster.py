@@ -22,7 +22,12 @@ from bridge.plugins.c123.simulator import (
 )
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.settings import load_settings
-from tests.e2e.alertmanager_process import ALERTMANAGER, free_port, running_alertmanager
+from tests.e2e.alertmanager_process import (
+    ALERTMANAGER,
+    free_port,
+    post_alerts,
+    running_alertmanager,
+)
 
 pytestmark = pytest.mark.skipif(
     ALERTMANAGER is None,
@@ -141,16 +146,9 @@ def peers(tmp_path: Path, instances: list[Daemon]) -> Iterator[list[str]]:
 
 
 async def post(am: str, names: list[str], starts: str) -> None:
-    alerts = [{"labels": {"alertname": name, "team": "db"}, "startsAt": starts} for name in names]
-    async with aiohttp.ClientSession() as http:
-        for _ in range(200):  # Alertmanager needs a moment to open its port
-            try:
-                async with http.post(f"{am}/api/v2/alerts", json=alerts) as response:
-                    assert response.status == 200, await response.text()
-                    return
-            except aiohttp.ClientConnectorError:
-                await asyncio.sleep(0.05)
-    raise AssertionError("Alertmanager did not start")
+    await post_alerts(
+        am, [{"labels": {"alertname": name, "team": "db"}, "startsAt": starts} for name in names]
+    )
 
 
 async def delivered(am: str) -> float:

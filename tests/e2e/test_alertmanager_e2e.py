@@ -8,18 +8,16 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from bridge.plugins.c123.simulator import SimulatorSettings
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.settings import load_settings
-from tests.e2e.alertmanager_process import ALERTMANAGER, running_alertmanager
+from tests.e2e.alertmanager_process import ALERTMANAGER, post_disk_full, running_alertmanager
 
 pytestmark = pytest.mark.skipif(
     ALERTMANAGER is None,
@@ -133,26 +131,6 @@ receivers:
         yield url
 
 
-async def post_alert(am: str, *, resolved: bool = False) -> None:
-    now = datetime.now(UTC).isoformat()
-    alert: dict[str, Any] = {
-        "labels": {"alertname": "DiskFull", "severity": "critical", "instance": "db1"},
-        "annotations": {"summary": "disk / is 97% full"},
-        "startsAt": now,
-    }
-    if resolved:
-        alert["endsAt"] = now
-    async with aiohttp.ClientSession() as http:
-        for _ in range(100):  # Alertmanager needs a moment to open its port
-            try:
-                async with http.post(f"{am}/api/v2/alerts", json=[alert]) as response:
-                    assert response.status == 200, await response.text()
-                    return
-            except aiohttp.ClientConnectorError:
-                await asyncio.sleep(0.05)
-    raise AssertionError("Alertmanager did not start")
-
-
 async def test_alert_resolve_and_reply(
     daemon: Daemon, alertmanager: str, receiver: tuple[Receiver, str]
 ) -> None:
@@ -160,13 +138,13 @@ async def test_alert_resolve_and_reply(
     recv, _ = receiver
     sim = daemon.simulator
     assert sim is not None
-    await post_alert(alertmanager)
+    await post_disk_full(alertmanager)
     await sim.state.wait_for(lambda s: len(s.messages) >= 2, timeout=20)
     firing = sim.state.messages[:2]
     assert sorted(m.mobile for m in firing) == [ALICE, BOB]
     assert all("DiskFull" in m.content and "FIRING" in m.content.upper() for m in firing)
 
-    await post_alert(alertmanager, resolved=True)
+    await post_disk_full(alertmanager, resolved=True)
     await sim.state.wait_for(lambda s: len(s.messages) >= 4, timeout=20)
     resolved = sim.state.messages[2:4]
     assert sorted(m.mobile for m in resolved) == [ALICE, BOB]

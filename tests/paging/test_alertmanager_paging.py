@@ -12,11 +12,8 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
 from bridge.plugins.c123.simulator import (
@@ -28,7 +25,12 @@ from bridge.plugins.c123.simulator import (
 )
 from bridge.runtime.daemon import Daemon
 from bridge.testing import CapturingOutput, DaemonFactory
-from tests.e2e.alertmanager_process import ALERTMANAGER, free_port, running_alertmanager
+from tests.e2e.alertmanager_process import (
+    ALERTMANAGER,
+    free_port,
+    post_disk_full,
+    running_alertmanager,
+)
 from tests.e2e.test_crash import start_daemon
 from tests.paging.test_e2e import incident_state, sent_to
 
@@ -80,27 +82,6 @@ receivers:
         yield url
 
 
-async def post_alert(am: str, *, resolved: bool = False) -> None:
-    """Raise (or resolve) a critical DiskFull on db1 through Alertmanager's own API."""
-    now = datetime.now(UTC).isoformat()
-    alert: dict[str, Any] = {
-        "labels": {"alertname": "DiskFull", "severity": "critical", "instance": "db1"},
-        "annotations": {"summary": "disk / is 97% full"},
-        "startsAt": now,
-    }
-    if resolved:
-        alert["endsAt"] = now
-    async with aiohttp.ClientSession() as http:
-        for _ in range(200):  # Alertmanager needs a moment to open its port
-            try:
-                async with http.post(f"{am}/api/v2/alerts", json=[alert]) as response:
-                    assert response.status == 200, await response.text()
-                    return
-            except aiohttp.ClientConnectorError:
-                await asyncio.sleep(0.05)
-    raise AssertionError("Alertmanager did not start")
-
-
 async def recorded(store: Path) -> None:
     """Wait until the daemon recorded a sent job (read from its SQLite file, read-only)."""
     deadline = time.monotonic() + 10
@@ -140,7 +121,7 @@ conversations:
     assert daemon.simulator is not None
     state = daemon.simulator.state
     with alertmanager(tmp_path, f"{daemon.url}/hooks/am") as am:
-        await post_alert(am)
+        await post_disk_full(am)
         alice_at = await arrival(state, 1)
         assert sent_to(state) == [(A, PAGE)]
         bob_at = await arrival(state, 2)  # nobody answered alice
@@ -165,7 +146,7 @@ conversations:
         await asyncio.sleep(max(bob_at + 3.5 - time.monotonic(), 0))
         assert len(state.messages) == 4
 
-        await post_alert(am, resolved=True)
+        await post_disk_full(am, resolved=True)
         deadline = time.monotonic() + 20
         while await incident_state(daemon) != "resolved":
             assert time.monotonic() < deadline, "the resolution never reached the incident"
@@ -197,7 +178,7 @@ inputs:
         proc, url = await start_daemon(config)
         try:
             with alertmanager(tmp_path, f"{url}/hooks/am") as am:
-                await post_alert(am)
+                await post_disk_full(am)
                 alice_at = await arrival(state, 1)
                 # Killed once the page's outcome is recorded (a kill during the gateway call
                 # repeats that call: a duplicate page beats a missed one, by design).
