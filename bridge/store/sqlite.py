@@ -116,6 +116,9 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     # FULL: a commit is on disk when it returns, so an acknowledged webhook survives power loss.
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
+    # A batch's savepoint needs a statement journal: in memory, not a temporary file opened,
+    # written and unlinked at every commit (strace showed one per commit).
+    conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
 

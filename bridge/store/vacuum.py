@@ -40,5 +40,11 @@ def checkpoint(conn: Connection) -> None:
 def make_incremental(conn: Connection) -> None:
     """Rewrite the whole file with incremental vacuum on: long, and writes wait meanwhile."""
     conn.execute(f"PRAGMA auto_vacuum={INCREMENTAL}")
-    conn.execute("VACUUM")
+    # VACUUM builds its copy as a temporary database: on disk, not in memory as large as the file.
+    temp_store = int(conn.execute("PRAGMA temp_store").fetchone()[0])
+    conn.execute("PRAGMA temp_store=FILE")
+    try:
+        conn.execute("VACUUM")
+    finally:
+        conn.execute(f"PRAGMA temp_store={temp_store}")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

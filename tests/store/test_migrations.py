@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bridge.store.migrations as migrations
+import bridge.store.vacuum as vacuum
 from bridge.events import Event, EventKind
 from bridge.intake.conversations import by_code, latest_conversation, record_conversation
 from bridge.store import SchemaTooNewError, SqliteStore
@@ -187,6 +188,23 @@ async def test_a_new_file_vacuums_incrementally_from_the_start(tmp_path: Path) -
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+async def test_savepoints_journal_in_memory_and_vacuum_copies_on_disk(tmp_path: Path) -> None:
+    """A batch's statement journal stays in memory (no temporary file per commit); the one-off
+    VACUUM still builds its copy on disk, then the connection is as it was."""
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    await store.open()
+    try:
+        assert await store.read(lambda conn: conn.execute("PRAGMA temp_store").fetchone()[0]) == 2
+
+        def vacuum_then_temp_store(conn: sqlite3.Connection) -> int:
+            vacuum.make_incremental(conn)
+            return int(conn.execute("PRAGMA temp_store").fetchone()[0])
+
+        assert await store.maintain(vacuum_then_temp_store) == 2
+    finally:
+        await store.close()
 
 
 async def test_replies_find_their_conversation_without_the_dropped_index(tmp_path: Path) -> None:
