@@ -12,7 +12,7 @@ import structlog
 
 from bridge.commands.common import EXIT_OK
 from bridge.config import format_path
-from bridge.runtime import Daemon, Notifier, health, load_settings
+from bridge.runtime import Daemon, Notifier, health, load_settings, memory
 
 log = structlog.get_logger("smsbridge")
 
@@ -55,6 +55,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     notifier.status("starting")
     daemon = Daemon(settings)
     await daemon.start()
+    memory.tune_collector()
     notifier.ready(health.status_line(daemon))
     reloads: asyncio.Queue[None] = args.reload_requests
 

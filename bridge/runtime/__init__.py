@@ -1,6 +1,6 @@
 """The running daemon: lifecycle, settings, HTTP server, health and systemd."""
 
-from bridge.runtime import health
+from bridge.runtime import health, memory
 from bridge.runtime.daemon import Daemon
 from bridge.runtime.settings import SMS_OUTPUT, Settings, load_settings
 from bridge.runtime.systemd import Notifier
@@ -14,4 +14,5 @@ __all__ = [
     "announce",
     "health",
     "load_settings",
+    "memory",
 ]
