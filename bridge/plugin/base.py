@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
 
 import aiohttp
 from aiohttp import web
@@ -32,6 +32,41 @@ class Rejected:
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "error": self.error}
+
+
+class LazyEvents(Sequence[Event]):
+    """Events made when first read, not when counted: the request path needs only how many a
+    delivery holds (its answer); the processor, which reads them, makes them after the answer."""
+
+    __slots__ = ("_count", "_events", "_make")
+
+    def __init__(self, count: int, make: Callable[[], Sequence[Event]]) -> None:
+        self._count = count
+        self._make: Callable[[], Sequence[Event]] | None = make
+        self._events: Sequence[Event] = ()
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Event]: ...
+
+    def __getitem__(self, index: int | slice) -> Event | Sequence[Event]:
+        return self._made()[index]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self._made())
+
+    def _made(self) -> Sequence[Event]:
+        if self._make is not None:
+            events = self._make()
+            if len(events) != self._count:
+                raise ValueError(f"made {len(events)} events where {self._count} were counted")
+            self._events, self._make = events, None
+        return self._events
 
 
 @dataclass(frozen=True, slots=True)

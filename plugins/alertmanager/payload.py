@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bridge.events import Event, EventKind, Occurrence, Status
-from bridge.plugin import Parsed, Rejected, sha256_hex, validation_message
+from bridge.plugin import LazyEvents, Parsed, Rejected, sha256_hex, validation_message
 
 VERSION = "4"
 
@@ -81,12 +82,23 @@ class Payload(_Model):
     def parse(self, source: str, window: float = 0.0) -> tuple[Parsed, str]:
         """One Event per usable alert, and the delivery's dedupe key.
 
+        The events are made when first read (by the processor, after the answer); which alerts
+        are usable, and the key, are decided now.
+        """
+        good, rejected = self.split()
+        events = LazyEvents(len(good), partial(self.events, source, window, good))
+        return Parsed(events, rejected), self.dedupe_key(source, [alert for alert, _ in good])
+
+    def events(
+        self, source: str, window: float, good: list[tuple[Alert, dict[str, Any]]]
+    ) -> list[Event]:
+        """The usable alerts' events.
+
         With a `window`, each event names its occurrence (fingerprint, startsAt, status), taken
         once within the window: HA peers' payloads for one group may hold different alerts, so
         a delivery-wide key alone would page the alerts they share twice.
         The raw dicts keep any fields newer Alertmanagers add.
         """
-        good, rejected = self.split()
         group = {
             "groupKey": self.group_key,
             "status": self.status,
@@ -97,7 +109,7 @@ class Payload(_Model):
             "externalURL": self.external_url,
             "truncatedAlerts": self.truncated_alerts,
         }
-        events = [
+        return [
             Event(
                 kind=EventKind.ALERT,
                 source=source,
@@ -112,4 +124,3 @@ class Payload(_Model):
             )
             for alert, raw_alert in good
         ]
-        return Parsed(events, rejected), self.dedupe_key(source, [alert for alert, _ in good])
