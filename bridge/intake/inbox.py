@@ -8,6 +8,7 @@ exactly the rows whose effects were not committed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -42,7 +43,10 @@ def store(
     dedupe_key: str = "",
     dedupe_window: float = 0.0,
 ) -> int:
-    """Store one delivery; returns its row id, or 0 when it is a duplicate within its window."""
+    """Store one delivery; returns its row id, or 0 when it is a duplicate within its window
+    (a window of 0 takes nothing as a duplicate)."""
+    if dedupe_window <= 0:
+        dedupe_key = ""
     if dedupe_key and dialect(conn) is Dialect.POSTGRESQL:
         # One round trip instead of two (each costs both sides more than the insert itself):
         # `ledger.seen_within`'s statement as a CTE, the row inserted only if it recorded the key.
@@ -66,6 +70,88 @@ _STORE_ONCE_PG = """WITH fresh AS (
     WHERE dedupe.expires_at <= ? RETURNING key)
 INSERT INTO inbox (source, kind, body, received_at)
 SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM fresh) RETURNING id"""
+
+
+@dataclass(frozen=True, slots=True)
+class NewRow:
+    """A delivery to store (`store_many`): `dedupe_key` names it for `dedupe_window` seconds."""
+
+    source: str
+    body: bytes
+    received_at: float
+    kind: InboxKind = InboxKind.INPUT
+    dedupe_key: str = ""
+    dedupe_window: float = 0.0
+
+
+def store_many(conn: Connection, rows: Sequence[NewRow]) -> list[int]:
+    """Store deliveries with two statements in all; each one's row id, or 0 for a duplicate.
+
+    A key already live in the ledger, or repeated within `rows`, is a duplicate (its first
+    occurrence is stored). The ids of one INSERT follow the order of its VALUES, so sorting the
+    returned ids matches them to the rows.
+    """
+    if len(rows) == 1:  # one statement (one round trip on PostgreSQL) instead of two
+        row = rows[0]
+        return [
+            store(
+                conn,
+                row.source,
+                row.body,
+                row.received_at,
+                kind=row.kind,
+                dedupe_key=row.dedupe_key,
+                dedupe_window=row.dedupe_window,
+            )
+        ]
+    first: dict[str, int] = {}  # each key's first row
+    for index, row in enumerate(rows):
+        if row.dedupe_key and row.dedupe_window > 0:
+            first.setdefault(row.dedupe_key, index)
+    fresh = _record_keys(conn, [rows[index] for index in first.values()]) if first else set()
+    kept = [
+        index
+        for index, row in enumerate(rows)
+        if not (row.dedupe_key and row.dedupe_window > 0)
+        or (row.dedupe_key in fresh and first[row.dedupe_key] == index)
+    ]
+    ids = [0] * len(rows)
+    if kept:
+        values = ",".join(["(?, ?, ?, ?)"] * len(kept))
+        cursor = conn.execute(
+            "INSERT INTO inbox (source, kind, body, received_at) VALUES "  # noqa: S608
+            + values
+            + " RETURNING id",
+            [
+                value
+                for index in kept
+                for value in (
+                    rows[index].source,
+                    rows[index].kind.value,
+                    rows[index].body,
+                    rows[index].received_at,
+                )
+            ],
+        )
+        for index, row_id in zip(
+            kept, sorted(int(found[0]) for found in cursor.fetchall()), strict=True
+        ):
+            ids[index] = row_id
+    return ids
+
+
+def _record_keys(conn: Connection, rows: list[NewRow]) -> set[str]:
+    """Record the keys not live in the ledger (`ledger.seen_within` for many); those recorded."""
+    now = max(row.received_at for row in rows)
+    values = ",".join(["(?, ?)"] * len(rows))
+    cursor = conn.execute(
+        "INSERT INTO dedupe (key, expires_at) VALUES "  # noqa: S608 - only placeholders
+        + values
+        + " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
+        " WHERE dedupe.expires_at <= ? RETURNING key",
+        [*(v for row in rows for v in (row.dedupe_key, row.received_at + row.dedupe_window)), now],
+    )
+    return {str(found[0]) for found in cursor.fetchall()}
 
 
 def unprocessed(conn: Connection, after: int, limit: int) -> list[InboxRow]:

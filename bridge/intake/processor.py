@@ -26,7 +26,7 @@ from bridge.intake.replies import RecordIntake
 from bridge.metrics import Metrics
 from bridge.plugin import Accepted, Delivery, Parsed, StoreUnavailableError
 from bridge.rules import Decision
-from bridge.store import Connection, Store, ledger
+from bridge.store import Coalescer, Connection, Store, ledger
 
 Clock = Callable[[], float]
 Parser = Callable[[bytes], Parsed]
@@ -78,6 +78,8 @@ class Processor:
         self._cache: dict[int, Parsed] = {}
         self._cached = 0  # events in _cache
         self._wakeup = asyncio.Event()
+        # Deliveries that arrive while the last ones are committed are stored together.
+        self._deliveries = Coalescer(store, inbox.store_many)
         self._lock = asyncio.Lock()  # one batch at a time: a row must never be taken twice
         # Run first in each batch's transaction: with several instances, the processor
         # leader's lease check (it raises once another instance took over).
@@ -88,20 +90,14 @@ class Processor:
     async def submit(self, source: str, delivery: Delivery) -> Accepted:
         """Store a delivery in the inbox; returns once it is durably committed."""
         parsed = delivery.parsed
-        now = self.clock()
-
-        def work(conn: Connection) -> int:
-            return inbox.store(
-                conn,
-                source,
-                delivery.body,
-                now,
-                dedupe_key=delivery.dedupe_key,
-                dedupe_window=delivery.dedupe_window,
-            )
-
-        # Pure: it only writes rows, so a batch of deliveries shares one savepoint.
-        row_id = await self.store.write(work, pure=True)
+        row = inbox.NewRow(
+            source,
+            delivery.body,
+            self.clock(),
+            dedupe_key=delivery.dedupe_key,
+            dedupe_window=delivery.dedupe_window,
+        )
+        row_id = await self._deliveries.write(row)
         if not row_id:
             self.metrics.duplicates.labels(source).inc()
             return Accepted(len(parsed.events), duplicate=True, rejected=parsed.rejected)

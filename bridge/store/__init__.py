@@ -3,6 +3,7 @@ schema, small ledgers, and the leases and instance registry several instances sh
 
 from bridge.store import instances, leases, ledger, migrations, pg_migrations, vacuum
 from bridge.store.base import Notification, Store
+from bridge.store.coalesce import Coalescer
 from bridge.store.connection import Connection, Dialect, Row, dialect
 from bridge.store.factory import describe_url, make_store, read_only_database
 from bridge.store.leases import Lease, LeaseLostError
@@ -14,6 +15,7 @@ from bridge.store.sqlite import SqliteStore, StoreOpenError
 
 __all__ = [
     "SCHEMA",
+    "Coalescer",
     "Connection",
     "Dialect",
     "Lease",
