@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -12,6 +13,12 @@ import bridge.intake.inbox as inbox
 from bridge.store import Store
 
 T0 = 1_767_000_000.0
+# Each example opens the store anew: fewer examples, no deadline.
+AGAINST_THE_MODEL = settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 # (dedupe key, '' for none; seconds since the previous delivery; window)
 DELIVERIES = st.lists(
@@ -20,14 +27,23 @@ DELIVERIES = st.lists(
 )
 
 
-async def _against_the_model(
-    make: Callable[[], Store], deliveries: list[tuple[str, int, int]]
-) -> None:
+@contextlib.asynccontextmanager
+async def _emptied(make: Callable[[], Store]) -> AsyncIterator[Store]:
+    """An open store with no deliveries and no dedupe keys (examples share the backend)."""
     store = make()
     await store.open()
     try:
         await store.write(lambda c: c.execute("DELETE FROM dedupe"))
         await store.write(lambda c: c.execute("DELETE FROM inbox"))
+        yield store
+    finally:
+        await store.close()
+
+
+async def _against_the_model(
+    make: Callable[[], Store], deliveries: list[tuple[str, int, int]]
+) -> None:
+    async with _emptied(make) as store:
         expires: dict[str, float] = {}
         stored: dict[int, bytes] = {}
         now = T0
@@ -50,15 +66,9 @@ async def _against_the_model(
         rows = await store.read(lambda c: inbox.unprocessed(c, 0, 100))
         assert [row.id for row in rows] == sorted(stored)
         assert await store.read(lambda c: inbox.bodies(c, list(stored))) == stored
-    finally:
-        await store.close()
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@AGAINST_THE_MODEL
 @given(deliveries=DELIVERIES)
 def test_a_keyed_delivery_is_stored_once_within_its_window(
     store_factory: Callable[[], Store], deliveries: list[tuple[str, int, int]]
@@ -79,11 +89,7 @@ BATCHES = st.lists(
 async def _batches_against_the_model(
     make: Callable[[], Store], batches: list[tuple[int, list[tuple[str, int]]]]
 ) -> None:
-    store = make()
-    await store.open()
-    try:
-        await store.write(lambda c: c.execute("DELETE FROM dedupe"))
-        await store.write(lambda c: c.execute("DELETE FROM inbox"))
+    async with _emptied(make) as store:
         expires: dict[str, float] = {}
         stored: dict[int, bytes] = {}
         now, n = T0, 0
@@ -109,15 +115,9 @@ async def _batches_against_the_model(
                     stored[row_id] = row.body
         # Each id names its own row's body: ids were matched to rows in order.
         assert await store.read(lambda c: inbox.bodies(c, list(stored))) == stored
-    finally:
-        await store.close()
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@AGAINST_THE_MODEL
 @given(batches=BATCHES)
 def test_a_batch_stores_what_storing_one_at_a_time_would(
     store_factory: Callable[[], Store], batches: list[tuple[int, list[tuple[str, int]]]]
