@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 from psycopg import sql
@@ -36,6 +33,7 @@ import bridge.store.pg_units as units
 from bridge.plugin import StoreUnavailableError
 from bridge.store.base import Notification
 from bridge.store.connection import Connection, Dialect
+from bridge.store.group import GroupWriter, Pending, Ran
 from bridge.store.migrations import Migration, SchemaTooNewError
 from bridge.store.pg_connection import PgConnection, PgRow, row_factory
 from bridge.store.sqlite import StoreOpenError
@@ -49,8 +47,6 @@ POOL_SIZE = 10
 # the store counts as unavailable: a webhook is answered 503 then, not left hanging.
 POOL_WAIT = 5.0
 CONNECT_TIMEOUT = 10
-# A batch of pure units bigger than this would hold back the first one's answer too long.
-MAX_BATCH = 512
 
 
 def describe(conninfo: str) -> str:
@@ -101,12 +97,6 @@ def read_only(conninfo: str) -> Iterator[Connection]:
         yield PgConnection(raw)
 
 
-@dataclass(slots=True)
-class _Pending:
-    work: Callable[[Connection], Any]
-    future: asyncio.Future[Any]
-
-
 class PostgresStore:
     """A PostgreSQL database as the store (`store.url`)."""
 
@@ -121,10 +111,7 @@ class PostgresStore:
         self._pool: ConnectionPool[psycopg.Connection[PgRow]] | None = None
         # Units running at once (each on a pooled connection); the group writer is apart.
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="store-pg")
-        self._pending: deque[_Pending] = deque()
-        self._wake = threading.Condition()
-        self._writer: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._group = GroupWriter("store-pg-writer", self._run_batch, self._settled)
         self._closing = False
         self.commits = 0
         self.migrated: list[Migration] = []
@@ -139,7 +126,7 @@ class PostgresStore:
 
     @property
     def is_open(self) -> bool:
-        return self._pool is not None and not self._closing
+        return self._pool is not None and not self._closing and self._group.is_running
 
     @property
     def problem(self) -> str:
@@ -176,9 +163,7 @@ class PostgresStore:
             self._executor.shutdown(wait=False)
             raise PostgresOpenError(self.where, exc) from exc
         self._pool = pool
-        self._loop = loop
-        self._writer = threading.Thread(target=self._write_batches, name="store-pg-writer")
-        self._writer.start()
+        self._group.start(loop)
 
     def _migrate(self) -> list[Migration]:
         with psycopg.connect(
@@ -192,12 +177,8 @@ class PostgresStore:
     async def close(self) -> None:
         """Let queued and running units finish, then close the pool."""
         loop = asyncio.get_running_loop()
-        with self._wake:
-            self._closing = True
-            self._wake.notify()
-        if self._writer is not None:
-            await loop.run_in_executor(None, self._writer.join)
-            self._writer = None
+        self._closing = True
+        await self._group.stop()
         await loop.run_in_executor(None, self._executor.shutdown, True)
         if self._pool is not None:
             await loop.run_in_executor(None, self._pool.close)
@@ -213,16 +194,9 @@ class PostgresStore:
         """
         if not pure:
             return await self._submit(units.transaction, work, commits=True)
-        if not self.is_open or self._loop is None:
+        if not self.is_open:
             raise StoreUnavailableError("the store is not open")
-        future: asyncio.Future[T] = self._loop.create_future()
-        with self._wake:
-            if self._closing:  # the writer may have drained the queue for the last time
-                raise StoreUnavailableError("the store is not open")
-            self._pending.append(_Pending(work, future))
-            if len(self._pending) == 1:
-                self._wake.notify()
-        return await future
+        return await self._group.submit(work, pure=True)
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Run `work` outside a transaction: each statement sees the last committed state."""
@@ -282,44 +256,14 @@ class PostgresStore:
 
     # --- the group writer (a thread) --------------------------------------------------------
 
-    def _take(self) -> list[_Pending] | None:
-        """The next batch of pure units; None once closing and drained."""
-        with self._wake:
-            while not self._pending:
-                if self._closing:
-                    return None
-                self._wake.wait()
-            batch: list[_Pending] = []
-            while self._pending and len(batch) < MAX_BATCH:
-                batch.append(self._pending.popleft())
-            return batch
+    def _run_batch(self, batch: list[Pending]) -> Ran:
+        """On the writer thread: pure units in one transaction, committed once."""
+        assert self._pool is not None
+        return Ran(units.together(self._pool, [pending.work for pending in batch]))
 
-    def _write_batches(self) -> None:
-        loop, pool = self._loop, self._pool
-        assert loop is not None
-        assert pool is not None
-        while (batch := self._take()) is not None:
-            try:
-                outcome: Any = units.together(pool, [pending.work for pending in batch])
-            except Exception as exc:  # the database is unavailable: nothing in it is stored
-                outcome = exc
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(self._settle, batch, outcome)
-
-    def _settle(self, batch: list[_Pending], outcome: Any) -> None:
-        """On the loop: resolve a batch's futures."""
-        if isinstance(outcome, BaseException):
-            self.last_commit_error = str(outcome)
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(outcome)
+    def _settled(self, error: BaseException | None, ran: Ran | None) -> None:
+        if error is not None:
+            self.last_commit_error = str(error)
             return
         self.commits += 1
         self.last_commit_error = None
-        for pending, (ok, value) in zip(batch, outcome, strict=True):
-            if pending.future.done():
-                continue
-            if ok:
-                pending.future.set_result(value)
-            else:
-                pending.future.set_exception(value)

@@ -8,24 +8,19 @@ import errno
 import os
 import sqlite3
 import threading
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import bridge.store.migrations as migrations
 from bridge.plugin import StoreUnavailableError
 from bridge.store.base import Notification
 from bridge.store.connection import Connection, Dialect
+from bridge.store.group import GroupWriter, Outcome, Pending, Ran
 from bridge.store.listeners import Listeners
 
 T = TypeVar("T")
-Work = Callable[[Connection], Any]
-
-# A batch bigger than this would hold back the first writer's answer for too long.
-MAX_BATCH = 512
 
 # Errors that say the file cannot take writes now (full, read-only, I/O, locked by another
 # process past busy_timeout), not that one write's SQL is wrong: they fail the whole batch.
@@ -92,14 +87,6 @@ def _diagnose(path: Path, exc: BaseException) -> tuple[str, bool]:
     return str(exc), code is not None and code & 0xFF == sqlite3.SQLITE_FULL
 
 
-@dataclass(slots=True)
-class _Pending:
-    work: Work
-    future: asyncio.Future[Any]
-    pure: bool = False  # no effect outside the connection: may run again, needs no savepoint
-    maintenance: bool = False  # runs alone, outside any transaction
-
-
 # A WAL file that a burst grew is cut back to this when it restarts, not kept at its peak.
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
 
@@ -145,19 +132,14 @@ class SqliteStore:
         self._reader_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
-        self._pending: deque[_Pending] = deque()
-        self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping = False
-        self._stopped: asyncio.Future[None] | None = None
+        self._group = GroupWriter("store-writer", self._run_batch, self._settled)
         self.commits = 0  # batches committed, for metrics and tests
         self.migrated: list[migrations.Migration] = []  # schema steps open() applied
         self.last_commit_error: str | None = None  # why the last batch failed; None once one works
 
     @property
     def is_open(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._stopping
+        return self._group.is_running
 
     @property
     def where(self) -> str:
@@ -198,10 +180,7 @@ class SqliteStore:
         except BaseException:
             await self.close()
             raise
-        self._loop = loop
-        self._stopped = loop.create_future()
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
-        self._thread.start()
+        self._group.start(loop)
 
     async def maintain(self, work: Callable[[Connection], T]) -> T:
         """Run `work` on the writer's connection between two commits, outside any transaction.
@@ -209,16 +188,11 @@ class SqliteStore:
         For what cannot run inside one (an incremental vacuum, a checkpoint): writes wait while
         it runs, so it must be short.
         """
-        return await self._enqueue(work, pure=False, maintenance=True)
+        return await self._group.submit(work, maintenance=True)
 
     async def close(self) -> None:
         """Finish queued writes, stop the writer and close the file."""
-        if self._thread is not None and self._stopped is not None:
-            with self._wake:
-                self._stopping = True
-                self._wake.notify()
-            await asyncio.shield(self._stopped)
-            self._thread.join()
+        await self._group.stop()
         loop = asyncio.get_running_loop()
         for conn, executor in ((self._writer, self._executor), (self._reader, self._reads)):
             if conn is not None:
@@ -237,7 +211,7 @@ class SqliteStore:
         committed (a full or read-only disk, raised by the commit or by any work in the batch),
         and whatever else `work` itself raised (its changes are rolled back, the batch's are not).
         """
-        return await self._enqueue(work, pure=pure, maintenance=False)
+        return await self._group.submit(work, pure=pure)
 
     async def notify(self, channel: str, payload: str = "") -> None:
         """Wake this process's listeners on `channel` (no other process shares the file)."""
@@ -259,95 +233,27 @@ class SqliteStore:
 
         return await asyncio.get_running_loop().run_in_executor(self._reads, run)
 
-    async def _enqueue(
-        self, work: Callable[[Connection], T], *, pure: bool, maintenance: bool
-    ) -> T:
-        if not self.is_open or self._loop is None:
-            raise StoreUnavailableError("the store is not open")
-        future: asyncio.Future[T] = self._loop.create_future()
-        with self._wake:
-            if self._stopping:
-                raise StoreUnavailableError("the store is not open")
-            self._pending.append(_Pending(work, future, pure, maintenance))
-            if len(self._pending) == 1:
-                self._wake.notify()
-        return await future
+    def _run_batch(self, batch: list[Pending]) -> Ran:
+        """On the writer thread: a maintenance unit alone, or a batch committed once."""
+        if batch[0].maintenance:
+            return Ran([_maintain(self._writer, batch[0])], committed=False)
+        return self._commit(batch)
 
-    def _take(self) -> list[_Pending] | None:
-        """The next batch (a maintenance item comes alone); None once stopped and drained."""
-        with self._wake:
-            while not self._pending:
-                if self._stopping:
-                    return None
-                self._wake.wait()
-            if self._pending[0].maintenance:
-                return [self._pending.popleft()]
-            batch: list[_Pending] = []
-            while self._pending and len(batch) < MAX_BATCH and not self._pending[0].maintenance:
-                batch.append(self._pending.popleft())
-            return batch
-
-    def _run(self) -> None:
-        """The writer thread: batches run and commit here; the loop is woken once a batch."""
-        assert self._loop is not None
-        assert self._stopped is not None
-        loop, stopped = self._loop, self._stopped
-        try:
-            while (batch := self._take()) is not None:
-                try:
-                    if batch[0].maintenance:
-                        outcome: Any = ([self._maintain(batch[0])], False)
-                    else:
-                        outcome = self._commit(batch)
-                except Exception as exc:  # the commit itself failed: nothing in it is stored
-                    outcome = exc
-                loop.call_soon_threadsafe(self._settle, batch, outcome)
-        finally:
-            with self._wake:
-                self._stopping = True
-                left = list(self._pending)
-                self._pending.clear()
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                if left:  # the thread died: nobody may wait for ever
-                    failure = StoreUnavailableError("the store's writer stopped")
-                    loop.call_soon_threadsafe(self._settle, left, failure)
-                loop.call_soon_threadsafe(_resolve, stopped)
-
-    def _maintain(self, pending: _Pending) -> tuple[bool, Any]:
-        assert self._writer is not None
-        try:
-            return True, pending.work(self._writer)
-        except Exception as exc:
-            return False, exc
-
-    def _settle(self, batch: list[_Pending], outcome: Any) -> None:
-        """On the loop: resolve a batch's futures with its outcome."""
-        if isinstance(outcome, BaseException):
-            self.last_commit_error = str(outcome)
-            for pending in batch:
-                if not pending.future.done():
-                    failure = StoreUnavailableError(f"commit failed: {outcome}")
-                    failure.__cause__ = outcome
-                    pending.future.set_exception(failure)
+    def _settled(self, error: BaseException | None, ran: Ran | None) -> None:
+        if error is not None:
+            self.last_commit_error = str(error)
             return
-        results, wrote = outcome
-        if not batch[0].maintenance:
+        assert ran is not None
+        if ran.committed:
             self.commits += 1
-            if wrote:  # a batch that changed nothing proves little about the disk
+            if ran.wrote:  # a batch that changed nothing proves little about the disk
                 self.last_commit_error = None
-        for pending, (ok, value) in zip(batch, results, strict=True):
-            if pending.future.done():
-                continue
-            if ok:
-                pending.future.set_result(value)
-            else:
-                pending.future.set_exception(value)
 
-    def _commit(self, batch: list[_Pending]) -> tuple[list[tuple[bool, Any]], bool]:
+    def _commit(self, batch: list[Pending]) -> Ran:
         """Run and commit a batch: each work's outcome, and whether any row was written."""
         conn = self._writer
         assert conn is not None
-        results: list[tuple[bool, Any]] = []
+        results: list[Outcome] = []
         changes = conn.total_changes
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -367,15 +273,18 @@ class SqliteStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
-        return results, conn.total_changes != changes
+        return Ran(results, wrote=conn.total_changes != changes)
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _maintain(conn: Connection | None, pending: Pending) -> Outcome:
+    assert conn is not None
+    try:
+        return True, pending.work(conn)
+    except Exception as exc:
+        return False, exc
 
 
-def _guarded(conn: Connection, pending: _Pending) -> tuple[bool, Any]:
+def _guarded(conn: Connection, pending: Pending) -> Outcome:
     """Run one work in its own savepoint: if it fails, only its changes are rolled back."""
     conn.execute("SAVEPOINT work")
     try:
@@ -390,11 +299,11 @@ def _guarded(conn: Connection, pending: _Pending) -> tuple[bool, Any]:
     return True, value
 
 
-def _run_pure(conn: Connection, run: list[_Pending]) -> list[tuple[bool, Any]]:
+def _run_pure(conn: Connection, run: list[Pending]) -> list[Outcome]:
     """Run pure works under one savepoint; if one fails, undo them all and run each again in
     its own, so the failure stays its own."""
     conn.execute("SAVEPOINT pure")
-    results: list[tuple[bool, Any]] = []
+    results: list[Outcome] = []
     try:
         for pending in run:
             results.append((True, pending.work(conn)))
