@@ -30,6 +30,7 @@ from bridge.outbox import JobRecord, retention
 from bridge.paging import Silencer
 from bridge.plugin import Delivery, Input, Output, Parsed, PluginContext
 from bridge.plugins.c123.client import C123Client
+from bridge.plugins.c123.config import C123Config
 from bridge.plugins.c123.marks import StoreMarks
 from bridge.plugins.c123.output import C123Output
 from bridge.plugins.c123.poller import GatewayPoller
@@ -108,6 +109,17 @@ class Daemon:
             raise
 
     async def _start(self) -> None:
+        """Each phase needs what the ones before it opened; the stack unwinds them in reverse."""
+        c123 = await self._open_store_and_gateway()
+        self._build_outbox(c123)
+        await self._start_sending()
+        self._build_intake()
+        await self._join_cluster()
+        await self._open_doors()
+
+    async def _open_store_and_gateway(self) -> C123Config:
+        """The store, the HTTP session, the gateway (or the simulator), the instance's cluster
+        membership and the gateway client."""
         config = self.settings.config
         stack = self._stack
         self.store = await storage.open_store(config.store, self._stack, str(self.clock()))
@@ -145,6 +157,11 @@ class Daemon:
         )
         configure.register_settings_secrets(self.settings)
         SCRUBBER.add_secret(c123.load_key().get_secret_value())
+        return c123
+
+    def _build_outbox(self, c123: C123Config) -> None:
+        """The rules' pipeline and silences."""
+        stack = self._stack
         self.pipeline = Pipeline(
             self.store,
             self.settings.rules,
@@ -160,6 +177,10 @@ class Daemon:
         # Before the session closes, after the processor stopped: silences under way finish.
         stack.push_async_callback(self.silencer.drain)
         configure.route(self.pipeline, self.settings, self.silencer)
+
+    async def _start_sending(self) -> None:
+        """The outputs, and the dispatcher that sends through them."""
+        stack = self._stack
         self._outputs = await self._start_outputs(self.settings)
         self.dispatcher = configure.dispatcher(
             self.settings,
@@ -180,6 +201,11 @@ class Daemon:
         await stack.enter_async_context(self.client.gate.watching())
         self.dispatcher.start()
         stack.push_async_callback(self._stop_dispatch)
+
+    def _build_intake(self) -> None:
+        """The processor that turns the inbox into jobs, the wake-ups, the gateway's poller."""
+        config = self.settings.config
+        stack = self._stack
         self.records = RecordIntake(
             self.store, self.pipeline, metrics=self.metrics, clock=self.clock
         )
@@ -215,6 +241,10 @@ class Daemon:
             on_poll=self._polled,
             lease=self.cluster.poll,
         )
+
+    async def _join_cluster(self) -> None:
+        """Fence the writes that need a lease, join the instances, and lead what this one may."""
+        stack = self._stack
         # Answers are kept only under the account's lease; batches and timers only under the
         # processor's: a paused ex-leader's late write fails its fence instead of committing.
         self.records.fences[SMS_OUTPUT] = self.cluster.poll.fence
@@ -241,6 +271,11 @@ class Daemon:
             fence,
         )
         stack.push_async_callback(self._stop_tasks, list(loops.LEADING_TASKS))
+
+    async def _open_doors(self) -> None:
+        """Inputs, the HTTP server, the console, the clock's jobs: only now can work come in."""
+        config = self.settings.config
+        stack = self._stack
         self._inputs = await adapters.start_inputs(self.settings, self._context, self.log)
         stack.push_async_callback(lambda: adapters.stop(self._inputs, self.log))
         self.hooks.install(self._inputs)
