@@ -242,6 +242,9 @@ class AccountGate:
                     await self.on_pause(pause)
         except Exception:  # telling must never stop the gate itself
             self._log.exception("account_hook_failed", account=self.account)
+            # Not told: the next round of watching tells again (the daemon's system event is
+            # taken once, however often it is raised).
+            self._announced = previous
 
     async def refresh(self) -> None:
         """Read the shared marks: wrong keys, a pause, a rotation another process makes."""
@@ -254,8 +257,11 @@ class AccountGate:
             names.append(self.names.wrong_key(digest))
         changes = self._changes
         values = await self.marks.load(names)
-        if digest and values.get(self.names.wrong_key(digest)) and digest not in self._wrong:
-            self._wrong[digest] = self.clock()
+        marked = values.get(self.names.wrong_key(digest)) if digest else None
+        if marked and digest not in self._wrong:
+            # Since when the process that got -2 says: every instance then names this pause
+            # alike, and the operators are told of it once.
+            self._wrong[digest] = _float(marked, self.clock())
         if digest and values[self.names.proven] == digest and digest not in self._wrong:
             self._proven = digest  # another process (instance) proved it: no second proof
         if changes == self._changes:  # nothing changed it here while the marks were read
@@ -396,3 +402,10 @@ class AccountGate:
                 "the key was not rotated (try again)"
             )
         self._log.info("gateway_key_rotation_no_daemon", account=self.account)
+
+
+def _float(text: str, default: float) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return default

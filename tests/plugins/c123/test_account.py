@@ -194,6 +194,29 @@ async def test_an_account_fault_pauses_until_a_probe_answers(
     assert marks[client.gate.names.proven]  # and the key's proof is shared
 
 
+async def test_a_pause_the_hook_failed_to_tell_is_told_on_the_next_round(
+    simulator: Simulator, session: aiohttp.ClientSession, store: Store
+) -> None:
+    """Telling operators failed (the hook raised): the watching gate tells again, until told."""
+    attempts: list[str] = []
+    told = asyncio.Event()
+
+    async def on_pause(pause: Pause) -> None:
+        attempts.append(pause.reason)
+        if len(attempts) == 1:
+            raise RuntimeError("the rules are not ready yet")
+        told.set()
+
+    client = C123Client(config(simulator.url), session, marks=StoreMarks(store), on_pause=on_pause)
+    await client.get_balance()
+    simulator.state.set_flags(DEFAULT_ACCOUNT, api_disabled=True)
+    async with client.gate.watching():
+        with pytest.raises(errors.ApiDisabledError):
+            await client.send_once([A], "x")
+        await asyncio.wait_for(told.wait(), 5)
+    assert attempts == ["api_disabled", "api_disabled"]  # told once it worked, not again
+
+
 async def test_only_the_instance_allowed_to_probe_does(
     simulator: Simulator, session: aiohttp.ClientSession, store: Store
 ) -> None:
