@@ -83,6 +83,7 @@ class Daemon:
         self._inputs: dict[str, Input[Any]] = {}
         self._outputs: dict[str, Output[Any]] = {}
         self.commits_reported = 0
+        self.wakeups: wakeups.Wakeups | None = None  # set once the instances hear each other
 
     @property
     def inputs(self) -> dict[str, Input[Any]]:
@@ -160,7 +161,7 @@ class Daemon:
         return c123
 
     def _build_outbox(self, c123: C123Config) -> None:
-        """The rules' pipeline and silences."""
+        """The rules' pipeline, silences, and the processor that runs the rules."""
         stack = self._stack
         self.pipeline = Pipeline(
             self.store,
@@ -177,6 +178,23 @@ class Daemon:
         # Before the session closes, after the processor stopped: silences under way finish.
         stack.push_async_callback(self.silencer.drain)
         configure.route(self.pipeline, self.settings, self.silencer)
+        # Made now, run later: the gateway's pause hook raises its events through it as soon
+        # as the account is watched.
+        self.records = RecordIntake(
+            self.store, self.pipeline, metrics=self.metrics, clock=self.clock
+        )
+        self.processor = Processor(
+            self.store,
+            self.pipeline,
+            self.records,
+            parser=self._parser,
+            metrics=self.metrics,
+            log=self.log,
+            clock=self.clock,
+        )
+        self.processor.chatops = configure.chatops(
+            self.settings, partial(gateway.balance, self.client)
+        )
 
     async def _start_sending(self) -> None:
         """The outputs, and the dispatcher that sends through them."""
@@ -203,24 +221,9 @@ class Daemon:
         stack.push_async_callback(self._stop_dispatch)
 
     def _build_intake(self) -> None:
-        """The processor that turns the inbox into jobs, the wake-ups, the gateway's poller."""
+        """The wake-ups between instances, and the gateway's poller."""
         config = self.settings.config
         stack = self._stack
-        self.records = RecordIntake(
-            self.store, self.pipeline, metrics=self.metrics, clock=self.clock
-        )
-        self.processor = Processor(
-            self.store,
-            self.pipeline,
-            self.records,
-            parser=self._parser,
-            metrics=self.metrics,
-            log=self.log,
-            clock=self.clock,
-        )
-        self.processor.chatops = configure.chatops(
-            self.settings, partial(gateway.balance, self.client)
-        )
         self.records.stored = self._inbox_news
         self.wakeups = wakeups.start(
             self.store,
