@@ -7,9 +7,10 @@ from contextlib import AsyncExitStack
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from bridge.events import Event, EventKind
+from bridge.events import Event, EventKind, Occurrence
 from bridge.metrics import Metrics
 from bridge.outbox import Dispatcher
+from bridge.plugin import sha256_hex
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config
 from bridge.plugins.c123.marks import Pause
@@ -19,6 +20,9 @@ from bridge.sms import segment_count
 
 if TYPE_CHECKING:
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
+
+# How long the instances remember that a pause was told (a pause has one `since` for all).
+PAUSE_TOLD_ONCE = 7 * 86400.0
 
 
 async def open_gateway(
@@ -82,6 +86,8 @@ async def report_pause(
         text=f"SMS account paused ({pause.reason}): {pause.detail}; messages are held",
         data={"reason": pause.reason, "detail": pause.detail},
         fingerprint=f"account-paused|{account}|{pause.reason}",
+        # Every instance sees the pause (through the store): the operators hear of it once.
+        once=Occurrence(sha256_hex(account, pause.reason, pause.since), PAUSE_TOLD_ONCE),
     )
     await run_events([event])
 

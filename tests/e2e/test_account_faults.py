@@ -10,7 +10,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bridge.events import Event, EventKind
+from bridge.plugins.c123.account import PauseHook
 from bridge.plugins.c123.keyfile import write_key
+from bridge.plugins.c123.marks import Pause
 from bridge.plugins.c123.simulator import DEFAULT_ACCOUNT, DEFAULT_AUTHKEY, Simulator, key_digest
 from bridge.runtime.daemon import Daemon
 from bridge.testing import CapturingOutput, DaemonFactory
@@ -204,3 +206,40 @@ async def test_commands_without_the_store(simulator: Simulator, tmp_path: Path) 
     assert "the key was not rotated" in output
     assert simulator.state.calls["updateKey"] == 0
     assert key_file.read_text().strip() == DEFAULT_AUTHKEY
+
+
+async def test_several_instances_tell_operators_of_one_pause_once(
+    pg_url: str,  # first: the database outlives the daemons
+    smsbridge_daemon: DaemonFactory,
+    simulator: Simulator,
+    capture_output: CapturingOutput,
+    tmp_path: Path,
+) -> None:
+    """Two instances on one database both see the account locked (one through the gateway's
+    answer, the other through the pause it stored): one system event, one post to operators."""
+    key_file = tmp_path / "c123-authkey"
+    write_key(key_file, DEFAULT_AUTHKEY)
+    text = daemon_config(simulator.url, key_file, tmp_path / "unused.sqlite3").replace(
+        f"store: {{path: {tmp_path / 'unused.sqlite3'}}}", f'store: {{url: "{pg_url}"}}'
+    )
+    first, second = await smsbridge_daemon(text), await smsbridge_daemon(text)
+    told = {first: asyncio.Event(), second: asyncio.Event()}
+    for daemon, event in told.items():
+        hook = daemon.client.gate.on_pause
+        assert hook is not None
+
+        async def tell(pause: Pause, hook: PauseHook = hook, event: asyncio.Event = event) -> None:
+            await hook(pause)  # the daemon's own: the system event, committed when it returns
+            event.set()
+
+        daemon.client.gate.on_pause = tell
+    simulator.state.set_flags(DEFAULT_ACCOUNT, account_locked=True)
+    await page(first)
+    async with asyncio.timeout(10):
+        await asyncio.gather(*(event.wait() for event in told.values()))
+    posts = await first.store.read(
+        lambda conn: conn.execute("SELECT count(*) FROM jobs WHERE output = 'ops'").fetchone()[0]
+    )
+    assert posts == 1
+    await capture_output.wait_for(1)
+    assert capture_output.delivered[0].text.startswith("SMS account paused (account_locked)")
