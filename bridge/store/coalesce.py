@@ -50,11 +50,22 @@ class Coalescer(Generic[I, R]):
             while self._queued:
                 batch, self._queued = self._queued[:MOST], self._queued[MOST:]
                 await self._write_batch(batch)
+                batch = []
+        except BaseException as exc:
+            # Cancelled at shutdown, or a fault of the unit's own (a result missing): whoever
+            # waits is told, never left waiting. The exception reaches them, not the loop.
+            left, self._queued = batch + self._queued, []
+            for _, future in left:
+                if future.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
         finally:
             self._writer = None
-            for _, future in batch:  # cancelled at shutdown: nobody may wait for ever
-                if not future.done():
-                    future.cancel()
 
     async def _write_batch(self, batch: list[tuple[I, asyncio.Future[R]]]) -> None:
         items = [item for item, _ in batch]
@@ -70,6 +81,8 @@ class Coalescer(Generic[I, R]):
                 return
             await asyncio.gather(*(self._write_alone(item, future) for item, future in batch))
             return
+        if len(results) != len(batch):
+            raise ValueError(f"{len(results)} results for a batch of {len(batch)} items")
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result)
 

@@ -99,3 +99,15 @@ async def test_a_closed_store_fails_every_item_as_unavailable(store: Store) -> N
     assert all(isinstance(outcome, StoreUnavailableError) for outcome in outcomes)
     with pytest.raises(StoreUnavailableError):
         await coalescer.write(7)  # and the next writes find it closed too
+
+
+async def test_a_unit_that_returns_too_few_results_fails_its_callers(store: Store) -> None:
+    """A fault of the unit itself (not of one item) reaches every caller of the batch."""
+
+    def short(conn: Connection, items: Sequence[int]) -> list[int]:
+        return list(items[:-1]) if len(items) > 1 else list(items)
+
+    coalescer = Coalescer(store, short)
+    outcomes = await asyncio.gather(*(coalescer.write(n) for n in range(3)), return_exceptions=True)
+    assert all(isinstance(outcome, ValueError) for outcome in outcomes)
+    assert await coalescer.write(5) == 5  # and the next write is a batch of its own
