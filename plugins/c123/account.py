@@ -48,6 +48,8 @@ Probe = Callable[[SecretStr], Awaitable[object]]
 
 # How often the watching process reads the marks and the key file.
 WATCH_EVERY = 0.25
+# Seconds between attempts to tell operators of a pause when telling failed (not every watch).
+TELL_AGAIN_AFTER = 2.0
 # How long `rotate-key` waits to hear from a daemon before taking it that none runs.
 ROTATION_NOTICE = 2.0
 # What the rotation itself may take (updateKey and writing the file) before the mark expires.
@@ -90,6 +92,7 @@ class AccountGate:
         self._pause: Pause | None = None  # a pause a probe can lift
         self._changes = 0  # local changes of _pause, so a stale read never undoes one
         self._announced = ""  # the pause reason operators were last told of ('' = running)
+        self._tell_again_at = 0.0  # after a failed telling, not before this
         self._follow_tried = ""  # digest the watcher last tried to prove after a key pause
         self._in_flight = 0
         self._open = asyncio.Event()
@@ -222,7 +225,7 @@ class AccountGate:
     async def _announce(self, pause: Pause | None) -> None:
         """Tell operators when the account stops or starts taking calls (once per change)."""
         reason = pause.reason if pause is not None else ""
-        if reason == self._announced:
+        if reason == self._announced or self.clock() < self._tell_again_at:
             return
         previous, self._announced = self._announced, reason
         try:
@@ -245,6 +248,7 @@ class AccountGate:
             # Not told: the next round of watching tells again (the daemon's system event is
             # taken once, however often it is raised).
             self._announced = previous
+            self._tell_again_at = self.clock() + TELL_AGAIN_AFTER
 
     async def refresh(self) -> None:
         """Read the shared marks: wrong keys, a pause, a rotation another process makes."""

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from bridge.plugins.c123 import errors
+from bridge.plugins.c123 import account, errors
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config
 from bridge.plugins.c123.keyfile import write_key
@@ -197,7 +197,8 @@ async def test_an_account_fault_pauses_until_a_probe_answers(
 async def test_a_pause_the_hook_failed_to_tell_is_told_on_the_next_round(
     simulator: Simulator, session: aiohttp.ClientSession, store: Store
 ) -> None:
-    """Telling operators failed (the hook raised): the watching gate tells again, until told."""
+    """Telling operators failed (the hook raised): the watching gate tells again, paced, until
+    told."""
     attempts: list[str] = []
     told = asyncio.Event()
 
@@ -213,7 +214,10 @@ async def test_a_pause_the_hook_failed_to_tell_is_told_on_the_next_round(
     async with client.gate.watching():
         with pytest.raises(errors.ApiDisabledError):
             await client.send_once([A], "x")
-        await asyncio.wait_for(told.wait(), 5)
+        loop = asyncio.get_running_loop()
+        failed_at = loop.time()
+        await asyncio.wait_for(told.wait(), 10)
+        assert loop.time() - failed_at >= account.TELL_AGAIN_AFTER - 0.5  # not at every watch
     assert attempts == ["api_disabled", "api_disabled"]  # told once it worked, not again
 
 
