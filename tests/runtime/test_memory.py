@@ -13,6 +13,7 @@ from bridge.runtime import memory
 @pytest.fixture
 def restored_collector() -> Iterator[None]:
     threshold = gc.get_threshold()
+    gc.unfreeze()
     yield
     gc.unfreeze()
     gc.set_threshold(*threshold)
@@ -20,11 +21,9 @@ def restored_collector() -> Iterator[None]:
 
 @pytest.mark.usefixtures("restored_collector")
 def test_tune_collector_freezes_what_exists_and_raises_the_young_threshold() -> None:
-    built_at_start = [object() for _ in range(10)]  # noqa: F841 - alive while tuned
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold()[0] < memory.YOUNG_THRESHOLD
+    built_at_start = [[n] for n in range(100)]  # containers the collector tracks
     memory.tune_collector()
     assert gc.get_threshold()[0] == memory.YOUNG_THRESHOLD
-    assert gc.get_freeze_count() > 0
-    frozen = gc.get_freeze_count()
-    made_later = [[] for _ in range(100)]  # containers the collector still tracks
-    assert gc.get_freeze_count() == frozen
-    assert made_later
+    assert gc.get_freeze_count() >= len(built_at_start)
