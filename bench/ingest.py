@@ -562,34 +562,33 @@ def write_script(workdir: Path, teams: int) -> Path:
 
 
 def inbox_rows(path: Path, database: str = "") -> int:
-    """Deliveries the daemon stored so far (the inbox's ids are never reused), read from the
-    store opened read-only (or the database)."""
-    query = "SELECT coalesce(max(id), 0) FROM inbox"
-    if database:
-        import psycopg
-
-        with psycopg.connect(database) as pg:
-            row = pg.execute(query).fetchone()
-            return int(row[0]) if row else 0
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        return int(conn.execute(query).fetchone()[0])
-    finally:
-        conn.close()
+    """Deliveries the daemon stored so far (the inbox's ids are never reused)."""
+    return count_rows("SELECT coalesce(max(id), 0) FROM inbox", path, database)
 
 
 def unprocessed(path: Path, database: str = "") -> int:
-    """Inbox rows not yet processed, read from the store opened read-only (or the database)."""
-    query = "SELECT count(*) FROM inbox WHERE processed_at IS NULL"
+    """Inbox rows not yet processed."""
+    return count_rows("SELECT count(*) FROM inbox WHERE processed_at IS NULL", path, database)
+
+
+def count_rows(query: str, path: Path, database: str = "", params: Sequence[Any] = ()) -> int:
+    """The one number `query` answers, from the store opened read-only (or the database)."""
     if database:
         import psycopg
 
         with psycopg.connect(database) as pg:
-            row = pg.execute(query).fetchone()
+            row = pg.execute(query.replace("?", "%s"), params).fetchone()
             return int(row[0]) if row else 0
+    with read_only(path) as conn:
+        return int(conn.execute(query, params).fetchone()[0])
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    """The daemon's SQLite store opened read-only beside it, closed afterwards."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
-        return int(conn.execute(query).fetchone()[0])
+        yield conn
     finally:
         conn.close()
 
@@ -771,13 +770,9 @@ def ratios(bare: Side, daemon: Side, target: float) -> dict[str, Any]:
 
 def held_jobs(path: Path) -> int:
     """Jobs held after a -9 (for a top-up), read from the outbox opened read-only."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        # Refused once for the balance: nothing more happens to them for minutes.
-        query = "SELECT count(*) FROM jobs WHERE state = 'pending' AND code IN (?, ?)"
-        return int(conn.execute(query, HOLDS).fetchone()[0])
-    finally:
-        conn.close()
+    # Refused once for the balance: nothing more happens to them for minutes.
+    query = "SELECT count(*) FROM jobs WHERE state = 'pending' AND code IN (?, ?)"
+    return count_rows(query, path, params=HOLDS)
 
 
 # --- 2. latency --------------------------------------------------------------------------------
@@ -843,11 +838,7 @@ async def latency(workdir: Path, source: AlertSource, plan: Plan, bare: Server) 
 
 def reported(path: Path) -> int:
     """Jobs a delivery report was recorded for, read from the store opened read-only."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        return int(conn.execute("SELECT count(*) FROM jobs WHERE delivery != ''").fetchone()[0])
-    finally:
-        conn.close()
+    return count_rows("SELECT count(*) FROM jobs WHERE delivery != ''", path)
 
 
 async def report_burst(

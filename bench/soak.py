@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import sqlite3
 import statistics
 import tempfile
 import time
@@ -53,6 +52,7 @@ from ingest import (
     alert_name,
     blast,
     proc_status,
+    read_only,
     reported,
     start_daemon,
     unprocessed,
@@ -105,14 +105,11 @@ def store_bytes(path: Path) -> tuple[int, int]:
 
 def used_bytes(path: Path) -> int:
     """Bytes of the database's pages in use (not free), read-only."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
+    with read_only(path) as conn:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
         size = conn.execute("PRAGMA page_size").fetchone()[0]
         return int((pages - free) * size)
-    finally:
-        conn.close()
 
 
 async def per_message(workdir: Path, count: int) -> dict[str, Any]:
@@ -160,12 +157,9 @@ async def per_message(workdir: Path, count: int) -> dict[str, Any]:
 
 def kept(path: Path) -> dict[str, int]:
     """Rows kept per table that grows with traffic, read with the store opened read-only."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
+    with read_only(path) as conn:
         tables = ("jobs", "events", "inbox", "raw_polls", "conversations", "seen_records")
         return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # noqa: S608 - fixed names
-    finally:
-        conn.close()
 
 
 async def webhooks(http: aiohttp.ClientSession, url: str, plan: SoakPlan, run: Run) -> None:
