@@ -161,6 +161,15 @@ class GroupWriter:
                 pending.future.set_exception(value)
 
 
+def problem(is_open: bool, last_commit_error: str | None) -> str:
+    """Why a store cannot take writes ('' when it can, as far as its last commit shows)."""
+    if not is_open:
+        return "the store is not open"
+    if last_commit_error is not None:
+        return f"the last commit failed: {last_commit_error}"
+    return ""
+
+
 def _unavailable(exc: BaseException) -> StoreUnavailableError:
     if isinstance(exc, StoreUnavailableError):
         return exc

@@ -28,6 +28,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+import bridge.store.group as group
 import bridge.store.pg_migrations as pg_migrations
 import bridge.store.pg_units as units
 from bridge.plugin import StoreUnavailableError
@@ -130,11 +131,8 @@ class PostgresStore:
 
     @property
     def problem(self) -> str:
-        if not self.is_open:
-            return "the store is not open"
-        if self.last_commit_error is not None:
-            return f"the last commit failed: {self.last_commit_error}"
-        return ""
+        """Why the store cannot take writes ('' when it can, as far as the last commit shows)."""
+        return group.problem(self.is_open, self.last_commit_error)
 
     async def open(self) -> None:
         """Bring the schema up to date (under an advisory lock) and open the pool.

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import bridge.store.group as group
 import bridge.store.migrations as migrations
 from bridge.plugin import StoreUnavailableError
 from bridge.store.base import Notification
@@ -151,11 +152,7 @@ class SqliteStore:
     @property
     def problem(self) -> str:
         """Why the store cannot take writes ('' when it can, as far as the last commit shows)."""
-        if not self.is_open:
-            return "the store is not open"
-        if self.last_commit_error is not None:
-            return f"the last commit failed: {self.last_commit_error}"
-        return ""
+        return group.problem(self.is_open, self.last_commit_error)
 
     async def open(self) -> None:
         """Create the file if needed, bring its schema up to date, and start the writer.
