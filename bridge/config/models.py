@@ -19,7 +19,7 @@ from pydantic import (
 
 from bridge.config import ConfigModel, Duration, FilePath, PositiveDuration, SecretFile
 from bridge.config.console import ConsoleConfig
-from bridge.paging import OncallConfig
+from bridge.config.oncall import OncallConfig
 from bridge.plugins.c123.config import C123Config
 from bridge.rules import Contacts, Groups, Rules
 

@@ -1,9 +1,7 @@
 """Paging: on-call schedules, escalation policies, reply commands, quiet hours; incidents and
 their escalation on durable timers (functions that run inside a Store.write transaction)."""
 
-from bridge.paging import timers
-from bridge.paging.actions import Outcome, Result, Silence, apply_reply, may_help
-from bridge.paging.config import (
+from bridge.config.oncall import (
     HandoffTime,
     OncallConfig,
     OverrideConfig,
@@ -15,6 +13,7 @@ from bridge.paging.config import (
     StepConfig,
     check_references,
 )
+from bridge.paging.actions import Outcome, Result, Silence, apply_reply, may_help
 from bridge.paging.escalation import (
     TIMER_KINDS,
     Cause,
@@ -113,7 +112,6 @@ __all__ = [
     "resolve_group",
     "rotation_on_call",
     "start_escalation",
-    "timers",
     "to_instant",
     "unreachable",
     "who_is_on_call",

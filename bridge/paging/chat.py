@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import bridge.paging.incidents as incidents
-from bridge.paging.config import ScheduleConfig
+from bridge.config.oncall import ScheduleConfig
 from bridge.paging.incidents import State
 from bridge.paging.schedules import next_handoffs, who_is_on_call
 from bridge.store import Connection

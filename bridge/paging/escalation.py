@@ -15,7 +15,6 @@ from enum import StrEnum
 from typing import Any
 
 import bridge.paging.incidents as incidents
-import bridge.paging.timers as timers
 from bridge.intake import conversations
 from bridge.paging.incidents import (
     ACK_TIMER,
@@ -28,7 +27,7 @@ from bridge.paging.incidents import (
     Transition,
 )
 from bridge.paging.policy import NobodyOnCall, TimelineEntry
-from bridge.store import Connection, Row
+from bridge.store import Connection, Row, timers
 
 TIMER_KINDS = frozenset({STEP_TIMER, ACK_TIMER, REPORT_TIMER})  # the timers `on_timer` fires
 FAILED = frozenset({"failed", "timeout"})  # page statuses that count as not delivered

@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import bridge.paging.timers as timers
-from bridge.paging.config import ScheduleConfig
+from bridge.config.oncall import ScheduleConfig
 from bridge.paging.schedules import next_handoffs, who_is_on_call
 from bridge.rules import Directory, Recipient
-from bridge.store import Connection
+from bridge.store import Connection, timers
 
 HANDOFF_TIMER = "oncall.handoff"  # key: the schedule's name; due at its next handoff
 LATE = 3600.0  # a handoff missed by more than this (the daemon was down) is not told late

@@ -8,11 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import bridge.paging.incidents as incidents
-import bridge.paging.timers as timers
 from bridge.paging.escalation import IncidentPage
 from bridge.paging.incidents import State
 from bridge.rules import Directory
-from bridge.store import Connection
+from bridge.store import Connection, timers
 
 RELEASE_TIMER = "quiet_release"  # key: the number whose held pages it releases
 

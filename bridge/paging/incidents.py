@@ -11,11 +11,10 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 
-import bridge.paging.timers as timers
+from bridge.config.oncall import PolicyConfig
 from bridge.events import Conversation
 from bridge.intake import conversations
-from bridge.paging.config import PolicyConfig
-from bridge.store import Connection, Row
+from bridge.store import Connection, Row, timers
 
 # Timer kinds, keyed by incident id (steps, acknowledgement timeouts) or page id (reports).
 STEP_TIMER = "incident.step"

@@ -13,10 +13,9 @@ import bridge.paging.handoffs as handoffs
 import bridge.paging.hold as hold
 import bridge.paging.incidents as incidents
 import bridge.paging.silences as silences
-import bridge.paging.timers as timers
+from bridge.config.oncall import OncallConfig
 from bridge.events import Conversation, Event, EventKind, Status
 from bridge.intake import PAGING, Pipeline
-from bridge.paging.config import OncallConfig
 from bridge.paging.escalation import Escalation
 from bridge.paging.incidents import Change
 from bridge.paging.policy import escalation_timeline
@@ -25,7 +24,7 @@ from bridge.paging.silences import SilenceAnswer, Silencer, SilenceRequest
 from bridge.paging.telling import PENDING_JOB_PAGES, PENDING_PAGE, Teller
 from bridge.rules import Decision, Directory, alert_summary
 from bridge.sms import mask_number
-from bridge.store import Connection
+from bridge.store import Connection, timers
 
 TIMER_BATCH = 64  # timers fired per transaction: the write that holds them stays short
 HELP = "Not a command. Reply with your page's code: 1a ack, 1c close, 1e escalate"

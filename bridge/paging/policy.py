@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bridge.paging.config import GROUP_PREFIX, SCHEDULE_PREFIX, PolicyConfig, ScheduleConfig
+from bridge.config.oncall import GROUP_PREFIX, SCHEDULE_PREFIX, PolicyConfig, ScheduleConfig
 from bridge.paging.schedules import who_is_on_call
 from bridge.rules import Directory, as_utc
 

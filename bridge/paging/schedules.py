@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bridge.paging.config import RotationConfig, ScheduleConfig
+from bridge.config.oncall import RotationConfig, ScheduleConfig
 from bridge.rules import ALL_DAYS, Window, as_utc, to_instant, wall_time
 
 HANDOFF_HORIZON = timedelta(days=366)  # how far next_handoffs looks for a change

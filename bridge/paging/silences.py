@@ -13,13 +13,12 @@ from typing import Any
 
 import aiohttp
 
-import bridge.paging.timers as timers
+from bridge.config.oncall import SilencesConfig
 from bridge.events import Event, Intent
 from bridge.intake import Pipeline
 from bridge.outbox import jobs as outbox
-from bridge.paging.config import SilencesConfig
 from bridge.sms import mask_number
-from bridge.store import Connection, Store
+from bridge.store import Connection, Store, timers
 
 API = "/api/v2/silences"
 CREATED_BY = "smsbridge"

@@ -11,16 +11,15 @@ import bridge.paging.escalation as escalation
 import bridge.paging.handoffs as handoffs
 import bridge.paging.hold as hold
 import bridge.paging.incidents as incidents
-import bridge.paging.timers as timers
+from bridge.config.oncall import OncallConfig
 from bridge.events import Conversation, Event, EventKind, Intent
 from bridge.intake import Pipeline
 from bridge.outbox import jobs as outbox
-from bridge.paging.config import OncallConfig
 from bridge.paging.escalation import Escalation, IncidentPage
 from bridge.paging.incidents import Change, Incident, Transition
 from bridge.rules import Directory
 from bridge.sms import mask_number
-from bridge.store import Connection
+from bridge.store import Connection, timers
 
 SOURCE = "paging"
 PENDING_PAGE = (

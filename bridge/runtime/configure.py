@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.events import Conversation
 from bridge.intake import ChatOps, ConversationSettings, Pipeline, StormSettings
 from bridge.logging import register_secrets
 from bridge.metrics import Metrics
 from bridge.outbox import Dispatcher, JobRecord, RetryPolicy
-from bridge.paging import Pager, Silencer
 from bridge.plugin import ChatInputConfig, Output
 from bridge.rules import Directory
 from bridge.runtime.settings import SMS_OUTPUT, Settings
 from bridge.store import Store
+
+if TYPE_CHECKING:
+    from bridge.paging import Silencer
 
 
 def storm_settings(settings: Settings) -> StormSettings:
@@ -37,11 +39,11 @@ def route(pipeline: Pipeline, settings: Settings, silencer: Silencer | None = No
     pipeline.rules = settings.rules
     pipeline.directory = directory
     # Incidents under way keep their stored timeline; only what comes next sees this config.
-    pipeline.paging = (
-        Pager(pipeline, config.oncall, directory, SMS_OUTPUT, silencer)
-        if config.oncall is not None
-        else None
-    )
+    pipeline.paging = None
+    if config.oncall is not None:
+        from bridge.paging import Pager  # an optional part: loaded only when a config pages
+
+        pipeline.paging = Pager(pipeline, config.oncall, directory, SMS_OUTPUT, silencer)
     pipeline.conversations = ConversationSettings(
         ttl=config.conversations.ttl.total_seconds(),
         reply_codes=config.conversations.reply_codes,

@@ -27,7 +27,6 @@ from bridge.intake import PAGING, STORM, Pipeline, Processor, RecordIntake
 from bridge.logging import SCRUBBER
 from bridge.metrics import Metrics
 from bridge.outbox import JobRecord, retention
-from bridge.paging import Silencer
 from bridge.plugin import Delivery, Input, Output, Parsed, PluginContext
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.config import C123Config
@@ -42,6 +41,7 @@ from bridge.store import Dialect, StoreReplay, ledger
 
 if TYPE_CHECKING:
     from bridge.console import ConsoleServer
+    from bridge.paging import Silencer
     from bridge.plugins.c123.simulator import Simulator, SimulatorSettings
 
 EXPIRE_TASK = "expire"
@@ -75,6 +75,7 @@ class Daemon:
         self.hooks = HookTable()
         self.simulator: Simulator | None = None
         self.console: ConsoleServer | None = None
+        self.silencer: Silencer | None = None  # made when a config first pages
         self.port = 0
         self._stack = AsyncExitStack()
         self._storm_wake = asyncio.Event()
@@ -174,10 +175,9 @@ class Daemon:
             wake=self._wake,
             price=c123.segment_price,
         )
-        self.silencer = Silencer(self.store, self.session, self.pipeline, self.log, self.clock)
         # Before the session closes, after the processor stopped: silences under way finish.
-        stack.push_async_callback(self.silencer.drain)
-        configure.route(self.pipeline, self.settings, self.silencer)
+        stack.push_async_callback(self._drain_silences)
+        self._route(self.settings)
         # Made now, run later: the gateway's pause hook raises its events through it as soon
         # as the account is watched.
         self.records = RecordIntake(
@@ -432,6 +432,18 @@ class Daemon:
 
     # --- running ---------------------------------------------------------------------------
 
+    def _route(self, settings: Settings) -> None:
+        if settings.config.oncall is not None and self.silencer is None:
+            # Paging is an optional part: a config without `oncall` never loads it.
+            from bridge.paging import Silencer
+
+            self.silencer = Silencer(self.store, self.session, self.pipeline, self.log, self.clock)
+        configure.route(self.pipeline, settings, self.silencer)
+
+    async def _drain_silences(self) -> None:
+        if self.silencer is not None:
+            await self.silencer.drain()
+
     def _wake(self, touched: Iterable[str]) -> None:
         names = set(touched)
         self.dispatcher.wake(names)
@@ -484,7 +496,7 @@ class Daemon:
     async def _swap(self, settings: Settings, new: Adapters) -> Adapters:
         """Route by the new config and its adapters; returns the adapters they replace."""
         replaced = Adapters(self._inputs, self._outputs)
-        configure.route(self.pipeline, settings, self.silencer)
+        self._route(settings)
         self._wake({PAGING})  # the new config's handoff timers are set by the paging loop
         self.processor.chatops = configure.chatops(settings, partial(gateway.balance, self.client))
         self._inputs, self._outputs = new.inputs, new.outputs

@@ -9,7 +9,6 @@ from typing import Any, Protocol
 from bridge.metrics import Metrics
 from bridge.outbox import JobState
 from bridge.outbox import jobs as outbox
-from bridge.paging import State, Unreachable, open_counts, unreachable
 from bridge.plugins.c123.client import C123Client
 from bridge.plugins.c123.models import Action
 from bridge.plugins.c123.poller import GatewayPoller
@@ -52,32 +51,43 @@ class Daemon(Protocol):
 
 
 async def refresh_gauges(daemon: Daemon) -> None:
-    """Outbox depth by state, the age of the oldest unsettled job, open incidents by state and
-    the schedule members whose last page was not delivered."""
+    """Outbox depth by state, the age of the oldest unsettled job, and paging's gauges."""
     now = daemon.clock()
 
-    config = daemon.settings.config
-    schedules = config.oncall.schedules if config.oncall is not None else {}
-    directory = Directory(config.contacts, config.groups)
+    def read(conn: Connection) -> tuple[dict[str, int], float | None]:
+        return outbox.job_states(conn), outbox.oldest_pending(conn)
 
-    def read(
-        conn: Connection,
-    ) -> tuple[dict[str, int], float | None, dict[State, int], list[Unreachable]]:
-        missed = unreachable(conn, schedules, directory)
-        return outbox.job_states(conn), outbox.oldest_pending(conn), open_counts(conn), missed
-
-    states, oldest, incidents, missed = await daemon.store.read(read)
-    for incident_state, count in incidents.items():
-        daemon.metrics.incidents.labels(incident_state.value).set(count)
-    daemon.metrics.member_unreachable.clear()
-    for member in missed:
-        daemon.metrics.member_unreachable.labels(member.schedule, member.member).set(1)
+    states, oldest = await daemon.store.read(read)
     for state in JobState:
         daemon.metrics.outbox_jobs.labels(state.value).set(states.get(state.value, 0))
     daemon.metrics.outbox_oldest.set(max(now - oldest, 0.0) if oldest is not None else 0.0)
     daemon.metrics.store_commits.inc(daemon.store.commits - daemon.commits_reported)
     daemon.commits_reported = daemon.store.commits
     daemon.cluster.gauges(daemon.metrics, daemon.poller.fenced)
+    await _paging_gauges(daemon)
+
+
+async def _paging_gauges(daemon: Daemon) -> None:
+    """Open incidents by state and the schedule members whose last page was not delivered;
+    none while the config does not page (paging is an optional part, loaded only then)."""
+    metrics = daemon.metrics
+    config = daemon.settings.config
+    if config.oncall is None:
+        metrics.incidents.clear()
+        metrics.member_unreachable.clear()
+        return
+    from bridge.paging import open_counts, unreachable
+
+    schedules = config.oncall.schedules
+    directory = Directory(config.contacts, config.groups)
+    incidents, missed = await daemon.store.read(
+        lambda conn: (open_counts(conn), unreachable(conn, schedules, directory))
+    )
+    for incident_state, count in incidents.items():
+        metrics.incidents.labels(incident_state.value).set(count)
+    metrics.member_unreachable.clear()
+    for member in missed:
+        metrics.member_unreachable.labels(member.schedule, member.member).set(1)
 
 
 def status_line(daemon: Daemon) -> str:

@@ -12,11 +12,11 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
+from bridge.config.oncall import OncallConfig
 from bridge.intake import PAGING, Pipeline, storm
-from bridge.paging import OncallConfig, Pager, timers
 from bridge.runtime.settings import SMS_OUTPUT
 from bridge.runtime.supervisor import Run, Supervisor
-from bridge.store import Connection, Store
+from bridge.store import Connection, Store, timers
 
 Clock = Callable[[], float]
 # Periodic work: its task name, the work, its period in seconds, and whether it runs at once.
@@ -87,7 +87,15 @@ async def fire_paging_timers(
     its removal commit together, after `fence` passed in the same transaction: exactly once."""
     now = clock()
     touched: set[str] = set()
-    # Without `oncall` (dropped by a reload) timers still fire, and find nobody new to page.
+    if pipeline.paging is None:
+        # Paging is an optional part, loaded only when it has work. Without `oncall` (never
+        # set, or dropped by a reload) a timer an earlier config left still fires, and finds
+        # nobody new to page.
+        due = await store.read(timers.next_due)
+        if due is None or due > now:
+            return False
+    from bridge.paging import Pager
+
     pager = pipeline.paging
     if not isinstance(pager, Pager):
         pager = Pager(pipeline, OncallConfig(), pipeline.directory, SMS_OUTPUT)

@@ -23,7 +23,7 @@ from bridge.config import (
 )
 from bridge.config.loader import Document
 from bridge.config.models import Config, PluginInstance
-from bridge.paging import check_references as check_oncall
+from bridge.config.oncall import check_references as check_oncall
 from bridge.plugin import Input, Output, PluginLoadError, Registry
 from bridge.rules import CONVERSATION, Contacts, Groups, RuleError, Rules, RuleSet, check_references
 from bridge.runtime.template_names import template_warnings

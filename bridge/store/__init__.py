@@ -1,7 +1,7 @@
 """The durable store: one interface over SQLite (the default) and PostgreSQL, its versioned
 schema, small ledgers, and the leases and instance registry several instances share."""
 
-from bridge.store import instances, leases, ledger, migrations, pg_migrations, vacuum
+from bridge.store import instances, leases, ledger, migrations, pg_migrations, timers, vacuum
 from bridge.store.base import Notification, Store
 from bridge.store.coalesce import Coalescer
 from bridge.store.connection import Connection, Dialect, Row, dialect
@@ -38,5 +38,6 @@ __all__ = [
     "migrations",
     "pg_migrations",
     "read_only_database",
+    "timers",
     "vacuum",
 ]

@@ -10,13 +10,12 @@ from typing import Any, TypeVar
 
 import bridge.paging.escalation as escalation
 import bridge.paging.incidents as incidents
-import bridge.paging.timers as timers
 from bridge.events import Conversation
 from bridge.paging import PolicyConfig, escalation_timeline
 from bridge.paging.escalation import Escalation, IncidentPage
 from bridge.paging.incidents import Transition
 from bridge.rules.config import ContactConfig, Directory
-from bridge.store import Connection, Store
+from bridge.store import Connection, Store, timers
 
 T = TypeVar("T")
 T0 = 1_796_000_000.0  # 2026-11-30

@@ -206,6 +206,36 @@ async def test_a_restart_mid_escalation_still_pages_the_next_step_once(tmp_path:
         await second.stop()
 
 
+async def test_a_step_left_by_a_config_without_oncall_still_pages(tmp_path: Path) -> None:
+    """alice paged; the daemon restarted on a config that no longer pages (paging is then not
+    even loaded): the incident's stored step still pages bob when it comes due."""
+    path = daemon_config(config("1s"), tmp_path)
+    first = Daemon(load_settings(path), simulator_settings=quick_simulator_settings())
+    await first.start()
+    try:
+        assert first.simulator is not None
+        fingerprint = f"{next(_fingerprints):016x}"
+        assert (await post_json(first, "/hooks/am", notification("firing", fingerprint)))[0] == 200
+        await first.simulator.state.wait_for(has(1))
+    finally:
+        await first.stop()
+    without = config("1s").split("oncall:")[0] + "rules: []\n"
+    second = Daemon(
+        load_settings(daemon_config(without, tmp_path)),
+        simulator_settings=quick_simulator_settings(),
+    )
+    await second.start()
+    try:
+        assert second.pipeline.paging is None
+        assert second.simulator is not None
+        await second.simulator.state.wait_for(has(1))
+        assert sent_to(second.simulator.state) == [
+            (B, "[#1] DiskFull - reply 1a to ack, 1c to close, 1e to escalate")
+        ]
+    finally:
+        await second.stop()
+
+
 async def test_a_page_says_what_the_alert_says(smsbridge_daemon: DaemonFactory) -> None:
     """The alert's summary annotation is in the page, on one line and cut to stay short."""
     daemon = await smsbridge_daemon(config("1h"))

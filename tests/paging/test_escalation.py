@@ -9,11 +9,10 @@ import pytest
 
 import bridge.paging.escalation as escalation
 import bridge.paging.incidents as incidents
-import bridge.paging.timers as timers
 from bridge.paging import NobodyOnCall
 from bridge.paging.escalation import Cause
 from bridge.paging.incidents import Change, State
-from bridge.store import Connection
+from bridge.store import Connection, timers
 from tests.paging.desk import MINUTE, T0, Desk, paged_names
 
 

@@ -12,11 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import bridge.paging.handoffs as handoffs
-import bridge.paging.timers as timers
 from bridge.paging import ScheduleConfig
 from bridge.runtime.health import refresh_gauges
 from bridge.runtime.loops import fire_paging_timers
-from bridge.store import Dialect
+from bridge.store import Dialect, timers
 from bridge.testing import DaemonFactory, post_json
 from tests.paging.desk import DIRECTORY, NUMBER, T0, Desk
 from tests.paging.test_e2e import A, has, notification, until

@@ -8,9 +8,9 @@ import pytest
 
 import bridge.intake.conversations as conversations
 import bridge.paging.incidents as incidents
-import bridge.paging.timers as timers
 from bridge.events import Conversation
 from bridge.paging.incidents import CODE_QUARANTINE, Change, State
+from bridge.store import timers
 from tests.paging.desk import MINUTE, NUMBER, T0, Desk
 
 THREAD = Conversation("slack", "C1", "1700.1")

@@ -17,7 +17,7 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.paging.config import SilencesConfig
+from bridge.config.oncall import SilencesConfig
 from bridge.paging.silences import (
     PENDING_TIMER,
     RETRY_AFTER,

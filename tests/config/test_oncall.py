@@ -9,7 +9,7 @@ import pytest
 
 from bridge.config import ConfigError, load_config_text
 from bridge.config.models import Config
-from bridge.paging import HandoffTime, OncallConfig, check_references
+from bridge.config.oncall import HandoffTime, OncallConfig, check_references
 
 ISSUE_EXAMPLE = """
 contacts:

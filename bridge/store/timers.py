@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from bridge.store import Connection, Row
+from bridge.store.connection import Connection, Row
 from bridge.store.fragments import skip_locked
 
 T = TypeVar("T")

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import bridge.paging.timers as timers
-from bridge.store import Connection, Store
+from bridge.store import Connection, Store, timers
 
 T0 = 1_767_000_000.0
 
