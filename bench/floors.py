@@ -1,13 +1,18 @@
-"""The floor under the SQLite accept path: the inbox's own statements and commit, nothing else.
+"""Floors under the accept and full paths: what their unavoidable parts cost alone.
 
-Run: .venv/bin/python bench/sqlite_floor.py [--rounds 5] [--batch 16] [--json]
-Runs `inbox.store_many` (the two statements a coalesced batch of webhooks costs) and its commit
-straight on one connection of a store made by SqliteStore, with the store's pragmas
+Run: .venv/bin/python bench/floors.py [--rounds 5] [--batch 16] [--json]
+1. The store: runs `inbox.store_many` (the two statements a coalesced batch of webhooks costs)
+and its commit straight on one connection of a store made by SqliteStore, with the store's pragmas
 (WAL, synchronous=FULL, statement journal in memory): no event loop, no thread, no HTTP. The
 bodies are bench/ingest.py's 1.7 KB alerts, `--batch` to a commit (about what `wrk -c32` gives
 the daemon), after 48,000 rows already stored. Two variants, alternating within each round:
 with the de-duplication key (as the Alertmanager input stores it) and without one. Prints CPU
 µs a row (user, system) and WAL frames (pages) a commit, median of the rounds.
+2. A gateway call: an aiohttp client session posting the same body to bench/ingest.py's bare
+handler, 8 at a time; the client's CPU µs a request (what each SMS's call costs the daemon
+before the c123 client does anything of its own), median of the rounds.
+3. The input: what the Alertmanager input does to a body on the request path, alone (validate
+it, pick the usable alerts, make the de-duplication key), CPU µs a body, best of the rounds.
 """
 
 from __future__ import annotations
@@ -20,18 +25,22 @@ import sqlite3
 import statistics
 import tempfile
 import time
+import timeit
 from pathlib import Path
 from typing import Any
 
-from ingest import payload
+import aiohttp
+from ingest import QUICK, payload, start_bare
 
 import bridge.intake.inbox as inbox
-from bridge.plugin import sha256_hex
+from bridge.plugin import load_model, sha256_hex
+from bridge.plugins.alertmanager.payload import Payload
 from bridge.store import SqliteStore
 
 PREFILL = 48_000
 TIMED = 32_000  # rows a round, per variant
 FRAMED = 3_200  # rows over which WAL frames are counted
+JSON_HEADERS = {"Content-Type": "application/json"}
 WINDOW = 4 * 3600.0  # the Alertmanager input's default dedupe window
 
 
@@ -101,6 +110,43 @@ async def make_store(path: Path) -> None:
     await store.close()
 
 
+CALLS = 5_000  # client requests a round
+
+
+async def client_round(session: aiohttp.ClientSession, url: str, body: bytes) -> float:
+    """The client's CPU µs a request over CALLS requests, 8 in flight."""
+    slots = asyncio.Semaphore(8)
+
+    async def call() -> None:
+        async with slots, session.post(url, data=body, headers=JSON_HEADERS) as answer:
+            await answer.read()
+
+    user, system = cpu()
+    await asyncio.gather(*(call() for _ in range(CALLS)))
+    after_user, after_system = cpu()
+    return 1e6 * (after_user - user + after_system - system) / CALLS
+
+
+async def client_floor(rounds: int, body: bytes, workdir: Path) -> float:
+    bare = await start_bare(workdir, QUICK)
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"{bare.url}/hooks/floor"
+            await client_round(session, url, body)  # untimed: connections open
+            return statistics.median(
+                [await client_round(session, url, body) for _ in range(rounds)]
+            )
+    finally:
+        await bare.stop()
+
+
+def input_floor(rounds: int, body: bytes) -> float:
+    def read() -> None:
+        load_model(Payload, body).parse("am", WINDOW)
+
+    return 1e6 * min(timeit.repeat(read, number=CALLS, repeat=rounds)) / CALLS
+
+
 def main(rounds: int, batch: int) -> dict[str, Any]:
     body = payload(1, 1, 100)
     figures: dict[str, list[dict[str, float]]] = {"dedupe": [], "no_dedupe": []}
@@ -117,12 +163,15 @@ def main(rounds: int, batch: int) -> dict[str, Any]:
                 figures[name].append(timed(writers[name], batch))
         for writer in writers.values():
             writer.conn.close()
+        client_us = asyncio.run(client_floor(rounds, body, Path(tmp)))
     result: dict[str, Any] = {"batch": batch, "rounds": rounds, "body_bytes": len(body)}
     for name, runs in figures.items():
         result[name] = {
             key: round(statistics.median(run[key] for run in runs), 1) for key in runs[0]
         }
         result[name]["total_us"] = round(result[name]["user_us"] + result[name]["system_us"], 1)
+    result["client_request_us"] = round(client_us, 1)
+    result["input_us"] = round(input_floor(rounds, body), 1)
     return result
 
 
@@ -137,6 +186,8 @@ def table(result: dict[str, Any]) -> str:
             f"{name:10s} CPU {f['total_us']:5.1f} µs a row (user {f['user_us']}, system "
             f"{f['system_us']}); {f['frames_per_commit']} WAL frames a commit"
         )
+    lines.append(f"aiohttp client request: {result['client_request_us']} µs of the client's CPU")
+    lines.append(f"the Alertmanager input's validation and key: {result['input_us']} µs a body")
     return "\n".join(lines)
 
 
