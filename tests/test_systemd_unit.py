@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-UNIT = ROOT / "systemd" / "smsbridge.service"
+from tests.unit_file import UNIT, unit_environment
+
 ANALYZE = shutil.which("systemd-analyze")
 pytestmark = pytest.mark.skipif(ANALYZE is None, reason="needs systemd-analyze (Debian: systemd)")
 
@@ -60,6 +60,9 @@ def test_unit_declares_what_the_daemon_relies_on() -> None:
         assert re.search(f"^{re.escape(line)}$", text, re.M), line
     # The key is read from the file rotate-key rewrites, not from a copy made at start.
     assert not re.search(r"^LoadCredential=", text, re.M)
+    # The daemon runs optimized (no docstrings, no asserts): tests/e2e/test_crash.py and
+    # tests/runtime/test_systemd.py run it so.
+    assert unit_environment()["PYTHONOPTIMIZE"] == "2"
     reloads = re.findall(r"^ExecReload=(.*)$", text, re.M)
     assert reloads[0].endswith("smsbridge check -c /etc/smsbridge/config.yaml")
     assert reloads[1] == "/bin/kill -HUP $MAINPID"

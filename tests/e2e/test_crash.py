@@ -23,6 +23,7 @@ from bridge.plugins.c123.simulator import (
     Simulator,
     SimulatorSettings,
 )
+from tests.unit_file import unit_environment
 
 TEAMS = 100
 PER_REQUEST = 100
@@ -68,7 +69,7 @@ async def start_daemon(config: Path) -> tuple[asyncio.subprocess.Process, str]:
         str(config),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, **unit_environment()},  # as the unit runs it: optimized
     )
     assert proc.stdout is not None
     while line := await asyncio.wait_for(proc.stdout.readline(), timeout=30):

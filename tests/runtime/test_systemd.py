@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bridge.runtime.systemd import Notifier
+from tests.unit_file import unit_environment
 
 SMSBRIDGE = str(Path(sys.executable).parent / "smsbridge")
 
@@ -59,7 +60,12 @@ server: {{listen: "127.0.0.1:0"}}
 store: {{path: {tmp_path / "outbox.sqlite3"}}}
 polling: {{replies: 1h, reports: 1h, balance: 1h}}
 """)
-    env = {**os.environ, "NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "200000"}
+    env = {
+        **os.environ,
+        **unit_environment(),  # as the unit runs it: optimized
+        "NOTIFY_SOCKET": str(notify_socket.path),
+        "WATCHDOG_USEC": "200000",
+    }
     proc = await asyncio.create_subprocess_exec(
         SMSBRIDGE,
         "run",
