@@ -1,5 +1,5 @@
 """The durable store: one interface over SQLite (the default) and PostgreSQL, its versioned
-schema, small ledgers, and the leases and instance registry several instances share."""
+schema, small ledgers, durable timers, and the leases and instance registry instances share."""
 
 from bridge.store import instances, leases, ledger, migrations, pg_migrations, timers, vacuum
 from bridge.store.base import Notification, Store
