@@ -51,43 +51,55 @@ class Daemon(Protocol):
 
 
 async def refresh_gauges(daemon: Daemon) -> None:
-    """Outbox depth by state, the age of the oldest unsettled job, and paging's gauges."""
+    """Outbox depth by state, the age of the oldest unsettled job, open incidents by state and
+    the schedule members whose last page was not delivered (these two only when the config
+    pages: paging is an optional part, loaded only then). One read of the store."""
     now = daemon.clock()
-
-    def read(conn: Connection) -> tuple[dict[str, int], float | None]:
-        return outbox.job_states(conn), outbox.oldest_pending(conn)
-
-    states, oldest = await daemon.store.read(read)
-    for state in JobState:
-        daemon.metrics.outbox_jobs.labels(state.value).set(states.get(state.value, 0))
-    daemon.metrics.outbox_oldest.set(max(now - oldest, 0.0) if oldest is not None else 0.0)
-    daemon.metrics.store_commits.inc(daemon.store.commits - daemon.commits_reported)
-    daemon.commits_reported = daemon.store.commits
-    daemon.cluster.gauges(daemon.metrics, daemon.poller.fenced)
-    await _paging_gauges(daemon)
-
-
-async def _paging_gauges(daemon: Daemon) -> None:
-    """Open incidents by state and the schedule members whose last page was not delivered;
-    none while the config does not page (paging is an optional part, loaded only then)."""
     metrics = daemon.metrics
-    config = daemon.settings.config
-    if config.oncall is None:
+    paging = _paging_reader(daemon.settings)
+
+    def read(conn: Connection) -> tuple[dict[str, int], float | None, PagingFigures | None]:
+        found = paging(conn) if paging is not None else None
+        return outbox.job_states(conn), outbox.oldest_pending(conn), found
+
+    states, oldest, figures = await daemon.store.read(read)
+    for state in JobState:
+        metrics.outbox_jobs.labels(state.value).set(states.get(state.value, 0))
+    metrics.outbox_oldest.set(max(now - oldest, 0.0) if oldest is not None else 0.0)
+    metrics.store_commits.inc(daemon.store.commits - daemon.commits_reported)
+    daemon.commits_reported = daemon.store.commits
+    daemon.cluster.gauges(metrics, daemon.poller.fenced)
+    metrics.member_unreachable.clear()
+    if figures is None:
         metrics.incidents.clear()
-        metrics.member_unreachable.clear()
         return
+    incidents, missed = figures
+    for incident_state, count in incidents.items():
+        metrics.incidents.labels(incident_state).set(count)
+    for schedule, member in missed:
+        metrics.member_unreachable.labels(schedule, member).set(1)
+
+
+# Open incidents by state, and the (schedule, member) pairs whose last page was not delivered.
+PagingFigures = tuple[dict[str, int], list[tuple[str, str]]]
+
+
+def _paging_reader(settings: Settings) -> Callable[[Connection], PagingFigures] | None:
+    """What paging's gauges read, or None while the config does not page."""
+    config = settings.config
+    if config.oncall is None:
+        return None
     from bridge.paging import open_counts, unreachable
 
     schedules = config.oncall.schedules
     directory = Directory(config.contacts, config.groups)
-    incidents, missed = await daemon.store.read(
-        lambda conn: (open_counts(conn), unreachable(conn, schedules, directory))
-    )
-    for incident_state, count in incidents.items():
-        metrics.incidents.labels(incident_state.value).set(count)
-    metrics.member_unreachable.clear()
-    for member in missed:
-        metrics.member_unreachable.labels(member.schedule, member.member).set(1)
+
+    def read(conn: Connection) -> PagingFigures:
+        counts = {state.value: count for state, count in open_counts(conn).items()}
+        missed = [(m.schedule, m.member) for m in unreachable(conn, schedules, directory)]
+        return counts, missed
+
+    return read
 
 
 def status_line(daemon: Daemon) -> str:
